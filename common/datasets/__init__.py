@@ -1,0 +1,1 @@
+"""Data sources: each turns files on disk into a list of common.datasets.base.Sequence."""
