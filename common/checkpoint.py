@@ -1,0 +1,180 @@
+"""Checkpoints: our own format and the authors' (D3DP) format, loaded safely.
+
+Our format: {'format': 'd3dp-pytorch', 'version': 1, 'model_config': DenoiserConfig dict,
+'diffusion': {...}, 'model_pos': state dict with our names, 'epoch', 'lr', 'optimizer',
+'random_state' (clip sampler), 'torch_rng', 'best_error', 'args'}.
+
+Authors' format: {'epoch', 'lr', 'random_state' (a pickled numpy RandomState), 'optimizer',
+'model_pos'} with keys like 'module.pose_estimator.STEblocks.0.attn.qkv.weight' and the
+diffusion schedule buffers stored beside them. Both load with torch.load(weights_only=True);
+only the numpy globals the authors' pickle needs are allow-listed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .denoiser import Denoiser, DenoiserConfig
+
+FORMAT = "d3dp-pytorch"
+
+# Authors' parameter names -> ours (applied after stripping 'module.pose_estimator.').
+_RENAMES = [
+    (r"^Spatial_patch_to_embedding\.", "joint_embed."),
+    (r"^Spatial_pos_embed$", "spatial_pos"),
+    (r"^Temporal_pos_embed$", "temporal_pos"),
+    (r"^STEblocks\.", "spatial_blocks."),
+    (r"^TTEblocks\.", "temporal_blocks."),
+    (r"^Spatial_norm\.", "spatial_norm."),
+    (r"^Temporal_norm\.", "temporal_norm."),
+]
+# The diffusion schedule buffers the authors store beside the network (we recompute them).
+_SCHEDULE_BUFFERS = {
+    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
+    "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
+    "posterior_mean_coef1", "posterior_mean_coef2",
+}
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message says why and what to do."""
+
+
+def _numpy_safe_globals() -> list:
+    """The numpy globals a pickled numpy RandomState needs, under numpy 1 and 2 names."""
+    from numpy.random import _pickle as np_random_pickle
+    from numpy.random import MT19937
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    globs = [
+        np_random_pickle.__randomstate_ctor,
+        np_random_pickle.__bit_generator_ctor,
+        MT19937,
+        np.random.RandomState,
+        np.ndarray,
+        np.dtype,
+        (_reconstruct, "numpy.core.multiarray._reconstruct"),
+        (_reconstruct, "numpy._core.multiarray._reconstruct"),
+        type(np.dtype(np.uint32)),  # numpy.dtypes.UInt32DType
+    ]
+    return globs
+
+
+def safe_load(path, map_location="cpu") -> dict:
+    """torch.load with weights_only=True, accepting the numpy RandomState of the authors' files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}. Pass the path to a .bin file "
+                              f"(e.g. checkpoint/h36m_best_epoch.bin).")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # unpickling errors are diverse; all mean the same to the user
+        raise CheckpointError(f"could not load {path} safely as a checkpoint: {e}") from e
+    if not isinstance(obj, dict) or "model_pos" not in obj:
+        raise CheckpointError(f"{path} is not a D3DP checkpoint: expected a dict with a 'model_pos' entry, "
+                              f"got {type(obj).__name__} with keys {list(obj)[:8] if isinstance(obj, dict) else '-'}")
+    return obj
+
+
+def is_authors_format(ckpt: dict) -> bool:
+    return ckpt.get("format") != FORMAT
+
+
+def convert_authors_state_dict(state: dict) -> dict:
+    """Authors' model_pos -> our Denoiser state dict (prefixes stripped, names mapped,
+    schedule buffers dropped)."""
+    out = {}
+    for key, value in state.items():
+        name = re.sub(r"^module\.", "", key)
+        if name in _SCHEDULE_BUFFERS:
+            continue
+        name = re.sub(r"^pose_estimator\.", "", name)
+        for pattern, repl in _RENAMES:
+            name = re.sub(pattern, repl, name)
+        out[name] = value
+    return out
+
+
+def infer_config(state: dict, heads: int = 8, mlp_ratio: float | None = None) -> DenoiserConfig:
+    """Architecture implied by an (our-names) state dict's shapes."""
+    try:
+        _, frames, channels = state["temporal_pos"].shape
+        joints = state["spatial_pos"].shape[1]
+        depth = len({k.split(".")[1] for k in state if k.startswith("spatial_blocks.")})
+        hidden = state["spatial_blocks.0.mlp.fc1.weight"].shape[0]
+    except KeyError as e:
+        raise CheckpointError(f"checkpoint weights lack {e}: not a D3DP denoiser") from e
+    return DenoiserConfig(frames=frames, channels=channels, depth=depth, heads=heads, joints=joints,
+                          mlp_ratio=mlp_ratio or hidden / channels)
+
+
+def _check_config(path, wanted: DenoiserConfig | None, found: DenoiserConfig) -> None:
+    if wanted is None:
+        return
+    diffs = [(flag, getattr(wanted, name), getattr(found, name))
+             for flag, name in (("-f", "frames"), ("-cs", "channels"), ("-dep", "depth"))
+             if getattr(wanted, name) != getattr(found, name)]
+    if diffs:
+        have = ", ".join(f"{flag} {w}" for flag, w, _ in diffs)
+        need = " ".join(f"{flag} {f}" for flag, _, f in diffs)
+        raise CheckpointError(f"{path} was trained with a different architecture than the flags ask "
+                              f"for ({have}). Run with `{need}` to match the file.")
+
+
+def load_denoiser(path, config: DenoiserConfig | None = None, map_location="cpu"):
+    """Load a denoiser from our checkpoint or the authors'.
+
+    config: the architecture the command line asks for; a file that does not fit it raises
+    CheckpointError naming the flags that would. With our format, None means 'as saved'.
+    Returns (model, checkpoint dict).
+    """
+    ckpt = safe_load(path, map_location)
+    if is_authors_format(ckpt):
+        state = convert_authors_state_dict(ckpt["model_pos"])
+    else:
+        state = dict(ckpt["model_pos"])
+    found = infer_config(state, heads=(config.heads if config else 8))
+    if not is_authors_format(ckpt):
+        found = DenoiserConfig(**ckpt["model_config"])
+    _check_config(path, config, found)
+    cfg = found if config is None else DenoiserConfig(**{**config.to_dict(), "mlp_ratio": found.mlp_ratio})
+    model = Denoiser(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not fit the denoiser: missing keys {missing[:6]}, "
+                              f"unexpected keys {unexpected[:6]}")
+    return model, ckpt
+
+
+def atomic_save(obj, path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over the target, so a
+    crash mid-save never leaves a half-written file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def make_checkpoint(model: Denoiser, **state) -> dict:
+    """Our checkpoint dict: weights, architecture and whatever training state is given."""
+    return {"format": FORMAT, "version": 1, "model_config": model.cfg.to_dict(),
+            "model_pos": model.state_dict(), **state}

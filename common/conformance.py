@@ -1,0 +1,117 @@
+"""Check this implementation against conformance vectors produced by the authors' code.
+
+    python -m common.conformance DIR [DIR ...]
+
+DIR holds config.json, checkpoint.bin and vectors.npz (layout of the fixture's README).
+Sizes come from config.json only. Prints the maximum absolute deviation per quantity and
+exits with status 1 if any exceeds its tolerance.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .aggregation import j_agg, reproject
+from .checkpoint import load_denoiser
+from .denoiser import DenoiserConfig
+from .diffusion import DDIMSampler, Diffusion, FlipTTA
+from .metrics import AGGREGATION_MODES, aggregation_errors, mpjpe, p_mpjpe
+
+# Tolerances (absolute; poses in metres).
+TOL_DENOISER = 1e-5
+TOL_SCHEDULE = 1e-10
+TOL_DDIM = 1e-4
+TOL_AGGREGATION = 1e-5
+TOL_METRIC = 1e-6
+
+
+@dataclass
+class Check:
+    quantity: str
+    deviation: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.deviation <= self.tolerance)
+
+
+def _dev(a: torch.Tensor, b) -> float:
+    b = torch.as_tensor(b)
+    assert tuple(a.shape) == tuple(b.shape), f"shape {tuple(a.shape)} vs reference {tuple(b.shape)}"
+    return float((a.double() - b.double()).abs().max())
+
+
+def run_conformance(folder, device: str = "cpu") -> list[Check]:
+    """Replay every quantity of a conformance folder; one Check per quantity."""
+    folder = Path(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    v = np.load(folder / "vectors.npz")
+
+    def tensor(name):
+        return torch.from_numpy(v[name]).to(device)
+
+    model_cfg = DenoiserConfig(frames=cfg["frames"], channels=cfg["channels"], depth=cfg["depth"],
+                               heads=cfg["heads"], joints=cfg["joints"], mlp_ratio=cfg["mlp_ratio"], drop_path=0.0)
+    model, _ = load_denoiser(folder / "checkpoint.bin", model_cfg)
+    model = model.to(device).eval()
+    checks = []
+    add = lambda name, value, ref, tol: checks.append(Check(name, _dev(value.cpu(), ref), tol))
+
+    with torch.no_grad():
+        add("denoiser_out", model(tensor("inputs_2d"), tensor("x_noisy"), tensor("t_eval")), v["denoiser_out"], TOL_DENOISER)
+        add("denoiser_train_out", model(tensor("inputs_2d"), tensor("x_noisy_train"), tensor("t_train")),
+            v["denoiser_train_out"], TOL_DENOISER)
+
+    diffusion = Diffusion(cfg["timesteps"], cfg["scale"])
+    add("betas", diffusion.betas, v["betas"], TOL_SCHEDULE)
+    add("alphas_cumprod", diffusion.alphas_cumprod, v["alphas_cumprod"], TOL_SCHEDULE)
+    sampler = DDIMSampler(diffusion, cfg["iterations"], cfg["ddim_eta"])
+    add("ddim_time_pairs", torch.tensor(sampler.time_pairs), v["ddim_time_pairs"], 0)
+
+    k, h = cfg["iterations"], cfg["hypotheses"]
+    x2d = tensor("inputs_2d")
+    out = sampler.sample(model, x2d, h, noise=[tensor(f"ddim_noise_{i}") for i in range(k)])
+    add("ddim_out", out, v["ddim_out"], TOL_DDIM)
+    flip = FlipTTA(tensor("inputs_2d_flip"), cfg["joints_left"], cfg["joints_right"])
+    out = sampler.sample(model, x2d, h, flip=flip, noise=[tensor(f"ddim_flip_noise_{i}") for i in range(k)])
+    add("ddim_flip_out", out, v["ddim_flip_out"], TOL_DDIM)
+
+    hyps, gt, traj, cam = tensor("pred_for_metrics"), tensor("gt_3d"), tensor("traj"), tensor("cam")
+    add("reproj_2d", reproject(hyps, traj, cam), v["reproj_2d"], TOL_AGGREGATION)
+    add("j_agg_pose", j_agg(hyps, x2d, traj, cam)[0], v["j_agg_pose"], TOL_AGGREGATION)
+    for protocol2, prefix in ((False, "err_"), (True, "err2_")):
+        errors = aggregation_errors(hyps, gt, x2d, traj, cam, protocol2=protocol2)
+        for mode in AGGREGATION_MODES:
+            name = prefix + mode.lower().replace("-", "_")
+            add(name, errors[mode], v[name], TOL_AGGREGATION)
+    add("mpjpe", mpjpe(tensor("metric_pred"), tensor("metric_target")), v["mpjpe"], TOL_METRIC)
+    add("p_mpjpe", p_mpjpe(tensor("metric_pred"), tensor("metric_target")), v["p_mpjpe"], TOL_METRIC)
+    return checks
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", help="conformance vector folders")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    failed = 0
+    for folder in args.folders:
+        print(f"== {folder}")
+        checks = run_conformance(folder, args.device)
+        for c in checks:
+            print(f"  {c.quantity:<22} max |dev| {c.deviation:.3e}  (tol {c.tolerance:.0e})  {'ok' if c.ok else 'FAIL'}")
+        bad = [c.quantity for c in checks if not c.ok]
+        failed += len(bad)
+        print(f"  {'all ' + str(len(checks)) + ' quantities within tolerance' if not bad else 'FAILED: ' + ', '.join(bad)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

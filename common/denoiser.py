@@ -1,0 +1,174 @@
+"""The D3DP denoiser: a MixSTE-style spatio-temporal transformer that predicts clean 3D
+poses x0 from a 2D clip, noisy 3D poses and a diffusion timestep.
+
+Shapes: 2D clip (B, F, J, 2); noisy 3D (B, F, J, 3) in training or (B, H, F, J, 3) for H
+hypotheses in sampling; timestep t (B,) int64. The output has the shape of the noisy 3D.
+Hypotheses are folded into the batch: there is no Python loop over them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class DenoiserConfig:
+    """Architecture of the denoiser; saved inside our checkpoints."""
+
+    frames: int = 243       # F, clip length (-f)
+    channels: int = 512     # C, embedding width (-cs)
+    depth: int = 8          # D, spatial/temporal block pairs (-dep)
+    heads: int = 8
+    joints: int = 17
+    mlp_ratio: float = 2.0
+    drop_path: float = 0.1  # stochastic depth at the last block (training only)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero whole rows (dim 0) of a residual branch with probability p."""
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding (B,) -> (B, dim): half sin, half cos,
+    frequencies exp(-log(10000) * i / (dim/2 - 1))."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, device=t.device) * -(math.log(10000) / (half - 1)))
+    args = t[:, None] * freqs[None, :]
+    return torch.cat((args.sin(), args.cos()), dim=-1)
+
+
+class SinusoidalEmbedding(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return timestep_embedding(t, self.dim)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over dim 1 of (N, L, C)."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+        self.fused = True  # False: explicit softmax(q k^T / sqrt(d)) v, the reference path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, c = x.shape
+        qkv = self.qkv(x).reshape(n, length, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (N, heads, L, C/heads)
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            attn = (q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5
+            out = attn.softmax(dim=-1) @ v
+        return self.proj(out.transpose(1, 2).reshape(n, length, c))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)); x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, drop_path: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = drop_path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+
+
+class Denoiser(nn.Module):
+    """Spatio-temporal transformer predicting x0 (see method.md, 'Denoiser')."""
+
+    def __init__(self, cfg: DenoiserConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.joint_embed = nn.Linear(2 + 3, c)
+        self.spatial_pos = nn.Parameter(torch.zeros(1, cfg.joints, c))
+        self.temporal_pos = nn.Parameter(torch.zeros(1, cfg.frames, c))
+        self.time_mlp = nn.Sequential(SinusoidalEmbedding(c), nn.Linear(c, 2 * c), nn.GELU(), nn.Linear(2 * c, c))
+        rates = [float(r) for r in torch.linspace(0, cfg.drop_path, cfg.depth)]
+        self.spatial_blocks = nn.ModuleList(Block(c, cfg.heads, cfg.mlp_ratio, r) for r in rates)
+        self.temporal_blocks = nn.ModuleList(Block(c, cfg.heads, cfg.mlp_ratio, r) for r in rates)
+        self.spatial_norm = nn.LayerNorm(c, eps=1e-6)   # one norm shared by all depths
+        self.temporal_norm = nn.LayerNorm(c, eps=1e-6)  # likewise
+        self.head = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, 3))
+        self._init_weights()
+
+    def _init_weights(self):
+        """Truncated-normal (std 0.02) linear weights, zero biases, unit LayerNorms."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def set_fused_attention(self, fused: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.fused = fused
+
+    def embed_2d(self, x2d: torch.Tensor) -> torch.Tensor:
+        """The 2D half of the joint embedding, (B, F, J, 2) -> (B, F, J, C), bias included.
+        It does not depend on the noisy poses, so a sampler computes it once per clip."""
+        return F.linear(x2d, self.joint_embed.weight[:, :2], self.joint_embed.bias)
+
+    def forward(self, x2d: torch.Tensor, x3d: torch.Tensor, t: torch.Tensor,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x2d (B, F, J, 2); x3d (B, F, J, 3) or (B, H, F, J, 3); t (B,).
+        cond: embed_2d(x2d), if the caller has it already. Returns x0 shaped like x3d."""
+        single = x3d.dim() == 4
+        if single:
+            x3d = x3d.unsqueeze(1)
+        b, h, f, j, _ = x3d.shape
+        if cond is None:
+            cond = self.embed_2d(x2d)
+        c = cond.shape[-1]
+        assert f == self.cfg.frames and j == self.cfg.joints, (
+            f"denoiser built for {self.cfg.frames} frames x {self.cfg.joints} joints, got {f} x {j}")
+
+        x = cond.unsqueeze(1) + F.linear(x3d, self.joint_embed.weight[:, 2:])   # (B, H, F, J, C)
+        x = x + self.spatial_pos + self.time_mlp(t)[:, None, None, None, :]
+        x = x.reshape(b * h * f, j, c)
+        for i, (spatial, temporal) in enumerate(zip(self.spatial_blocks, self.temporal_blocks)):
+            x = self.spatial_norm(spatial(x))                                   # (BHF, J, C)
+            x = x.reshape(b * h, f, j, c).transpose(1, 2).reshape(b * h * j, f, c)
+            if i == 0:
+                x = x + self.temporal_pos
+            x = self.temporal_norm(temporal(x))                                 # (BHJ, F, C)
+            x = x.reshape(b * h, j, f, c).transpose(1, 2).reshape(b * h * f, j, c)
+        out = self.head(x).reshape(b, h, f, j, 3)
+        return out[:, 0] if single else out
