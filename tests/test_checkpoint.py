@@ -1,0 +1,98 @@
+"""Checkpoints: the authors' format loads safely; ours round-trips; mismatches explain themselves."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from common.checkpoint import (CheckpointError, atomic_save, convert_authors_state_dict, load_denoiser,
+                               make_checkpoint, safe_load)
+from common.denoiser import Denoiser, DenoiserConfig
+
+
+def test_authors_checkpoint_loads_with_no_missing_or_unexpected_keys(fixture_a):
+    cfg, _, folder = fixture_a
+    ckpt = safe_load(folder / "checkpoint.bin")
+    assert set(ckpt) == {"epoch", "lr", "random_state", "optimizer", "model_pos"}
+    assert isinstance(ckpt["random_state"], np.random.RandomState)
+    state = convert_authors_state_dict(ckpt["model_pos"])
+    model = Denoiser(DenoiserConfig(frames=cfg["frames"], channels=cfg["channels"], depth=cfg["depth"]))
+    missing, unexpected = model.load_state_dict(state, strict=True), None
+    assert not missing.missing_keys and not missing.unexpected_keys
+    keys = [line.split()[0] for line in (folder / "state_dict_keys.txt").read_text().splitlines() if line.strip()]
+    assert set(keys) == set(ckpt["model_pos"])
+
+
+def test_architecture_is_inferred_from_authors_file(fixture_a):
+    cfg, _, folder = fixture_a
+    model, _ = load_denoiser(folder / "checkpoint.bin")
+    assert (model.cfg.frames, model.cfg.channels, model.cfg.depth) == (cfg["frames"], cfg["channels"], cfg["depth"])
+
+
+def test_mismatched_flags_name_the_flags_that_fit(fixture_a):
+    cfg, _, folder = fixture_a
+    with pytest.raises(CheckpointError) as e:
+        load_denoiser(folder / "checkpoint.bin", DenoiserConfig(frames=243, channels=512, depth=8))
+    msg = str(e.value)
+    assert f"-f {cfg['frames']}" in msg and f"-cs {cfg['channels']}" in msg and f"-dep {cfg['depth']}" in msg
+
+
+def test_numpy1_pickle_spelling_is_accepted(fixture_a, tmp_path):
+    """The authors' released files were written by numpy 1.x: 'numpy.core.multiarray'."""
+    _, _, folder = fixture_a
+    import zipfile
+    src = zipfile.ZipFile(folder / "checkpoint.bin")
+    out = tmp_path / "old_numpy.bin"
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("data.pkl"):
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            dst.writestr(info, data)
+    ckpt = safe_load(out)
+    assert isinstance(ckpt["random_state"], np.random.RandomState)
+
+
+def test_arbitrary_code_in_a_pickle_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+    path = tmp_path / "evil.bin"
+    torch.save({"model_pos": {}, "x": Evil()}, path)
+    with pytest.raises(CheckpointError, match="could not load"):
+        safe_load(path)
+
+
+def test_missing_file_and_non_checkpoint_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        safe_load(tmp_path / "nope.bin")
+    torch.save({"weights": 1}, tmp_path / "other.bin")
+    with pytest.raises(CheckpointError, match="model_pos"):
+        safe_load(tmp_path / "other.bin")
+
+
+def test_our_format_round_trips_with_its_config(tmp_path):
+    cfg = DenoiserConfig(frames=3, channels=16, depth=2, heads=2)
+    model = Denoiser(cfg)
+    atomic_save(make_checkpoint(model, epoch=4, random_state=np.random.RandomState(5)), tmp_path / "c.bin")
+    loaded, ckpt = load_denoiser(tmp_path / "c.bin")
+    assert loaded.cfg == cfg and ckpt["epoch"] == 4
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_atomic_save_leaves_the_old_file_intact_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "best.bin"
+    atomic_save({"model_pos": {"a": torch.ones(2)}}, path)
+
+    def broken_save(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"model_pos": {"a": torch.zeros(2)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(safe_load(path)["model_pos"]["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["best.bin"]

@@ -1,0 +1,79 @@
+"""Denoiser: conformance on both shapes, shape handling, fused vs explicit attention."""
+import torch
+
+from common.denoiser import Denoiser, DenoiserConfig, timestep_embedding
+
+TINY = DenoiserConfig(frames=5, channels=32, depth=2, heads=4, drop_path=0.0)
+
+
+def test_sampling_path_matches_authors_output(fixture_a, model_a):
+    _, v, _ = fixture_a
+    with torch.no_grad():
+        out = model_a(v["inputs_2d"], v["x_noisy"], v["t_eval"])
+    assert (out - v["denoiser_out"]).abs().max() < 1e-5
+
+
+def test_training_path_matches_authors_output(fixture_a, model_a):
+    _, v, _ = fixture_a
+    with torch.no_grad():
+        out = model_a(v["inputs_2d"], v["x_noisy_train"], v["t_train"])
+    assert (out - v["denoiser_train_out"]).abs().max() < 1e-5
+
+
+def test_hypotheses_are_independent_of_each_other():
+    torch.manual_seed(0)
+    model = Denoiser(TINY).eval()
+    x2d, x3d, t = torch.randn(2, 5, 17, 2), torch.randn(2, 3, 5, 17, 3), torch.tensor([3, 700])
+    with torch.no_grad():
+        joint = model(x2d, x3d, t)
+        alone = torch.stack([model(x2d, x3d[:, h], t) for h in range(3)], dim=1)
+    assert joint.shape == x3d.shape
+    assert torch.allclose(joint, alone, atol=1e-5)
+
+
+def test_fused_and_explicit_attention_agree():
+    torch.manual_seed(1)
+    model = Denoiser(TINY).eval()
+    x2d, x3d, t = torch.randn(2, 5, 17, 2), torch.randn(2, 2, 5, 17, 3), torch.tensor([10, 20])
+    with torch.no_grad():
+        fused = model(x2d, x3d, t)
+        model.set_fused_attention(False)
+        explicit = model(x2d, x3d, t)
+    assert torch.allclose(fused, explicit, atol=1e-5)
+
+
+def test_cached_2d_embedding_gives_the_same_output():
+    torch.manual_seed(2)
+    model = Denoiser(TINY).eval()
+    x2d, x3d, t = torch.randn(1, 5, 17, 2), torch.randn(1, 4, 5, 17, 3), torch.tensor([5])
+    with torch.no_grad():
+        assert torch.allclose(model(x2d, x3d, t), model(x2d, x3d, t, cond=model.embed_2d(x2d)), atol=1e-6)
+
+
+def test_drop_path_only_acts_in_training():
+    torch.manual_seed(3)
+    model = Denoiser(DenoiserConfig(frames=5, channels=32, depth=3, heads=4, drop_path=0.5))
+    x2d, x3d, t = torch.randn(4, 5, 17, 2), torch.randn(4, 5, 17, 3), torch.tensor([1, 2, 3, 4])
+    model.train()
+    a, b = model(x2d, x3d, t), model(x2d, x3d, t)
+    model.eval()
+    c, d = model(x2d, x3d, t), model(x2d, x3d, t)
+    assert not torch.allclose(a, b)
+    assert torch.equal(c, d)
+
+
+def test_timestep_embedding_is_half_sine_half_cosine():
+    emb = timestep_embedding(torch.tensor([0, 7]), 8)
+    assert torch.equal(emb[0], torch.tensor([0.0] * 4 + [1.0] * 4))
+    freqs = torch.exp(torch.arange(4) * -(torch.log(torch.tensor(10000.0)) / 3))
+    assert torch.allclose(emb[1, :4], torch.sin(7 * freqs)) and torch.allclose(emb[1, 4:], torch.cos(7 * freqs))
+
+
+def test_wrong_clip_length_is_refused():
+    model = Denoiser(TINY)
+    try:
+        model(torch.randn(1, 6, 17, 2), torch.randn(1, 6, 17, 3), torch.tensor([1]))
+    except AssertionError as e:
+        assert "5 frames" in str(e)
+    else:
+        raise AssertionError("a 6-frame clip was accepted by a 5-frame model")
