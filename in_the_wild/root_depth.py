@@ -1,0 +1,62 @@
+"""Camera and root trajectory for in-the-wild video, where neither is known.
+
+JPMA (joint-wise reprojection aggregation) projects each hypothesis with the camera after
+adding the root trajectory. In the wild we assume a distortion-free pinhole camera with a
+guessed focal length and recover the root position per frame from the lifted pose and the
+2D keypoints by linear least squares.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from common.camera import normalized_intrinsics
+
+
+def default_intrinsics(res_w: int, res_h: int, focal_px: float | None = None) -> np.ndarray:
+    """Normalised 9-vector intrinsics of a guessed pinhole camera: focal length = image
+    width in pixels unless given, principal point = image centre, no distortion."""
+    focal = float(res_w if focal_px is None else focal_px)
+    return normalized_intrinsics(center_px=[res_w / 2, res_h / 2], focal_px=[focal, focal],
+                                 radial=[0, 0, 0], tangential=[0, 0], res_w=res_w, res_h=res_h)
+
+
+def estimate_root_trajectory(poses_3d: np.ndarray, keypoints_2d: np.ndarray, cam: np.ndarray,
+                             confidence: np.ndarray | None = None) -> np.ndarray:
+    """Root position T = (tx, ty, tz) per frame that best explains the 2D keypoints.
+
+    poses_3d: (F, J, 3) root-relative metres (e.g. the mean over hypotheses);
+    keypoints_2d: (F, J, 2) normalised screen units, same joint layout;
+    cam: normalised intrinsics [fx, fy, cx, cy, ...] (distortion ignored);
+    confidence: optional (F, J) joint weights. Returns traj (F, 1, 3) metres.
+
+    The pinhole model u_j = fx (X_j + tx) / (Z_j + tz) + cx, multiplied out by the depth,
+    is linear in T:  fx tx - (u_j - cx) tz = (u_j - cx) Z_j - fx X_j  (and likewise for y
+    with fy, cy, Y_j). Stacking both rows of all joints gives A T = b (2J x 3) per frame,
+    solved in the weighted least-squares sense: minimise sum_j w_j ||(X_j + T)_xy f -
+    (u_j - c)(Z_j + tz)||^2 through the normal equations. Frames whose weights are all
+    zero are solved with equal weights.
+    """
+    poses_3d = np.asarray(poses_3d, dtype=np.float64)
+    uv = np.asarray(keypoints_2d, dtype=np.float64)
+    if poses_3d.shape[:2] != uv.shape[:2] or poses_3d.shape[-1] != 3 or uv.shape[-1] != 2:
+        raise ValueError(f"expected poses (F, J, 3) and keypoints (F, J, 2) of the same F and J, "
+                         f"got {poses_3d.shape} and {uv.shape}")
+    f = np.asarray(cam[:2], dtype=np.float64)                        # (2,)
+    d = uv - np.asarray(cam[2:4], dtype=np.float64)                  # (F, J, 2) u - c
+    num_frames, num_joints = uv.shape[:2]
+
+    A = np.zeros((num_frames, num_joints, 2, 3))                     # rows per joint and axis
+    A[..., 0, 0] = f[0]
+    A[..., 1, 1] = f[1]
+    A[..., 2] = -d
+    b = d * poses_3d[..., 2:3] - f * poses_3d[..., :2]               # (F, J, 2)
+
+    w = np.ones((num_frames, num_joints)) if confidence is None else np.asarray(confidence, dtype=np.float64)
+    w = np.where(w.sum(axis=1, keepdims=True) > 0, w, 1.0)           # (F, J)
+    A = A.reshape(num_frames, 2 * num_joints, 3)
+    b = b.reshape(num_frames, 2 * num_joints)
+    w = np.repeat(w, 2, axis=1)                                      # (F, 2J)
+    AtA = np.einsum("fri,fr,frk->fik", A, w, A)                      # (F, 3, 3)
+    Atb = np.einsum("fri,fr,fr->fi", A, w, b)                        # (F, 3)
+    traj = np.linalg.solve(AtA, Atb[..., None])[..., 0]              # (F, 3)
+    return traj[:, None, :].astype(np.float32)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set-up and the two everyday jobs, on a fresh machine:
+#   bash run.sh demo   # install into .venv, then train + evaluate on the built-in synthetic set
+#   bash run.sh test   # install into .venv, then run the test suite (python -m pytest -q tests)
+# Set D3DP_TORCH to install another torch build (e.g. a CUDA one) instead of the CPU 2.13.0.
+set -euo pipefail
+cd "$(dirname "$0")"
+job="${1:-}"
+case "$job" in demo|test) ;; *) echo "usage: bash run.sh demo|test" >&2; exit 2 ;; esac
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+# torch first and explicitly: an unpinned torch would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q --disable-pip-version-check "${D3DP_TORCH:-torch==2.13.0}"
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+
+if [ "$job" = demo ]; then
+  exec .venv/bin/python main.py --demo "${@:2}"
+else
+  exec .venv/bin/python -m pytest -q tests "${@:2}"
+fi
