@@ -1,0 +1,133 @@
+"""Training clips and evaluation windows cut from Sequences (numpy, as the authors' code).
+
+Training (ClipSampler): each sequence of N frames is cut into ceil(N / F) non-overlapping
+F-frame windows, centred on the sequence (frames outside it repeat the first / last frame);
+with augmentation every window appears a second time, mirrored. Batches are shuffled per
+epoch with the sampler's own numpy RandomState, whose state the checkpoints keep.
+
+Evaluation (eval_windows): ceil(N / F) windows from the start of the sequence, the last one
+aligned to the sequence end; sequences shorter than F are padded on the right.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from common.camera import flip_intrinsics
+from common.skeleton import flip_pose
+
+
+def clip_bounds(num_frames: int, clip_length: int) -> np.ndarray:
+    """Boundaries (n + 1,) of the n = ceil(N / F) centred training windows; window i is
+    frames [bounds[i], bounds[i + 1]) and may reach outside [0, N) at both ends."""
+    n = -(-num_frames // clip_length)
+    offset = (n * clip_length - num_frames) // 2
+    return np.arange(n + 1) * clip_length - offset
+
+
+def padded_slice(x: np.ndarray, start: int, end: int) -> np.ndarray:
+    """x[start:end] along axis 0, repeating the first / last frame where the range leaves x."""
+    low, high = max(start, 0), min(end, len(x))
+    out = x[low:high]
+    if low - start or end - high:
+        out = np.pad(out, [(low - start, end - high)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+    return out
+
+
+class ClipSampler:
+    """Shuffled batches of F-frame training clips, optionally with flip augmentation and
+    split across ranks for distributed training.
+
+    Each batch is a dict of float32 arrays: 'pose_2d' (B, F, J, 2) normalised screen units,
+    'pose_3d' (B, F, J, 3) metres root-relative, and, when every sequence has them,
+    'traj' (B, F, 1, 3) metres and 'cam' (B, 9) normalised intrinsics.
+    """
+
+    def __init__(self, sequences, clip_length: int, batch_size: int, *, augment: bool = False,
+                 kps_left=None, kps_right=None, joints_left=None, joints_right=None,
+                 shuffle: bool = True, seed: int = 1234, rank: int = 0, world_size: int = 1):
+        if augment and None in (kps_left, kps_right, joints_left, joints_right):
+            raise ValueError("flip augmentation needs kps_left/right (2D) and joints_left/right (3D)")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.sequences = list(sequences)
+        self.clip_length, self.batch_size = clip_length, batch_size
+        self.kps = (list(kps_left or []), list(kps_right or []))
+        self.joints = (list(joints_left or []), list(joints_right or []))
+        self.shuffle, self.rank, self.world_size = shuffle, rank, world_size
+        self.random = np.random.RandomState(seed)
+        self.with_traj = all(s.traj is not None for s in self.sequences)
+        self.with_cam = all(s.cam is not None for s in self.sequences)
+        # (sequence index, start, end, flip) per clip, in the authors' order: a sequence's
+        # windows, then the same windows flipped.
+        clips = []
+        for i, seq in enumerate(self.sequences):
+            bounds = clip_bounds(seq.num_frames, clip_length)
+            for flip in ((False, True) if augment else (False,)):
+                clips += [(i, start, end, flip) for start, end in zip(bounds[:-1], bounds[1:])]
+        self.clips = clips
+
+    def num_batches(self) -> int:
+        """Batches per epoch for this rank (every rank gets the same number)."""
+        return -(-len(self.clips) // self.batch_size) // self.world_size
+
+    def next_epoch(self) -> Iterator[dict[str, np.ndarray]]:
+        """One pass over the clips in a fresh shuffled order."""
+        order = self.random.permutation(len(self.clips)) if self.shuffle else np.arange(len(self.clips))
+        for b in range(self.num_batches()):
+            g = b * self.world_size + self.rank  # this rank's share of the global batch list
+            yield self._batch([self.clips[k] for k in order[g * self.batch_size:(g + 1) * self.batch_size]])
+
+    def random_state(self):
+        """The shuffling RandomState's state (the authors' checkpoint 'random_state'); saved
+        between epochs, set_random_state of it makes the following epochs repeat exactly."""
+        return self.random.get_state()
+
+    def set_random_state(self, state) -> None:
+        self.random.set_state(state)
+
+    def _batch(self, clips) -> dict[str, np.ndarray]:
+        """Cut, pad and (where asked) mirror the clips of one batch."""
+        batch = {"pose_2d": [], "pose_3d": []}
+        if self.with_traj:
+            batch["traj"] = []
+        if self.with_cam:
+            batch["cam"] = []
+        for i, start, end, flip in clips:
+            seq = self.sequences[i]
+            pose_2d = padded_slice(seq.pose_2d, start, end)  # (F, J, 2)
+            pose_3d = padded_slice(seq.pose_3d, start, end)  # (F, J, 3)
+            if flip:
+                pose_2d, pose_3d = flip_pose(pose_2d, *self.kps), flip_pose(pose_3d, *self.joints)
+            batch["pose_2d"].append(pose_2d)
+            batch["pose_3d"].append(pose_3d)
+            if self.with_traj:
+                traj = padded_slice(seq.traj, start, end)  # (F, 1, 3)
+                batch["traj"].append(traj * np.array([-1, 1, 1], dtype=traj.dtype) if flip else traj)
+            if self.with_cam:
+                batch["cam"].append(flip_intrinsics(seq.cam) if flip else seq.cam)
+        return {k: np.stack(v).astype(np.float32) for k, v in batch.items()}
+
+
+def eval_window_indices(num_frames: int, clip_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the evaluation windows of an N-frame sequence: index (out_num, F), the frame
+    each window slot shows, and new (out_num, F), True where a frame appears for the first
+    time (not padding, not the overlap of the end-aligned last window), so that every
+    frame can be counted exactly once."""
+    out_num = -(-num_frames // clip_length)
+    index = np.arange(out_num * clip_length).reshape(out_num, clip_length)
+    if num_frames < clip_length:
+        index[-1] = np.minimum(index[-1], num_frames - 1)
+        new = index == np.arange(clip_length)
+    else:
+        index[-1] = np.arange(num_frames - clip_length, num_frames)
+        new = index >= np.arange(out_num)[:, None] * clip_length
+    return index, new
+
+
+def eval_windows(x: np.ndarray, clip_length: int) -> np.ndarray:
+    """Evaluation windows of a sequence x (N, ...) -> (ceil(N / F), F, ...): consecutive
+    F-frame windows, the last aligned to the sequence end (overlapping the one before);
+    sequences shorter than F are padded on the right with their last frame."""
+    return x[eval_window_indices(len(x), clip_length)[0]]

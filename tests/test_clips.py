@@ -1,0 +1,146 @@
+"""Training clips (bounds, padding, flip augmentation, shuffling state, sharding) and
+evaluation windows."""
+import numpy as np
+import pytest
+import torch
+
+from common.camera import project_to_2d
+from common.clips import ClipSampler, clip_bounds, eval_window_indices, eval_windows, padded_slice
+from common.datasets.base import Sequence
+from common.datasets.h36m import load_h36m
+from common.datasets.synthetic import write_synthetic_h36m
+from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
+
+SYM = dict(kps_left=H36M_JOINTS_LEFT, kps_right=H36M_JOINTS_RIGHT,
+           joints_left=H36M_JOINTS_LEFT, joints_right=H36M_JOINTS_RIGHT)
+
+
+def tagged_sequence(index, num_frames):
+    """A sequence whose values encode (sequence index, frame): 2D x = frame, y = index."""
+    frames = np.arange(num_frames, dtype=np.float32)
+    pose_2d = np.zeros((num_frames, 17, 2), np.float32)
+    pose_2d[..., 0], pose_2d[..., 1] = frames[:, None], index
+    pose_3d = np.repeat(pose_2d[..., :1], 3, axis=-1) + np.arange(17, dtype=np.float32)[:, None]
+    traj = np.tile(frames[:, None, None], (1, 1, 3)) + 1
+    cam = np.arange(9, dtype=np.float32) + 1
+    return Sequence("S1", f"A{index}", 0, pose_2d=pose_2d, pose_3d=pose_3d, traj=traj, cam=cam)
+
+
+def clip_ids(batch):
+    """(sequence index, first frame) of every clip of a batch (unflipped clips)."""
+    return [(int(c[0, 0, 1]), int(c[0, 0, 0])) for c in batch["pose_2d"]]
+
+
+def test_clip_bounds_centre_the_windows():
+    np.testing.assert_array_equal(clip_bounds(10, 4), [-1, 3, 7, 11])
+    np.testing.assert_array_equal(clip_bounds(8, 4), [0, 4, 8])
+    np.testing.assert_array_equal(clip_bounds(3, 4), [0, 4])  # offset (4 - 3) // 2 = 0
+
+
+def test_padded_slice_repeats_edge_frames():
+    x = np.arange(10)
+    np.testing.assert_array_equal(padded_slice(x, -1, 3), [0, 0, 1, 2])
+    np.testing.assert_array_equal(padded_slice(x, 7, 11), [7, 8, 9, 9])
+    np.testing.assert_array_equal(padded_slice(x, -2, 12), [0, 0] + list(range(10)) + [9, 9])
+
+
+def test_unshuffled_epoch_yields_every_window_with_edge_padding():
+    sampler = ClipSampler([tagged_sequence(0, 10), tagged_sequence(1, 8)], clip_length=4, batch_size=2,
+                          shuffle=False)
+    batches = list(sampler.next_epoch())
+    assert sampler.num_batches() == 3 == len(batches)
+    frames = np.concatenate([b["pose_2d"][:, :, 0, 0] for b in batches])  # (5, 4)
+    np.testing.assert_array_equal(frames, [[0, 0, 1, 2], [3, 4, 5, 6], [7, 8, 9, 9], [0, 1, 2, 3], [4, 5, 6, 7]])
+    b = batches[0]
+    assert b["pose_2d"].shape == (2, 4, 17, 2) and b["pose_3d"].shape == (2, 4, 17, 3)
+    assert b["traj"].shape == (2, 4, 1, 3) and b["cam"].shape == (2, 9)
+    assert all(v.dtype == np.float32 for v in b.values())
+
+
+def test_augmentation_adds_each_window_once_flipped_and_flipping_back_restores_it():
+    sampler = ClipSampler([tagged_sequence(0, 10)], clip_length=4, batch_size=6, augment=True, shuffle=False, **SYM)
+    (batch,) = list(sampler.next_epoch())
+    plain, flipped = {k: v[:3] for k, v in batch.items()}, {k: v[3:] for k, v in batch.items()}
+    perm = list(range(17))
+    for l, r in zip(H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT):
+        perm[l], perm[r] = r, l
+    sign = np.array([-1, 1], np.float32)
+    np.testing.assert_array_equal(flipped["pose_2d"][:, :, perm] * sign, plain["pose_2d"])
+    np.testing.assert_array_equal(flipped["pose_3d"][:, :, perm] * np.append(sign, 1), plain["pose_3d"])
+    np.testing.assert_array_equal(flipped["traj"] * np.append(sign, 1), plain["traj"])
+    cam = flipped["cam"].copy()
+    cam[:, [2, 7]] *= -1
+    np.testing.assert_array_equal(cam, plain["cam"])
+
+
+def test_flipped_2d_is_the_projection_of_flipped_3d_with_flipped_intrinsics(tmp_path):
+    write_synthetic_h36m(tmp_path, name="flip", seed=1, frames_per_sequence=30, subjects=("S9",),
+                         actions=("Greeting",))
+    seqs = load_h36m(tmp_path, "gt", ["S9"], dataset="flip")
+    sampler = ClipSampler(seqs, clip_length=9, batch_size=64, augment=True, shuffle=False, **SYM)
+    (batch,) = list(sampler.next_epoch())
+    projected = project_to_2d(torch.from_numpy(batch["pose_3d"] + batch["traj"]), torch.from_numpy(batch["cam"]))
+    np.testing.assert_allclose(projected.numpy(), batch["pose_2d"], atol=1e-4)
+
+
+def test_shuffle_order_matches_the_authors_generator():
+    seqs = [tagged_sequence(i, n) for i, n in enumerate([10, 7, 13])]
+    sampler = ClipSampler(seqs, clip_length=4, batch_size=3, seed=1234)
+    pairs = []  # the authors' ChunkedGenerator: (seq, start, end, flip), permuted by RandomState(1234)
+    for i, s in enumerate(seqs):
+        bounds = clip_bounds(s.num_frames, 4)
+        pairs += zip(np.repeat(i, len(bounds) - 1), bounds[:-1], bounds[1:], np.zeros(len(bounds) - 1, bool))
+    expected = np.random.RandomState(1234).permutation(pairs)
+    got = [ids for b in sampler.next_epoch() for ids in clip_ids(b)]
+    assert got == [(int(seq), max(int(start), 0)) for seq, start, _, _ in expected]
+
+
+def test_restoring_the_random_state_between_epochs_repeats_the_next_epochs():
+    seqs = [tagged_sequence(i, 30) for i in range(4)]
+    a = ClipSampler(seqs, clip_length=4, batch_size=3, seed=7)
+    list(a.next_epoch())
+    state = a.random_state()
+    assert state[0] == "MT19937"  # numpy RandomState, as in the authors' checkpoints
+    expected = [[clip_ids(x) for x in a.next_epoch()] for _ in range(2)]
+    b = ClipSampler(seqs, clip_length=4, batch_size=3, seed=99)
+    b.set_random_state(state)
+    assert [[clip_ids(x) for x in b.next_epoch()] for _ in range(2)] == expected
+
+
+def test_ranks_get_disjoint_equal_shares_of_each_epoch():
+    seqs = [tagged_sequence(i, 30) for i in range(4)]  # 32 clips -> 11 global batches of 3
+    full = [clip_ids(b) for b in ClipSampler(seqs, clip_length=4, batch_size=3, seed=5).next_epoch()]
+    shards = [[clip_ids(b) for b in ClipSampler(seqs, clip_length=4, batch_size=3, seed=5, rank=r,
+                                                world_size=2).next_epoch()] for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 5
+    assert shards[0] == full[0:10:2] and shards[1] == full[1:10:2]
+
+
+def test_augment_without_symmetry_is_refused():
+    with pytest.raises(ValueError, match="kps_left"):
+        ClipSampler([tagged_sequence(0, 5)], clip_length=4, batch_size=2, augment=True)
+
+
+@pytest.mark.parametrize("num_frames, expected", [
+    (3, [[0, 1, 2, 2, 2]]),                                # N < F: right padding
+    (5, [[0, 1, 2, 3, 4]]),                                # N = F
+    (15, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13, 14]]),
+    (12, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [7, 8, 9, 10, 11]]),  # last window aligned to the end
+])
+def test_eval_windows(num_frames, expected):
+    x = np.arange(num_frames)[:, None] * np.ones((1, 2))  # (N, 2)
+    windows = eval_windows(x, 5)
+    assert windows.shape == (len(expected), 5, 2)
+    np.testing.assert_array_equal(windows[..., 0], expected)
+
+
+@pytest.mark.parametrize("num_frames", [3, 5, 15, 2 * 5 + 3])
+def test_eval_window_new_frames_count_each_frame_once(num_frames):
+    index, new = eval_window_indices(num_frames, 5)
+    assert sorted(index[new].tolist()) == list(range(num_frames))
+
+
+def test_eval_windows_on_two_windows_and_five_frames():
+    index, new = eval_window_indices(2 * 4 + 5, 4)  # N = 2F + 5 with F = 4
+    np.testing.assert_array_equal(index, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [9, 10, 11, 12]])
+    np.testing.assert_array_equal(new[-1], [False, False, False, True])
