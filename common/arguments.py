@@ -1,0 +1,102 @@
+"""The command-line flags shared by every entry script (names follow the authors' scripts)."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from .denoiser import DenoiserConfig
+
+
+def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimation") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    g = p.add_argument_group("data")
+    g.add_argument("-d", "--dataset", default="h36m", help="dataset name: reads data/data_3d_<dataset>.npz")
+    g.add_argument("-k", "--keypoints", default="cpn_ft_h36m_dbb",
+                   help="2D detections: reads data/data_2d_<dataset>_<keypoints>.npz")
+    g.add_argument("--data-dir", default="data", help="folder holding the dataset files")
+    g.add_argument("-str", "--subjects-train", default="S1,S5,S6,S7,S8", help="training subjects, comma-separated")
+    g.add_argument("-ste", "--subjects-test", default="S9,S11", help="test subjects, comma-separated")
+    g.add_argument("-a", "--actions", default="*", help="action groups to use, comma-separated, * for all")
+    g.add_argument("--subset", type=float, default=1.0, help="fraction of each training sequence to use")
+    g.add_argument("--downsample", type=int, default=1, help="take every n-th frame of the training data")
+
+    g = p.add_argument_group("run")
+    g.add_argument("-c", "--checkpoint", default="checkpoint", help="folder for checkpoints and result logs")
+    g.add_argument("-l", "--log", default="log/default", help="TensorBoard log folder")
+    g.add_argument("--nolog", action="store_true", help="no TensorBoard logging")
+    g.add_argument("-r", "--resume", default="", metavar="FILE", help="resume training from this checkpoint")
+    g.add_argument("--evaluate", default="", metavar="FILE", help="evaluate this checkpoint (ours or the authors')")
+    g.add_argument("-cf", "--checkpoint-frequency", type=int, default=20, help="keep a checkpoint every n epochs")
+    g.add_argument("-gpu", default="0", help="CUDA device index (as in the authors' scripts); "
+                                             "falls back to the CPU when CUDA is unavailable")
+    g.add_argument("--device", default="", help="cpu, cuda or cuda:N (overrides -gpu)")
+    g.add_argument("--seed", type=int, default=1, help="random seed")
+    g.add_argument("--demo", action="store_true", help="train and evaluate a small model on a built-in "
+                                                       "synthetic data set (no downloads)")
+
+    g = p.add_argument_group("model")
+    g.add_argument("-f", "--number-of-frames", type=int, default=243, help="clip length F")
+    g.add_argument("-cs", "--cs", type=int, default=512, help="channel size C")
+    g.add_argument("-dep", "--dep", type=int, default=8, help="depth D (spatial/temporal block pairs)")
+    g.add_argument("--heads", type=int, default=8, help="attention heads")
+    g.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate of the last block")
+
+    g = p.add_argument_group("diffusion")
+    g.add_argument("-timestep", "--timestep", type=int, default=1000, help="diffusion timesteps T")
+    g.add_argument("-scale", "--scale", type=float, default=1.0, help="scale of poses in diffusion")
+    g.add_argument("-num_proposals", "--num-proposals", dest="num_proposals", type=int, default=1,
+                   help="hypotheses H at evaluation")
+    g.add_argument("-sampling_timesteps", "--sampling-timesteps", dest="sampling_timesteps", type=int, default=1,
+                   help="DDIM iterations K at evaluation")
+    g.add_argument("--eta", type=float, default=1.0, help="DDIM eta")
+
+    g = p.add_argument_group("training")
+    g.add_argument("-e", "--epochs", type=int, default=400, help="training epochs")
+    g.add_argument("-b", "--batch-size", type=int, default=4,
+                   help="clips per batch (training); clips per P-Best group (evaluation)")
+    g.add_argument("-lr", "--learning-rate", type=float, default=6e-5)
+    g.add_argument("-lrd", "--lr-decay", type=float, default=0.993, help="learning-rate factor after each epoch")
+    g.add_argument("-wd", "--weight-decay", type=float, default=0.1)
+    g.add_argument("-no-da", "--no-data-augmentation", dest="data_augmentation", action="store_false",
+                   help="no horizontal-flip training augmentation")
+    g.add_argument("--val-proposals", type=int, default=1, help="hypotheses of the per-epoch validation")
+    g.add_argument("--val-timesteps", type=int, default=1, help="DDIM iterations of the per-epoch validation")
+    g.add_argument("--no-eval", action="store_true", help="skip the per-epoch validation")
+
+    g = p.add_argument_group("evaluation")
+    g.add_argument("-no-tta", "--no-test-time-augmentation", dest="test_time_augmentation", action="store_false",
+                   help="no flip test-time augmentation")
+    g.add_argument("--p2", action="store_true", help="also report protocol 2 (P-MPJPE)")
+    g.add_argument("--by-subject", action="store_true", help="also break results down by subject")
+    g.add_argument("--exact-frames", action="store_true",
+                   help="count every frame once (the authors' protocol counts the overlap of the last window twice)")
+    g.add_argument("--eval-batch", type=int, default=0,
+                   help="clips per denoiser call in evaluation (0: same as -b); changes speed, not results")
+    return p
+
+
+def model_config(args) -> DenoiserConfig:
+    return DenoiserConfig(frames=args.number_of_frames, channels=args.cs, depth=args.dep, heads=args.heads,
+                          drop_path=args.drop_path)
+
+
+def resolve_device(args) -> torch.device:
+    """--device wins; else -gpu N selects cuda:N when CUDA is present, the CPU otherwise."""
+    if args.device:
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit(f"--device {args.device} was asked for, but CUDA is not available here: "
+                             f"use --device cpu")
+        return device
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{int(args.gpu.split(',')[0])}")
+    return torch.device("cpu")
+
+
+def split_list(text: str) -> list[str] | None:
+    """'S1,S5' -> ['S1', 'S5']; '*' or '' -> None (no filter)."""
+    if text in ("*", ""):
+        return None
+    return [s.strip() for s in text.split(",") if s.strip()]

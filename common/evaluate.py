@@ -1,0 +1,243 @@
+"""Evaluation: sample H hypotheses for every window of every test sequence, aggregate them
+four ways, and accumulate errors per sequence, as the authors' protocol does.
+
+The authors' protocol (default):
+- a sequence is cut into non-overlapping F-frame windows; the last is aligned to the end;
+- P-Best chooses one hypothesis per group of `-b` windows of one sequence;
+- each group adds (clips x frames) x its mean error, so frames in the overlap of the last
+  window count twice; an action's error is the frame-weighted mean of its sequences and the
+  reported average is the plain mean over action groups.
+With exact_frames every frame counts once (overlapping frames are dropped from the later
+window, also in P-Best's choice). Compute batching (`compute_batch`) packs several groups
+into one denoiser call; it changes speed only: the random draws are made per group.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import aggregation as agg
+from .clips import eval_window_indices
+from .datasets.base import Sequence
+from .diffusion import DDIMSampler, FlipTTA
+from .metrics import AGGREGATION_MODES, aggregation_joint_errors
+from .skeleton import flip_pose
+
+PROTOCOLS = ("p1", "p2")
+
+
+@dataclass
+class EvalSettings:
+    hypotheses: int = 1                  # H
+    iterations: int = 1                  # K
+    flip: bool = True                    # test-time flip augmentation
+    group: int = 4                       # clips per P-Best group (-b)
+    compute_batch: int = 0               # clips per denoiser call (0: = group)
+    protocol2: bool = False
+    exact_frames: bool = False
+    seed: int = 0
+    joints_left: tuple = (4, 5, 6, 11, 12, 13)   # 3D, for flipping noisy poses
+    joints_right: tuple = (1, 2, 3, 14, 15, 16)
+    kps_left: tuple = (4, 5, 6, 11, 12, 13)      # 2D, for flipping the input
+    kps_right: tuple = (1, 2, 3, 14, 15, 16)
+    keep_poses: bool = False             # keep aggregated poses per frame (export, rendering)
+    keep_hypotheses: bool = False        # keep all hypotheses per frame (rendering)
+    progress: bool = True
+
+
+@dataclass
+class SequenceResult:
+    """Accumulated errors of one sequence: sums[(protocol, mode)] (K,) metres x weight."""
+
+    sequence: Sequence
+    sums: dict = field(default_factory=lambda: defaultdict(float))
+    weight: float = 0.0
+    poses: dict | None = None            # mode -> (K, N, J, 3) metres, root-relative
+    hypotheses: np.ndarray | None = None  # (K, H, N, J, 3)
+
+    def error(self, protocol: str, mode: str) -> np.ndarray:
+        return self.sums[(protocol, mode)] / self.weight
+
+
+@dataclass
+class _Group:
+    seq_index: int
+    windows: np.ndarray      # (n, F) frame indices into the sequence
+    new: np.ndarray          # (n, F) bool: frame first covered by this window
+    group_id: int
+
+
+def _groups(sequences: list[Sequence], frames: int, group: int) -> list[_Group]:
+    out = []
+    for si, seq in enumerate(sequences):
+        idx, new = eval_window_indices(seq.num_frames, frames)
+        for start in range(0, len(idx), group):
+            out.append(_Group(si, idx[start:start + group], new[start:start + group], len(out)))
+    return out
+
+
+def _batches(groups: list[_Group], compute_batch: int):
+    """Pack whole groups into batches of at most compute_batch clips."""
+    batch, size = [], 0
+    for g in groups:
+        if batch and size + len(g.windows) > compute_batch:
+            yield batch
+            batch, size = [], 0
+        batch.append(g)
+        size += len(g.windows)
+    if batch:
+        yield batch
+
+
+def _group_noise(groups: list[_Group], shape_tail, iterations: int, seed: int, device) -> list[torch.Tensor]:
+    """The K normal draws of a compute batch, drawn per group from a generator seeded by
+    (seed, group id), so results do not depend on how groups are packed."""
+    per_group = []
+    for g in groups:
+        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + g.group_id)
+        per_group.append([torch.randn((len(g.windows),) + tuple(shape_tail), generator=gen, device=device)
+                          for _ in range(iterations)])
+    return [torch.cat([draws[k] for draws in per_group]) for k in range(iterations)]
+
+
+def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], settings: EvalSettings,
+                       device, desc: str = "evaluating") -> list[SequenceResult]:
+    """Sample, aggregate and score every sequence (which must carry pose_3d, traj and cam)."""
+    frames = model.cfg.frames
+    h, k = settings.hypotheses, settings.iterations
+    groups = _groups(sequences, frames, settings.group)
+    results = [SequenceResult(seq) for seq in sequences]
+    protocols = PROTOCOLS if settings.protocol2 else PROTOCOLS[:1]
+    if settings.keep_poses or settings.keep_hypotheses:
+        for r in results:
+            n, j = r.sequence.num_frames, r.sequence.pose_2d.shape[1]
+            if settings.keep_poses:
+                r.poses = {m: np.zeros((k, n, j, 3), np.float32) for m in AGGREGATION_MODES}
+            if settings.keep_hypotheses:
+                r.hypotheses = np.zeros((k, h, n, j, 3), np.float32)
+
+    model.eval()
+    compute_batch = max(settings.compute_batch or settings.group, settings.group)
+    batches = list(_batches(groups, compute_batch))
+    bar = tqdm(total=len(groups), desc=desc, unit="group", disable=not settings.progress, leave=False)
+    for batch in batches:
+        arrays = [_gather(sequences[g.seq_index], g.windows) for g in batch]
+        x2d = torch.from_numpy(np.concatenate([a[0] for a in arrays])).to(device)       # (B, F, J, 2)
+        flip = None
+        if settings.flip:
+            flip = FlipTTA(flip_pose(x2d, settings.kps_left, settings.kps_right),
+                           settings.joints_left, settings.joints_right)
+        noise = _group_noise(batch, (h, frames, x2d.shape[2], 3), k, settings.seed, device)
+        with torch.no_grad():
+            hyps = sampler.sample(model, x2d, h, flip=flip, noise=noise)                  # (B, K, H, F, J, 3)
+        start = 0
+        for g, (g2d, g3d, gtraj, gcam) in zip(batch, arrays):
+            n = len(g.windows)
+            seq = sequences[g.seq_index]
+            _score_group(results[g.seq_index], hyps[start:start + n], x2d[start:start + n], g, g3d, gtraj, gcam,
+                         seq, settings, protocols, device)
+            start += n
+            bar.update(1)
+    bar.close()
+    return results
+
+
+def _gather(seq: Sequence, windows: np.ndarray):
+    """Window arrays of a sequence: 2D (n, F, J, 2), 3D (n, F, J, 3), traj (n, F, 1, 3), cam (n, 9)."""
+    cam = np.broadcast_to(seq.cam, (len(windows), 9)) if seq.cam is not None else None
+    return seq.pose_2d[windows], seq.pose_3d[windows], seq.traj[windows], cam
+
+
+def _score_group(result: SequenceResult, hyps, x2d, group: _Group, g3d, gtraj, gcam, seq: Sequence,
+                 settings: EvalSettings, protocols, device) -> None:
+    root = seq.root_index
+    hyps = hyps.clone()
+    hyps[..., root, :] = 0
+    gt = torch.from_numpy(g3d).to(device)
+    traj = torch.from_numpy(gtraj).to(device)
+    cam = torch.from_numpy(np.ascontiguousarray(gcam)).to(device)
+    weights = torch.ones(group.windows.shape, device=device)
+    if settings.exact_frames:
+        weights = weights * torch.from_numpy(group.new).to(device)
+    if seq.valid is not None:
+        weights = weights * torch.from_numpy(seq.valid[group.windows].astype(np.float32)).to(device)
+    choice_weights = weights if (settings.exact_frames or seq.valid is not None) else None
+    for protocol in protocols:
+        per_joint = aggregation_joint_errors(hyps, gt, x2d, traj, cam, protocol2=(protocol == "p2"),
+                                             weights=choice_weights)
+        for mode, e in per_joint.items():                       # e: (B, K, F, J)
+            per_frame = e.mean(dim=-1)                          # (B, K, F)
+            result.sums[(protocol, mode)] = result.sums[(protocol, mode)] + \
+                (per_frame * weights[:, None, :]).sum(dim=(0, 2)).double().cpu().numpy()
+    result.weight += float(weights.sum())
+    if result.poses is not None or result.hypotheses is not None:
+        _keep(result, hyps, x2d, gt, traj, cam, group, choice_weights)
+
+
+def _keep(result: SequenceResult, hyps, x2d, gt, traj, cam, group: _Group, choice_weights) -> None:
+    """Write this group's aggregated poses (and hypotheses) into per-frame arrays."""
+    frames = group.windows[group.new]                          # original frame of each new window frame
+    new = torch.from_numpy(group.new).to(hyps.device)
+    if result.poses is not None:
+        poses = {"J-Agg": agg.j_agg(hyps, x2d, traj, cam)[0], "P-Agg": agg.p_agg(hyps),
+                 "P-Best": agg.p_best(hyps, gt, weights=choice_weights)[0], "J-Best": agg.j_best(hyps, gt)[0]}
+        for mode, p in poses.items():                           # p: (B, K, F, J, 3)
+            result.poses[mode][:, frames] = p.permute(1, 0, 2, 3, 4)[:, new].cpu().numpy()
+    if result.hypotheses is not None:
+        result.hypotheses[:, :, frames] = hyps.permute(1, 2, 0, 3, 4, 5)[:, :, new].cpu().numpy()
+
+
+# ---------------------------------------------------------------------------- tables
+
+def summarize(results: list[SequenceResult], key=lambda seq: seq.action_group) -> dict:
+    """Frame-weighted mean error per key (default: action group):
+    {key: {(protocol, mode): (K,) metres}}."""
+    sums, weights = defaultdict(lambda: defaultdict(float)), defaultdict(float)
+    for r in results:
+        kk = key(r.sequence)
+        for pm, s in r.sums.items():
+            sums[kk][pm] = sums[kk][pm] + s
+        weights[kk] += r.weight
+    return {kk: {pm: s / weights[kk] for pm, s in sums[kk].items()} for kk in sorted(sums)}
+
+
+def average_over(table: dict) -> dict:
+    """Plain mean over the rows of a summarize() table (the authors' action average)."""
+    keys = next(iter(table.values())).keys()
+    return {pm: np.mean([row[pm] for row in table.values()], axis=0) for pm in keys}
+
+
+def format_table(table: dict, protocol: str, iteration: int, title: str) -> str:
+    """Rows (actions, then the average) x the four modes, in mm, for one iteration k (1-based)."""
+    width = max(12, *(len(str(r)) for r in table)) + 2
+    lines = [title, f"{'':<{width}}" + "".join(f"{m:>10}" for m in AGGREGATION_MODES)]
+    rows = list(table.items()) + [("Average", average_over(table))]
+    for name, row in rows:
+        lines.append(f"{name:<{width}}" + "".join(f"{1000 * row[(protocol, m)][iteration - 1]:>10.2f}"
+                                                   for m in AGGREGATION_MODES))
+    return "\n".join(lines)
+
+
+def format_iterations(table: dict, protocol: str, title: str) -> str:
+    """The action average of each mode for every iteration k."""
+    avg = average_over(table)
+    k = len(next(iter(avg.values())))
+    lines = [title, f"{'k':<6}" + "".join(f"{m:>10}" for m in AGGREGATION_MODES)]
+    for i in range(k):
+        lines.append(f"{i + 1:<6}" + "".join(f"{1000 * avg[(protocol, m)][i]:>10.2f}" for m in AGGREGATION_MODES))
+    return "\n".join(lines)
+
+
+def results_json(table: dict) -> dict:
+    """JSON-ready {protocol: {mode: {row: [K values in mm]}}}, with an 'Average' row."""
+    rows = dict(table)
+    rows["Average"] = average_over(table)
+    out = defaultdict(lambda: defaultdict(dict))
+    for name, row in rows.items():
+        for (protocol, mode), v in row.items():
+            out[protocol][mode][name] = [round(float(x) * 1000, 4) for x in v]
+    return {p: dict(m) for p, m in out.items()}

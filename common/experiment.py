@@ -1,0 +1,132 @@
+"""What every entry script does once it has its sequences: build the model, train it, or
+evaluate a checkpoint and write the result tables. Entry scripts only choose the data."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .arguments import model_config, resolve_device
+from .checkpoint import load_denoiser
+from .clips import ClipSampler
+from .denoiser import Denoiser
+from .diffusion import DDIMSampler, Diffusion
+from .evaluate import (EvalSettings, average_over, evaluate_sequences, format_iterations, format_table,
+                       results_json, summarize)
+from .train import Trainer, TrainConfig
+
+
+@dataclass
+class Layout:
+    """Joint layout of a data set: left/right joints of the 3D output and of the 2D input."""
+
+    joints_left: list
+    joints_right: list
+    kps_left: list
+    kps_right: list
+
+
+def eval_settings(args, layout: Layout, hypotheses: int, iterations: int, **overrides) -> EvalSettings:
+    return EvalSettings(hypotheses=hypotheses, iterations=iterations, flip=args.test_time_augmentation,
+                        group=args.batch_size, compute_batch=args.eval_batch, protocol2=args.p2,
+                        exact_frames=args.exact_frames, seed=args.seed,
+                        joints_left=tuple(layout.joints_left), joints_right=tuple(layout.joints_right),
+                        kps_left=tuple(layout.kps_left), kps_right=tuple(layout.kps_right), **overrides)
+
+
+def log_to(path: Path):
+    """A print function that also appends to a log file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(text: str = "") -> None:
+        print(text)
+        with open(path, "a") as f:
+            f.write(text + "\n")
+    return log
+
+
+def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path, name: str,
+                   log=print, **overrides):
+    """Evaluate with H = -num_proposals, K = -sampling_timesteps; print the tables, write
+    <name>.log and <name>.json to out_dir. Returns (action table, per-sequence results)."""
+    diffusion = Diffusion(args.timestep, args.scale)
+    sampler = DDIMSampler(diffusion, args.sampling_timesteps, args.eta)
+    settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
+    results = evaluate_sequences(model, sampler, sequences, settings, device)
+    table = summarize(results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_to(out_dir / f"{name}.log")
+    header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
+              f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
+    log_file(header)
+    protocols = [("p1", "Protocol #1 (MPJPE, mm)")] + ([("p2", "Protocol #2 (P-MPJPE, mm)")] if args.p2 else [])
+    for protocol, title in protocols:
+        log_file(format_table(table, protocol, settings.iterations, f"{title}, iteration k={settings.iterations}"))
+        log_file(format_iterations(table, protocol, f"{title}, average over actions per iteration"))
+        if getattr(args, "by_subject", False):
+            by_subject = summarize(results, key=lambda s: s.subject)
+            log_file(format_table(by_subject, protocol, settings.iterations, f"{title} by subject"))
+    payload = {"settings": {k: v for k, v in vars(settings).items() if not k.startswith("keep")},
+               "checkpoint": str(getattr(args, "evaluate", "")), "actions": results_json(table)}
+    if getattr(args, "by_subject", False):
+        payload["subjects"] = results_json(summarize(results, key=lambda s: s.subject))
+    (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=1))
+    log_file(f"wrote {out_dir / (name + '.log')} and {out_dir / (name + '.json')}")
+    return table, results
+
+
+def load_for_evaluation(args, device):
+    """The checkpoint of --evaluate, checked against -f/-cs/-dep."""
+    model, _ = load_denoiser(args.evaluate, model_config(args))
+    return model.to(device).eval()
+
+
+def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
+    """Train per method.md's recipe; validate on val_sequences with (--val-proposals, --val-timesteps)."""
+    torch.manual_seed(args.seed)
+    model = Denoiser(model_config(args)).to(device)
+    diffusion = Diffusion(args.timestep, args.scale)
+    clips = ClipSampler(train_sequences, args.number_of_frames, args.batch_size, augment=args.data_augmentation,
+                        kps_left=layout.kps_left, kps_right=layout.kps_right,
+                        joints_left=layout.joints_left, joints_right=layout.joints_right, seed=args.seed)
+    validate = None
+    if not args.no_eval and val_sequences:
+        sampler = DDIMSampler(diffusion, args.val_timesteps, args.eta)
+        settings = eval_settings(args, layout, args.val_proposals, args.val_timesteps, progress=False)
+
+        def validate(m):
+            table = summarize(evaluate_sequences(m, sampler, val_sequences, settings, device))
+            return float(average_over(table)[("p1", "J-Agg")][-1])
+    writer = None
+    if not args.nolog:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(args.log)
+    cfg = TrainConfig(epochs=args.epochs, lr=args.learning_rate, lr_decay=args.lr_decay,
+                      weight_decay=args.weight_decay, seed=args.seed, checkpoint_frequency=args.checkpoint_frequency)
+    trainer = Trainer(model, diffusion, clips, cfg, device, args.checkpoint, validate=validate, writer=writer,
+                      extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}})
+    if args.resume:
+        trainer.resume(args.resume)
+        log(f"resumed from {args.resume} after epoch {trainer.epoch}")
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"training {n_params / 1e6:.2f}M parameters on {device}: {len(train_sequences)} sequences, "
+        f"{clips.num_batches()} batches of {args.batch_size} clips per epoch")
+    trainer.fit(log)
+    if writer is not None:
+        writer.close()
+    return trainer
+
+
+def entry_point(main):
+    """Run an entry script's main(), turning our exceptions into a one-line message."""
+    from .checkpoint import CheckpointError
+    from .datasets.h36m import DatasetError
+
+    try:
+        return main()
+    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,142 @@
+"""Training: the plain loop of method.md's recipe, with exact resume and safe checkpoints.
+
+One epoch: every training window of every sequence (twice with flip augmentation), in a
+shuffled order; per batch: noise the root-relative 3D poses at random timesteps, predict x0,
+MPJPE loss, AdamW step. After the epoch: learning rate x lr_decay, a quick validation, and
+checkpoints (latest every epoch, best on validation, one every `checkpoint_frequency`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoint import atomic_save, make_checkpoint, safe_load
+from .diffusion import Diffusion
+from .metrics import mpjpe
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 400
+    lr: float = 6e-5
+    lr_decay: float = 0.993
+    weight_decay: float = 0.1
+    seed: int = 1
+    checkpoint_frequency: int = 20
+    progress: bool = True
+
+
+class Trainer:
+    """Owns the model, optimizer, RNGs and clip sampler of one training run."""
+
+    def __init__(self, model, diffusion: Diffusion, clips, cfg: TrainConfig, device, out_dir,
+                 validate=None, writer=None, rank: int = 0, ddp_model=None, extra_state: dict | None = None):
+        self.model = model
+        self.net = ddp_model or model          # what the forward pass runs through (DDP wrapper or model)
+        self.diffusion = diffusion
+        self.clips = clips
+        self.cfg = cfg
+        self.device = device
+        self.out_dir = Path(out_dir)
+        self.validate = validate               # callable(model) -> error in metres, or None
+        self.writer = writer
+        self.rank = rank
+        self.extra_state = extra_state or {}
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.lr = cfg.lr
+        self.epoch = 0                          # epochs completed
+        self.best_error = math.inf
+        self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)            # drop-path masks draw from the global generator
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return make_checkpoint(
+            self.model, epoch=self.epoch, lr=self.lr, optimizer=self.optimizer.state_dict(),
+            random_state=self.clips.random_state(), best_error=self.best_error,
+            train_generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **self.extra_state)
+
+    def resume(self, path) -> None:
+        """Continue exactly where a checkpoint of ours left off."""
+        ckpt = safe_load(path, map_location="cpu")
+        if "train_generator" not in ckpt:
+            raise ValueError(f"{path} holds no training state (an authors' or evaluation-only checkpoint); "
+                             f"it can be evaluated with --evaluate but not resumed")
+        self.model.load_state_dict(ckpt["model_pos"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.lr, self.epoch, self.best_error = ckpt["lr"], ckpt["epoch"], ckpt["best_error"]
+        self.clips.set_random_state(ckpt["random_state"])
+        self.generator.set_state(ckpt["train_generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if torch.cuda.is_available() and ckpt["cuda_rng"]:
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+
+    # ------------------------------------------------------------------ loop
+    def train_epoch(self) -> tuple[float, float]:
+        """One pass over the shuffled clips; returns (mean loss in metres, clips per second)."""
+        self.net.train()
+        total, frames, clips_seen, start = 0.0, 0, 0, time.perf_counter()
+        batches = self.clips.next_epoch()
+        bar = tqdm(batches, total=self.clips.num_batches(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+                   unit="batch", disable=not (self.cfg.progress and self.rank == 0), leave=False)
+        for batch in bar:
+            x2d = torch.from_numpy(batch["pose_2d"]).to(self.device, non_blocking=True)
+            x3d = torch.from_numpy(batch["pose_3d"]).to(self.device, non_blocking=True)
+            x_t, t = self.diffusion.training_input(x3d, generator=self.generator)
+            pred = self.net(x2d, x_t, t)
+            loss = mpjpe(pred, x3d)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            n = x3d.shape[0] * x3d.shape[1]
+            total += float(loss.detach()) * n
+            frames += n
+            clips_seen += x3d.shape[0]
+            bar.set_postfix(loss=f"{1000 * total / frames:.1f}mm",
+                            clips_s=f"{clips_seen / (time.perf_counter() - start):.1f}")
+        return total / max(frames, 1), clips_seen / (time.perf_counter() - start)
+
+    def fit(self, log=print) -> float:
+        """Train until cfg.epochs epochs are complete; returns the best validation error (m)."""
+        while self.epoch < self.cfg.epochs:
+            loss, speed = self.train_epoch()
+            self.epoch += 1
+            self.lr *= self.cfg.lr_decay
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.cfg.lr_decay
+            error = self.validate(self.model) if self.validate else math.nan
+            improved = error < self.best_error
+            if improved:
+                self.best_error = error
+            if self.rank == 0:
+                log(f"[{self.epoch}] lr {self.lr:.3e}  train {1000 * loss:.2f} mm  "
+                    f"val {1000 * error:.2f} mm{'  (best)' if improved else ''}  {speed:.1f} clips/s")
+                self._save(improved)
+                if self.writer is not None:
+                    self.writer.add_scalar("loss/train_mpjpe_mm", 1000 * loss, self.epoch)
+                    self.writer.add_scalar("lr", self.lr, self.epoch)
+                    if not math.isnan(error):
+                        self.writer.add_scalar("loss/val_mpjpe_mm", 1000 * error, self.epoch)
+        return self.best_error
+
+    def _save(self, improved: bool) -> None:
+        state = self.state()
+        atomic_save(state, self.out_dir / "latest_epoch.bin")
+        if improved:
+            atomic_save(state, self.out_dir / "best_epoch.bin")
+        if self.cfg.checkpoint_frequency and self.epoch % self.cfg.checkpoint_frequency == 0:
+            atomic_save(state, self.out_dir / f"epoch_{self.epoch}.bin")
+
+
+def mean_pose_baseline(train_sequences, test_sequences) -> float:
+    """MPJPE (metres) of always predicting the mean root-relative training pose."""
+    mean = np.concatenate([s.pose_3d for s in train_sequences]).mean(axis=0)
+    errors = np.concatenate([np.linalg.norm(s.pose_3d - mean, axis=-1).mean(axis=-1) for s in test_sequences])
+    return float(errors.mean())
