@@ -38,7 +38,7 @@ def apply_demo(args) -> None:
     ensure_synthetic(args.data_dir, name=args.dataset)
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
     if args.demo:
         apply_demo(args)
@@ -70,5 +70,9 @@ def main(argv=None) -> int:
     return 0
 
 
+def main(argv=None) -> int:
+    return entry_point(lambda: run(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(entry_point(main))
+    sys.exit(main())

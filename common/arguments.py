@@ -8,6 +8,9 @@ import torch
 from .denoiser import DenoiserConfig
 
 
+ARCH_DEFAULTS = {"number_of_frames": 243, "cs": 512, "dep": 8}
+
+
 def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimation") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
@@ -37,9 +40,13 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
                                                        "synthetic data set (no downloads)")
 
     g = p.add_argument_group("model")
-    g.add_argument("-f", "--number-of-frames", type=int, default=243, help="clip length F")
-    g.add_argument("-cs", "--cs", type=int, default=512, help="channel size C")
-    g.add_argument("-dep", "--dep", type=int, default=8, help="depth D (spatial/temporal block pairs)")
+    g.add_argument("-f", "--number-of-frames", type=int, default=None,
+                   help=f"clip length F (default {ARCH_DEFAULTS['number_of_frames']}; with --evaluate: the file's)")
+    g.add_argument("-cs", "--cs", type=int, default=None,
+                   help=f"channel size C (default {ARCH_DEFAULTS['cs']}; with --evaluate: the file's)")
+    g.add_argument("-dep", "--dep", type=int, default=None,
+                   help=f"depth D, spatial/temporal block pairs (default {ARCH_DEFAULTS['dep']}; "
+                        f"with --evaluate: the file's)")
     g.add_argument("--heads", type=int, default=8, help="attention heads")
     g.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate of the last block")
 
@@ -77,7 +84,22 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     return p
 
 
+def explicit_architecture(args) -> dict:
+    """The architecture fields the user gave on the command line (DenoiserConfig names)."""
+    given = {"frames": args.number_of_frames, "channels": args.cs, "depth": args.dep}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def fill_architecture(args, cfg: DenoiserConfig | None = None) -> None:
+    """Set -f/-cs/-dep left unset from cfg (a loaded checkpoint's) or the defaults."""
+    from_cfg = {"number_of_frames": "frames", "cs": "channels", "dep": "depth"}
+    for flag, default in ARCH_DEFAULTS.items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, getattr(cfg, from_cfg[flag]) if cfg is not None else default)
+
+
 def model_config(args) -> DenoiserConfig:
+    fill_architecture(args)
     return DenoiserConfig(frames=args.number_of_frames, channels=args.cs, depth=args.dep, heads=args.heads,
                           drop_path=args.drop_path)
 

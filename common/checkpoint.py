@@ -118,37 +118,38 @@ def infer_config(state: dict, heads: int = 8, mlp_ratio: float | None = None) ->
                           mlp_ratio=mlp_ratio or hidden / channels)
 
 
-def _check_config(path, wanted: DenoiserConfig | None, found: DenoiserConfig) -> None:
-    if wanted is None:
-        return
-    diffs = [(flag, getattr(wanted, name), getattr(found, name))
-             for flag, name in (("-f", "frames"), ("-cs", "channels"), ("-dep", "depth"))
-             if getattr(wanted, name) != getattr(found, name)]
+_FLAGS = {"frames": "-f", "channels": "-cs", "depth": "-dep"}
+
+
+def _check_config(path, expected: dict, found: DenoiserConfig) -> None:
+    diffs = [(name, want, getattr(found, name)) for name, want in expected.items()
+             if name in _FLAGS and getattr(found, name) != want]
     if diffs:
-        have = ", ".join(f"{flag} {w}" for flag, w, _ in diffs)
-        need = " ".join(f"{flag} {f}" for flag, _, f in diffs)
+        have = ", ".join(f"{_FLAGS[n]} {w}" for n, w, _ in diffs)
+        need = " ".join(f"{_FLAGS[n]} {f}" for n, _, f in diffs)
         raise CheckpointError(f"{path} was trained with a different architecture than the flags ask "
                               f"for ({have}). Run with `{need}` to match the file.")
 
 
-def load_denoiser(path, config: DenoiserConfig | None = None, map_location="cpu"):
-    """Load a denoiser from our checkpoint or the authors'.
+def load_denoiser(path, expected: DenoiserConfig | dict | None = None, heads: int = 8, map_location="cpu"):
+    """Load a denoiser from our checkpoint or the authors'; the architecture comes from the file.
 
-    config: the architecture the command line asks for; a file that does not fit it raises
-    CheckpointError naming the flags that would. With our format, None means 'as saved'.
+    expected: the architecture the command line asks for (a DenoiserConfig, or a dict of the
+    fields given); a file that does not fit raises CheckpointError naming the flags that would.
     Returns (model, checkpoint dict).
     """
+    if isinstance(expected, DenoiserConfig):
+        heads = expected.heads
+        expected = {k: getattr(expected, k) for k in _FLAGS}
     ckpt = safe_load(path, map_location)
     if is_authors_format(ckpt):
         state = convert_authors_state_dict(ckpt["model_pos"])
+        found = infer_config(state, heads=heads)
     else:
         state = dict(ckpt["model_pos"])
-    found = infer_config(state, heads=(config.heads if config else 8))
-    if not is_authors_format(ckpt):
         found = DenoiserConfig(**ckpt["model_config"])
-    _check_config(path, config, found)
-    cfg = found if config is None else DenoiserConfig(**{**config.to_dict(), "mlp_ratio": found.mlp_ratio})
-    model = Denoiser(cfg)
+    _check_config(path, expected or {}, found)
+    model = Denoiser(found)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not fit the denoiser: missing keys {missing[:6]}, "

@@ -10,6 +10,8 @@ aligned to the sequence end; sequences shorter than F are padded on the right.
 """
 from __future__ import annotations
 
+import copy
+
 from typing import Iterator
 
 import numpy as np
@@ -80,12 +82,14 @@ class ClipSampler:
             yield self._batch([self.clips[k] for k in order[g * self.batch_size:(g + 1) * self.batch_size]])
 
     def random_state(self):
-        """The shuffling RandomState's state (the authors' checkpoint 'random_state'); saved
-        between epochs, set_random_state of it makes the following epochs repeat exactly."""
-        return self.random.get_state()
+        """A copy of the shuffling RandomState (what the authors' checkpoints store as
+        'random_state'); saved between epochs, set_random_state of it makes the following
+        epochs repeat exactly."""
+        return copy.deepcopy(self.random)
 
     def set_random_state(self, state) -> None:
-        self.random.set_state(state)
+        """Accepts a RandomState (ours or the authors') or a RandomState.get_state() tuple."""
+        self.random.set_state(state.get_state() if isinstance(state, np.random.RandomState) else state)
 
     def _batch(self, clips) -> dict[str, np.ndarray]:
         """Cut, pad and (where asked) mirror the clips of one batch."""

@@ -148,7 +148,7 @@ def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], s
 
 def _gather(seq: Sequence, windows: np.ndarray):
     """Window arrays of a sequence: 2D (n, F, J, 2), 3D (n, F, J, 3), traj (n, F, 1, 3), cam (n, 9)."""
-    cam = np.broadcast_to(seq.cam, (len(windows), 9)) if seq.cam is not None else None
+    cam = np.repeat(seq.cam[None], len(windows), axis=0) if seq.cam is not None else None
     return seq.pose_2d[windows], seq.pose_3d[windows], seq.traj[windows], cam
 
 
@@ -159,7 +159,7 @@ def _score_group(result: SequenceResult, hyps, x2d, group: _Group, g3d, gtraj, g
     hyps[..., root, :] = 0
     gt = torch.from_numpy(g3d).to(device)
     traj = torch.from_numpy(gtraj).to(device)
-    cam = torch.from_numpy(np.ascontiguousarray(gcam)).to(device)
+    cam = torch.from_numpy(gcam).to(device)
     weights = torch.ones(group.windows.shape, device=device)
     if settings.exact_frames:
         weights = weights * torch.from_numpy(group.new).to(device)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .arguments import model_config, resolve_device
+from .arguments import explicit_architecture, fill_architecture, model_config
 from .checkpoint import load_denoiser
 from .clips import ClipSampler
 from .denoiser import Denoiser
@@ -79,8 +79,10 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
 
 
 def load_for_evaluation(args, device):
-    """The checkpoint of --evaluate, checked against -f/-cs/-dep."""
-    model, _ = load_denoiser(args.evaluate, model_config(args))
+    """The checkpoint of --evaluate; its architecture comes from the file, checked against
+    the -f/-cs/-dep given (if any)."""
+    model, _ = load_denoiser(args.evaluate, explicit_architecture(args), heads=args.heads)
+    fill_architecture(args, model.cfg)
     return model.to(device).eval()
 
 

@@ -1,0 +1,79 @@
+"""main.py end to end on a tiny synthetic set in the Human3.6M file format: the authors'
+command lines, our checkpoints and theirs, and the errors users meet first."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import main as main_script
+from common.datasets.synthetic import write_synthetic_h36m
+
+TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "--nolog"]
+
+
+@pytest.fixture(scope="module")
+def h36m_dir(tmp_path_factory):
+    """The synthetic set renamed to the Human3.6M file names the authors' commands read."""
+    d = tmp_path_factory.mktemp("data")
+    paths = write_synthetic_h36m(d, name="synthetic", frames_per_sequence=30)
+    shutil.copy(paths["3d"], d / "data_3d_h36m.npz")
+    shutil.copy(paths["det"], d / "data_2d_h36m_cpn_ft_h36m_dbb.npz")
+    return d
+
+
+def test_authors_training_command_then_evaluation_of_our_checkpoint(h36m_dir, tmp_path, capsys):
+    ck = tmp_path / "checkpoint"
+    rc = main_script.main(["-k", "cpn_ft_h36m_dbb", "-c", str(ck), "-gpu", "0", "--data-dir", str(h36m_dir),
+                           "-a", "Walking,Greeting"] + TINY)
+    assert rc == 0
+    assert {p.name for p in ck.iterdir()} >= {"best_epoch.bin", "latest_epoch.bin"}
+    # Our checkpoint carries its architecture: no -f/-cs/-dep needed.
+    rc = main_script.main(["-k", "cpn_ft_h36m_dbb", "-c", str(ck), "-gpu", "0", "--nolog", "--data-dir", str(h36m_dir),
+                           "--evaluate", str(ck / "best_epoch.bin"), "-num_proposals", "3", "-sampling_timesteps", "2",
+                           "-b", "4", "-a", "Walking,Greeting", "--p2", "--by-subject", "--heads", "2"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "Protocol #1" in out and "Protocol #2" in out and "Average" in out and "by subject" in out
+    result = json.loads((ck / "eval_best_epoch.json").read_text())
+    assert set(result["actions"]["p1"]) == {"J-Agg", "P-Agg", "P-Best", "J-Best"}
+    assert set(result["actions"]["p1"]["J-Agg"]) == {"Greeting", "Walking", "Average"}
+    assert len(result["actions"]["p1"]["J-Agg"]["Average"]) == 2          # one value per iteration
+    assert set(result["subjects"]["p1"]["J-Best"]) == {"S9", "S11", "Average"}
+    assert (ck / "eval_best_epoch.log").read_text().count("Protocol #1") >= 2
+
+
+def test_authors_evaluation_command_on_their_checkpoint(h36m_dir, tmp_path, fixture_a):
+    rc = main_script.main(["-k", "cpn_ft_h36m_dbb", "-c", str(tmp_path), "-gpu", "0", "--nolog",
+                           "--data-dir", str(h36m_dir), "--evaluate", str(fixture_a[2] / "checkpoint.bin"),
+                           "-num_proposals", "2", "-sampling_timesteps", "2", "-b", "4", "-f", "9", "-cs", "64",
+                           "-dep", "2", "-a", "Walking"])
+    assert rc == 0
+    result = json.loads((tmp_path / "eval_checkpoint.json").read_text())
+    errors = np.array(result["actions"]["p1"]["J-Best"]["Average"])
+    assert errors.shape == (2,) and np.all(np.isfinite(errors))
+
+
+def test_mismatched_checkpoint_names_the_fitting_flags(h36m_dir, tmp_path, fixture_a, capsys):
+    rc = main_script.main(["--nolog", "--data-dir", str(h36m_dir), "-k", "cpn_ft_h36m_dbb", "-c", str(tmp_path),
+                           "--evaluate", str(fixture_a[2] / "checkpoint.bin"), "-f", "243", "-cs", "512"])
+    assert rc == 2
+    assert "Run with `-f 9 -cs 64`" in capsys.readouterr().err
+
+
+def test_missing_data_says_where_files_go_and_that_the_demo_needs_none(tmp_path, capsys):
+    rc = main_script.main(["--data-dir", str(tmp_path), "--nolog", "-c", str(tmp_path / "ck")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "data_3d_h36m.npz" in err and "--demo" in err
+
+
+def test_nan_keypoints_are_reported(h36m_dir, tmp_path, capsys):
+    data = dict(np.load(h36m_dir / "data_2d_h36m_cpn_ft_h36m_dbb.npz", allow_pickle=True))
+    positions = data["positions_2d"].item()
+    positions["S9"]["Walking"][0][3, 5] = np.nan
+    np.savez(tmp_path / "data_2d_h36m_cpn_ft_h36m_dbb.npz", positions_2d=positions, metadata=data["metadata"])
+    shutil.copy(h36m_dir / "data_3d_h36m.npz", tmp_path / "data_3d_h36m.npz")
+    rc = main_script.main(["--data-dir", str(tmp_path), "--nolog", "-c", str(tmp_path / "ck"), "-a", "Walking"] + TINY)
+    err = capsys.readouterr().err
+    assert rc == 2 and "NaN" in err and "S9" in err

@@ -1,0 +1,74 @@
+"""Training: exact resume after an interruption, checkpoints on disk, the loss going down."""
+import numpy as np
+import pytest
+import torch
+
+from common.checkpoint import atomic_save, load_denoiser, safe_load
+from common.clips import ClipSampler
+from common.denoiser import Denoiser, DenoiserConfig
+from common.diffusion import Diffusion
+from common.skeleton import H36M_JOINTS_LEFT as L, H36M_JOINTS_RIGHT as R
+from common.train import Trainer, TrainConfig, mean_pose_baseline
+from conftest import make_sequences
+
+CFG = DenoiserConfig(frames=5, channels=16, depth=2, heads=2, drop_path=0.3)
+
+
+def _trainer(out_dir, epochs, sequences):
+    torch.manual_seed(0)
+    model = Denoiser(CFG)
+    clips = ClipSampler(sequences, CFG.frames, 2, augment=True, kps_left=L, kps_right=R,
+                        joints_left=L, joints_right=R, seed=3)
+    cfg = TrainConfig(epochs=epochs, lr=1e-3, lr_decay=0.9, seed=5, checkpoint_frequency=1, progress=False)
+    return Trainer(model, Diffusion(), clips, cfg, "cpu", out_dir, validate=lambda m: float(len(str(m)) % 7))
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    seqs = make_sequences(3, 14)
+    straight = _trainer(tmp_path / "a", 3, seqs)
+    straight.fit(log=lambda *_: None)
+
+    first = _trainer(tmp_path / "b", 1, seqs)
+    first.fit(log=lambda *_: None)                       # "interrupted" after epoch 1
+    resumed = _trainer(tmp_path / "b", 3, seqs)
+    torch.manual_seed(123)                               # a fresh process would have other RNG state
+    resumed.resume(tmp_path / "b" / "latest_epoch.bin")
+    assert resumed.epoch == 1
+    resumed.fit(log=lambda *_: None)
+
+    assert resumed.lr == pytest.approx(straight.lr)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert straight.optimizer.state_dict()["state"][0]["step"] == resumed.optimizer.state_dict()["state"][0]["step"]
+
+
+def test_checkpoints_written_each_epoch_and_loadable_without_flags(tmp_path):
+    trainer = _trainer(tmp_path, 2, make_sequences(2, 10))
+    trainer.fit(log=lambda *_: None)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["best_epoch.bin", "epoch_1.bin", "epoch_2.bin", "latest_epoch.bin"]
+    model, ckpt = load_denoiser(tmp_path / "latest_epoch.bin")
+    assert model.cfg == CFG and ckpt["epoch"] == 2 and isinstance(ckpt["random_state"], np.random.RandomState)
+
+
+def test_resuming_from_an_authors_checkpoint_is_refused_with_a_reason(tmp_path, fixture_a):
+    trainer = _trainer(tmp_path, 1, make_sequences(1, 10))
+    with pytest.raises(ValueError, match="evaluated with --evaluate but not resumed"):
+        trainer.resume(fixture_a[2] / "checkpoint.bin")
+
+
+def test_training_reduces_the_error():
+    seqs = make_sequences(3, 20)
+    trainer = _trainer("unused", 1, seqs)
+    trainer.cfg.epochs = 1
+    first, _ = trainer.train_epoch()
+    for _ in range(15):
+        last, _ = trainer.train_epoch()
+    assert last < 0.6 * first
+
+
+def test_mean_pose_baseline_is_zero_for_a_constant_pose():
+    seqs = make_sequences(1, 10)
+    seqs[0].pose_3d[:] = seqs[0].pose_3d[0]
+    assert mean_pose_baseline(seqs, seqs) == pytest.approx(0.0, abs=1e-6)
+    assert mean_pose_baseline(seqs, make_sequences(1, 10, seed=4)) > 0.05
