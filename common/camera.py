@@ -16,18 +16,14 @@ import torch
 def normalize_screen_coordinates(x, w: float, h: float):
     """Pixels -> normalised screen units: x / w * 2 - [1, h / w]. numpy or torch."""
     assert x.shape[-1] == 2, f"expected (..., 2) keypoints, got {tuple(x.shape)}"
-    offset = [1.0, h / w]
-    if isinstance(x, torch.Tensor):
-        offset = x.new_tensor(offset)
+    offset = x.new_tensor([1.0, h / w]) if isinstance(x, torch.Tensor) else np.asarray([1.0, h / w], x.dtype)
     return x / w * 2 - offset
 
 
 def image_coordinates(x, w: float, h: float):
     """Normalised screen units -> pixels (inverse of normalize_screen_coordinates)."""
     assert x.shape[-1] == 2, f"expected (..., 2) keypoints, got {tuple(x.shape)}"
-    offset = [1.0, h / w]
-    if isinstance(x, torch.Tensor):
-        offset = x.new_tensor(offset)
+    offset = x.new_tensor([1.0, h / w]) if isinstance(x, torch.Tensor) else np.asarray([1.0, h / w], x.dtype)
     return (x + offset) * w / 2
 
 

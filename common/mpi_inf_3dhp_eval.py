@@ -269,3 +269,13 @@ def format_summary(results: dict[str, list[Scores]]) -> str:
         lines.append(f"{mode:<8}{k:>3}  {m['pck']:7.2f}{m['auc']:7.2f}{m['mpjpe']:8.2f}  "
                      f"| {p['pck']:7.2f}{p['auc']:7.2f}{p['mpjpe']:8.2f}")
     return "\n".join(lines)
+
+
+def export_evaluation(results, out_dir) -> list[Path]:
+    """Write inference_data_<MODE>.mat for every aggregation mode from evaluation results that
+    kept per-frame poses (common.evaluate.SequenceResult with .poses: mode -> (K, N, 17, 3) m)."""
+    files = []
+    for mode in MODES:
+        preds = {r.sequence.subject: r.poses[mode.replace("_", "-")] for r in results}
+        files.append(export_3dhp_mat(Path(out_dir) / f"{MAT_PREFIX}{mode}.mat", preds))
+    return files
