@@ -56,13 +56,18 @@ class Diffusion:
         b = self.sqrt_one_minus_alphas_cumprod.to(x0.device)[t].reshape(shape)
         return (a * x0 + b * noise).to(x0.dtype)
 
-    def training_input(self, x0: torch.Tensor, generator: torch.Generator | None = None):
+    def training_input(self, x0: torch.Tensor, generator: torch.Generator | None = None,
+                       shard: tuple[int, int] = (0, 1)):
         """Network input for a training batch of root-relative poses x0 (B, F, J, 3):
         t ~ U{0..T-1} and noise ~ N(0, I) per sample, noised, clamped and divided by scale.
-        Returns (x_t_scaled, t)."""
+        shard = (rank, world_size): x0 is this rank's slice of a global batch of world_size x B;
+        the draws are made for the global batch and sliced, so N processes draw what one
+        process with the global batch would. Returns (x_t_scaled, t)."""
         b = x0.shape[0]
-        t = torch.randint(0, self.timesteps, (b,), device=x0.device, generator=generator)
-        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+        rank, world = shard
+        t = torch.randint(0, self.timesteps, (world * b,), device=x0.device, generator=generator)
+        noise = torch.randn((world * b,) + x0.shape[1:], device=x0.device, dtype=x0.dtype, generator=generator)
+        t, noise = t[rank * b:(rank + 1) * b], noise[rank * b:(rank + 1) * b]
         x_t = self.q_sample(x0 * self.scale, t, noise)
         return self.clamp(x_t) / self.scale, t
 

@@ -14,6 +14,7 @@ from .checkpoint import load_denoiser
 from .clips import ClipSampler
 from .denoiser import Denoiser
 from .diffusion import DDIMSampler, Diffusion
+from .distributed import cleanup, init_from_env, wrap
 from .evaluate import (EvalSettings, average_over, evaluate_sequences, format_iterations, format_table,
                        results_json, summarize)
 from .train import Trainer, TrainConfig
@@ -87,13 +88,18 @@ def load_for_evaluation(args, device):
 
 
 def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
-    """Train per method.md's recipe; validate on val_sequences with (--val-proposals, --val-timesteps)."""
+    """Train per method.md's recipe; validate on val_sequences with (--val-proposals, --val-timesteps).
+    Under torchrun, every process trains its share of each global batch (common.distributed)."""
+    info, device = init_from_env(device)
+    if not info.is_main:
+        log = lambda *_: None
     torch.manual_seed(args.seed)
     model = Denoiser(model_config(args)).to(device)
     diffusion = Diffusion(args.timestep, args.scale)
     clips = ClipSampler(train_sequences, args.number_of_frames, args.batch_size, augment=args.data_augmentation,
                         kps_left=layout.kps_left, kps_right=layout.kps_right,
-                        joints_left=layout.joints_left, joints_right=layout.joints_right, seed=args.seed)
+                        joints_left=layout.joints_left, joints_right=layout.joints_right, seed=args.seed,
+                        rank=info.rank, world_size=info.world_size)
     validate = None
     if not args.no_eval and val_sequences:
         sampler = DDIMSampler(diffusion, args.val_timesteps, args.eta)
@@ -103,22 +109,24 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
             table = summarize(evaluate_sequences(m, sampler, val_sequences, settings, device))
             return float(average_over(table)[("p1", "J-Agg")][-1])
     writer = None
-    if not args.nolog:
+    if not args.nolog and info.is_main:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(args.log)
     cfg = TrainConfig(epochs=args.epochs, lr=args.learning_rate, lr_decay=args.lr_decay,
                       weight_decay=args.weight_decay, seed=args.seed, checkpoint_frequency=args.checkpoint_frequency)
     trainer = Trainer(model, diffusion, clips, cfg, device, args.checkpoint, validate=validate, writer=writer,
-                      extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}})
+                      dist=info, ddp_model=wrap(model, info, device), extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}})
     if args.resume:
         trainer.resume(args.resume)
         log(f"resumed from {args.resume} after epoch {trainer.epoch}")
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"training {n_params / 1e6:.2f}M parameters on {device}: {len(train_sequences)} sequences, "
-        f"{clips.num_batches()} batches of {args.batch_size} clips per epoch")
+    log(f"training {n_params / 1e6:.2f}M parameters on {device}"
+        f"{f' x {info.world_size} processes' if info.enabled else ''}: {len(train_sequences)} sequences, "
+        f"{clips.num_batches()} batches of {args.batch_size} clips per epoch{' per process' if info.enabled else ''}")
     trainer.fit(log)
     if writer is not None:
         writer.close()
+    cleanup(info)
     return trainer
 
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_save, make_checkpoint, safe_load
 from .diffusion import Diffusion
+from .distributed import DistInfo, barrier, mean_over_ranks
 from .metrics import mpjpe
 
 
@@ -36,7 +37,8 @@ class Trainer:
     """Owns the model, optimizer, RNGs and clip sampler of one training run."""
 
     def __init__(self, model, diffusion: Diffusion, clips, cfg: TrainConfig, device, out_dir,
-                 validate=None, writer=None, rank: int = 0, ddp_model=None, extra_state: dict | None = None):
+                 validate=None, writer=None, dist: DistInfo | None = None, ddp_model=None,
+                 extra_state: dict | None = None):
         self.model = model
         self.net = ddp_model or model          # what the forward pass runs through (DDP wrapper or model)
         self.diffusion = diffusion
@@ -46,14 +48,14 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.validate = validate               # callable(model) -> error in metres, or None
         self.writer = writer
-        self.rank = rank
+        self.dist = dist or DistInfo()
         self.extra_state = extra_state or {}
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.lr = cfg.lr
         self.epoch = 0                          # epochs completed
         self.best_error = math.inf
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)            # drop-path masks draw from the global generator
+        torch.manual_seed(cfg.seed + self.dist.rank)   # drop-path masks draw from the global generator
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -85,11 +87,12 @@ class Trainer:
         total, frames, clips_seen, start = 0.0, 0, 0, time.perf_counter()
         batches = self.clips.next_epoch()
         bar = tqdm(batches, total=self.clips.num_batches(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
-                   unit="batch", disable=not (self.cfg.progress and self.rank == 0), leave=False)
+                   unit="batch", disable=not (self.cfg.progress and self.dist.is_main), leave=False)
         for batch in bar:
             x2d = torch.from_numpy(batch["pose_2d"]).to(self.device, non_blocking=True)
             x3d = torch.from_numpy(batch["pose_3d"]).to(self.device, non_blocking=True)
-            x_t, t = self.diffusion.training_input(x3d, generator=self.generator)
+            x_t, t = self.diffusion.training_input(x3d, generator=self.generator,
+                                                   shard=(self.dist.rank, self.dist.world_size))
             pred = self.net(x2d, x_t, t)
             loss = mpjpe(pred, x3d)
             self.optimizer.zero_grad(set_to_none=True)
@@ -101,7 +104,8 @@ class Trainer:
             clips_seen += x3d.shape[0]
             bar.set_postfix(loss=f"{1000 * total / frames:.1f}mm",
                             clips_s=f"{clips_seen / (time.perf_counter() - start):.1f}")
-        return total / max(frames, 1), clips_seen / (time.perf_counter() - start)
+        speed = clips_seen / (time.perf_counter() - start) * self.dist.world_size
+        return mean_over_ranks(total / max(frames, 1), frames, self.dist), speed
 
     def fit(self, log=print) -> float:
         """Train until cfg.epochs epochs are complete; returns the best validation error (m)."""
@@ -111,11 +115,11 @@ class Trainer:
             self.lr *= self.cfg.lr_decay
             for group in self.optimizer.param_groups:
                 group["lr"] *= self.cfg.lr_decay
-            error = self.validate(self.model) if self.validate else math.nan
+            error = self.validate(self.model) if self.validate and self.dist.is_main else math.nan
             improved = error < self.best_error
             if improved:
                 self.best_error = error
-            if self.rank == 0:
+            if self.dist.is_main:
                 log(f"[{self.epoch}] lr {self.lr:.3e}  train {1000 * loss:.2f} mm  "
                     f"val {1000 * error:.2f} mm{'  (best)' if improved else ''}  {speed:.1f} clips/s")
                 self._save(improved)
@@ -124,6 +128,7 @@ class Trainer:
                     self.writer.add_scalar("lr", self.lr, self.epoch)
                     if not math.isnan(error):
                         self.writer.add_scalar("loss/val_mpjpe_mm", 1000 * error, self.epoch)
+            barrier(self.dist)
         return self.best_error
 
     def _save(self, improved: bool) -> None:

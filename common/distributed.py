@@ -1,0 +1,78 @@
+"""Multi-process training with DistributedDataParallel, launched by torchrun.
+
+    torchrun --nproc_per_node 4 main.py -k cpn_ft_h36m_dbb -c checkpoint --nolog
+    torchrun --nnodes 2 --node_rank R --master_addr HOST --nproc_per_node 8 main.py ...
+
+Each process trains on its share of every global batch (ranks take consecutive batches of
+the one shuffled epoch), draws the diffusion noise of the whole global batch from a shared
+generator and keeps its slice, and DDP averages the gradients: N processes with `-b B` train
+like one process with `-b N*B`. Only rank 0 validates, logs and writes checkpoints; the
+checkpoints hold the unwrapped model, so they are interchangeable between 1 and N processes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_from_env(device: torch.device) -> tuple[DistInfo, torch.device]:
+    """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE,
+    LOCAL_RANK); NCCL on CUDA, gloo on the CPU. Returns (info, this process's device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(), device
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device):
+    """The DDP wrapper when distributed, else None (train the model itself)."""
+    if not info.enabled:
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def mean_over_ranks(value: float, weight: float, info: DistInfo) -> float:
+    """Weighted mean of a per-rank value over all ranks."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value * weight, weight], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return float(t[0] / t[1])
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
