@@ -138,7 +138,8 @@ def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], s
         for g, (g2d, g3d, gtraj, gcam) in zip(batch, arrays):
             n = len(g.windows)
             seq = sequences[g.seq_index]
-            _score_group(results[g.seq_index], hyps[start:start + n], x2d[start:start + n], g, g3d, gtraj, gcam,
+            target_2d = _reprojection_target(seq, g.windows, x2d[start:start + n])
+            _score_group(results[g.seq_index], hyps[start:start + n], target_2d, g, g3d, gtraj, gcam,
                          seq, settings, protocols, device)
             start += n
             bar.update(1)
@@ -150,6 +151,15 @@ def _gather(seq: Sequence, windows: np.ndarray):
     """Window arrays of a sequence: 2D (n, F, J, 2), 3D (n, F, J, 3), traj (n, F, 1, 3), cam (n, 9)."""
     cam = np.repeat(seq.cam[None], len(windows), axis=0) if seq.cam is not None else None
     return seq.pose_2d[windows], seq.pose_3d[windows], seq.traj[windows], cam
+
+
+def _reprojection_target(seq: Sequence, windows: np.ndarray, x2d: torch.Tensor) -> torch.Tensor:
+    """The 2D that J-Agg compares reprojections with: the input x2d (n, F, J, 2), unless the
+    sequence carries extra['reproj_2d'] (N, J, 2), its 2D in the 3D output's joint layout
+    (e.g. COCO input mapped to Human3.6M joints)."""
+    if "reproj_2d" not in seq.extra:
+        return x2d
+    return torch.from_numpy(np.asarray(seq.extra["reproj_2d"], dtype=np.float32)[windows]).to(x2d.device)
 
 
 def _score_group(result: SequenceResult, hyps, x2d, group: _Group, g3d, gtraj, gcam, seq: Sequence,

@@ -4,6 +4,9 @@ Files (see data/README.md):
   data_3d_<dataset>.npz             positions_3d {subject: {action: (N, 32, 3) world metres}}
   data_2d_<dataset>_<keypoints>.npz positions_2d {subject: {action: 4 x (N_c, 17, 2) pixels}},
                                     metadata {'layout_name', 'num_joints', 'keypoints_symmetry'}
+With COCO-layout 2D ('layout_name': 'coco', e.g. `detectron_pt_coco`) the model input stays
+COCO while the 3D output is Human3.6M-17, so each Sequence also carries the 2D mapped to
+Human3.6M joints in extra['reproj_2d'], the target of J-Agg's reprojection.
 <dataset> is 'h36m' for the real data; the synthetic set (common.datasets.synthetic) uses
 its own name in the same format.
 """
@@ -17,6 +20,7 @@ import numpy as np
 from common.camera import normalize_screen_coordinates, normalized_intrinsics, world_to_camera_np
 from common.datasets.base import Sequence
 from common.skeleton import Skeleton, h36m_metadata, h36m_skeleton_17, h36m_skeleton_32
+from in_the_wild.coco import coco_to_h36m
 
 NUM_CAMERAS = 4
 HOW_TO_GET = ("Human3.6M files go in data/ (see data/README.md): obtain Human3.6M from its authors and "
@@ -95,6 +99,7 @@ class H36MDataset:
         self.positions_2d, self.metadata = loaded["positions_2d"], loaded["metadata"]
         self.keypoints_symmetry = self.metadata["keypoints_symmetry"]  # [left 2D indices, right 2D indices]
         self.kps_left, self.kps_right = (list(k) for k in self.keypoints_symmetry)
+        self.layout_name = self.metadata.get("layout_name", "h36m")  # 2D joint order: 'h36m' or 'coco'
         self.skeleton = h36m_skeleton_17()
         self.joints_left, self.joints_right = self.skeleton.joints_left, self.skeleton.joints_right
         self._kept_joints = skeleton_32_to_17()[1]
@@ -131,12 +136,14 @@ class H36MDataset:
                     pos = world_to_camera_np(world, camera["orientation"], camera["translation"])
                     traj = pos[:, :1]  # (N, 1, 3) root position, camera space, metres
                     pose_2d = normalize_screen_coordinates(pixels, camera["res_w"], camera["res_h"])
+                    pose_2d = np.ascontiguousarray(pose_2d[keep], dtype=np.float32)
+                    extra = {"reproj_2d": coco_to_h36m(pose_2d)} if self.layout_name == "coco" else {}
                     out.append(Sequence(subject, action, index,
-                                        pose_2d=np.ascontiguousarray(pose_2d[keep], dtype=np.float32),
+                                        pose_2d=pose_2d,
                                         pose_3d=np.ascontiguousarray((pos - traj)[keep], dtype=np.float32),
                                         traj=np.ascontiguousarray(traj[keep], dtype=np.float32),
                                         cam=camera["intrinsics"],
-                                        res_w=camera["res_w"], res_h=camera["res_h"]))
+                                        res_w=camera["res_w"], res_h=camera["res_h"], extra=extra))
         return out
 
     def _check_subject(self, subject: str) -> None:
