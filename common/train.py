@@ -141,7 +141,10 @@ class Trainer:
 
 
 def mean_pose_baseline(train_sequences, test_sequences) -> float:
-    """MPJPE (metres) of always predicting the mean root-relative training pose."""
+    """MPJPE (metres) of always predicting the mean root-relative training pose, averaged like
+    the evaluation tables: frame-weighted per action group, then the plain mean over groups."""
     mean = np.concatenate([s.pose_3d for s in train_sequences]).mean(axis=0)
-    errors = np.concatenate([np.linalg.norm(s.pose_3d - mean, axis=-1).mean(axis=-1) for s in test_sequences])
-    return float(errors.mean())
+    per_group: dict[str, list] = {}
+    for s in test_sequences:
+        per_group.setdefault(s.action_group, []).append(np.linalg.norm(s.pose_3d - mean, axis=-1).mean(axis=-1))
+    return float(np.mean([np.concatenate(v).mean() for v in per_group.values()]))
