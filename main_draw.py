@@ -23,9 +23,8 @@ from common.arguments import build_parser, resolve_device
 from common.camera import image_coordinates
 from common.datasets.base import Sequence
 from common.datasets.h36m import H36MDataset
-from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import evaluate_sequences, format_iterations, summarize
-from common.experiment import entry_point, eval_settings, load_for_evaluation
+from common.experiment import entry_point, eval_settings, load_for_evaluation, make_sampler
 from common.metrics import AGGREGATION_MODES
 from common.render import plot_hypotheses_frame, plot_iteration_errors, render_animation
 from common.skeleton import h36m_skeleton_17
@@ -110,7 +109,7 @@ def run(argv=None) -> int:
     model = load_for_evaluation(args, device)
 
     # Evaluate the one sequence, keeping per-frame poses and hypotheses.
-    sampler = DDIMSampler(Diffusion(args.timestep, args.scale), args.sampling_timesteps, args.eta)
+    sampler = make_sampler(args, args.sampling_timesteps)
     settings = eval_settings(args, layout_of(dataset), args.num_proposals, args.sampling_timesteps,
                              keep_poses=True, keep_hypotheses=True)
     result = evaluate_sequences(model, sampler, [seq], settings, device, desc=seq.name)[0]

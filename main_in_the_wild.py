@@ -20,8 +20,8 @@ from common import wild
 from common.arguments import build_parser, explicit_architecture, fill_architecture, resolve_device, split_list
 from common.checkpoint import load_denoiser
 from common.datasets.h36m import H36MDataset
-from common.diffusion import DDIMSampler, Diffusion
-from common.experiment import entry_point, load_for_evaluation, run_evaluation, run_training
+from common.device import prepare_model
+from common.experiment import entry_point, load_for_evaluation, make_sampler, run_evaluation, run_training
 from in_the_wild.keypoints import read_keypoints
 from main import layout_of
 from main_draw import add_viz_arguments
@@ -78,13 +78,13 @@ def lift(args, device) -> int:
         raise ValueError("--keypoints-file needs a trained model: add --evaluate CHECKPOINT")
     model, checkpoint = load_denoiser(args.evaluate, explicit_architecture(args), heads=args.heads)
     fill_architecture(args, model.cfg)
-    model = model.to(device).eval()
+    model = prepare_model(model.to(device).eval(), device, args.compile)
     layout, why = wild.input_layout_of(checkpoint, args.input_layout)
     keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold)
     size = wild.image_size(keypoints, args.width, args.height, args.video)
     print(f"{keypoints.num_frames} frames of {size[0]}x{size[1]} pixels; {layout} input (from {why}); "
           f"F={model.cfg.frames} H={args.num_proposals} K={args.sampling_timesteps} on {device}")
-    sampler = DDIMSampler(Diffusion(args.timestep, args.scale), args.sampling_timesteps, args.eta)
+    sampler = make_sampler(args, args.sampling_timesteps)
     result = wild.lift_keypoints(model, sampler, keypoints, size, layout, args.num_proposals, focal=args.focal,
                                  flip=args.test_time_augmentation, batch=args.eval_batch or args.batch_size,
                                  seed=args.seed, device=device)

@@ -81,6 +81,14 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
                    help="count every frame once (the authors' protocol counts the overlap of the last window twice)")
     g.add_argument("--eval-batch", type=int, default=0,
                    help="clips per denoiser call in evaluation (0: same as -b); changes speed, not results")
+
+    g = p.add_argument_group("speed (none of these changes results beyond float rounding)")
+    g.add_argument("--max-batch-hypotheses", type=int, default=0, metavar="N",
+                   help="clip-hypotheses per denoiser call when sampling; larger batches are split "
+                        "(0: automatic, cache-sized on the CPU, half the free memory on a GPU)")
+    g.add_argument("--amp", choices=("bf16", "fp16"), default=None,
+                   help="mixed precision (torch.autocast) for the denoiser; for GPUs, slower on CPUs")
+    g.add_argument("--compile", action="store_true", help="run the denoiser through torch.compile")
     return p
 
 

@@ -20,6 +20,7 @@ import torch
 from .aggregation import j_agg, reproject
 from .checkpoint import load_denoiser
 from .denoiser import DenoiserConfig
+from .device import AMP_DTYPES, amp_dtype, autocast
 from .diffusion import DDIMSampler, Diffusion, FlipTTA
 from .metrics import AGGREGATION_MODES, aggregation_errors, mpjpe, p_mpjpe
 
@@ -29,6 +30,7 @@ TOL_SCHEDULE = 1e-10
 TOL_DDIM = 1e-4
 TOL_AGGREGATION = 1e-5
 TOL_METRIC = 1e-6
+TOL_AMP = 1e-4          # 0.1 mm: the denoiser and sampler under --amp (mixed precision)
 
 
 @dataclass
@@ -48,8 +50,11 @@ def _dev(a: torch.Tensor, b) -> float:
     return float((a.double() - b.double()).abs().max())
 
 
-def run_conformance(folder, device: str = "cpu") -> list[Check]:
-    """Replay every quantity of a conformance folder; one Check per quantity."""
+def run_conformance(folder, device: str = "cpu", amp: str | None = None,
+                    max_batch_hypotheses: int | None = None) -> list[Check]:
+    """Replay every quantity of a conformance folder; one Check per quantity.
+    amp ('bf16'/'fp16') runs the denoiser and the sampler under autocast and checks them
+    against TOL_AMP; max_batch_hypotheses splits the sampler's denoiser calls."""
     folder = Path(folder)
     cfg = json.loads((folder / "config.json").read_text())
     v = np.load(folder / "vectors.npz")
@@ -64,24 +69,28 @@ def run_conformance(folder, device: str = "cpu") -> list[Check]:
     checks = []
     add = lambda name, value, ref, tol: checks.append(Check(name, _dev(value.cpu(), ref), tol))
 
-    with torch.no_grad():
-        add("denoiser_out", model(tensor("inputs_2d"), tensor("x_noisy"), tensor("t_eval")), v["denoiser_out"], TOL_DENOISER)
-        add("denoiser_train_out", model(tensor("inputs_2d"), tensor("x_noisy_train"), tensor("t_train")),
-            v["denoiser_train_out"], TOL_DENOISER)
+    dtype = amp_dtype(amp)
+    tol_denoiser, tol_ddim = (TOL_AMP, TOL_AMP) if dtype is not None else (TOL_DENOISER, TOL_DDIM)
+    with torch.no_grad(), autocast(device, dtype):
+        add("denoiser_out", model(tensor("inputs_2d"), tensor("x_noisy"), tensor("t_eval")).float(),
+            v["denoiser_out"], tol_denoiser)
+        add("denoiser_train_out", model(tensor("inputs_2d"), tensor("x_noisy_train"), tensor("t_train")).float(),
+            v["denoiser_train_out"], tol_denoiser)
 
     diffusion = Diffusion(cfg["timesteps"], cfg["scale"])
     add("betas", diffusion.betas, v["betas"], TOL_SCHEDULE)
     add("alphas_cumprod", diffusion.alphas_cumprod, v["alphas_cumprod"], TOL_SCHEDULE)
-    sampler = DDIMSampler(diffusion, cfg["iterations"], cfg["ddim_eta"])
+    sampler = DDIMSampler(diffusion, cfg["iterations"], cfg["ddim_eta"], max_batch_hypotheses=max_batch_hypotheses,
+                          amp_dtype=dtype)
     add("ddim_time_pairs", torch.tensor(sampler.time_pairs), v["ddim_time_pairs"], 0)
 
     k, h = cfg["iterations"], cfg["hypotheses"]
     x2d = tensor("inputs_2d")
     out = sampler.sample(model, x2d, h, noise=[tensor(f"ddim_noise_{i}") for i in range(k)])
-    add("ddim_out", out, v["ddim_out"], TOL_DDIM)
+    add("ddim_out", out, v["ddim_out"], tol_ddim)
     flip = FlipTTA(tensor("inputs_2d_flip"), cfg["joints_left"], cfg["joints_right"])
     out = sampler.sample(model, x2d, h, flip=flip, noise=[tensor(f"ddim_flip_noise_{i}") for i in range(k)])
-    add("ddim_flip_out", out, v["ddim_flip_out"], TOL_DDIM)
+    add("ddim_flip_out", out, v["ddim_flip_out"], tol_ddim)
 
     hyps, gt, traj, cam = tensor("pred_for_metrics"), tensor("gt_3d"), tensor("traj"), tensor("cam")
     add("reproj_2d", reproject(hyps, traj, cam), v["reproj_2d"], TOL_AGGREGATION)
@@ -100,11 +109,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", help="conformance vector folders")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", choices=sorted(AMP_DTYPES),
+                        help=f"denoiser under autocast; its outputs checked to {TOL_AMP * 1000:g} mm")
+    parser.add_argument("--max-batch-hypotheses", type=int, default=None, metavar="N",
+                        help="split the sampler's denoiser calls into N clip-hypotheses")
     args = parser.parse_args(argv)
     failed = 0
     for folder in args.folders:
         print(f"== {folder}")
-        checks = run_conformance(folder, args.device)
+        checks = run_conformance(folder, args.device, args.amp, args.max_batch_hypotheses)
         for c in checks:
             print(f"  {c.quantity:<22} max |dev| {c.deviation:.3e}  (tol {c.tolerance:.0e})  {'ok' if c.ok else 'FAIL'}")
         bad = [c.quantity for c in checks if not c.ok]

@@ -162,13 +162,18 @@ class Denoiser(nn.Module):
 
         x = cond.unsqueeze(1) + F.linear(x3d, self.joint_embed.weight[:, 2:])   # (B, H, F, J, C)
         x = x + self.spatial_pos + self.time_mlp(t)[:, None, None, None, :]
-        x = x.reshape(b * h * f, j, c)
-        for i, (spatial, temporal) in enumerate(zip(self.spatial_blocks, self.temporal_blocks)):
-            x = self.spatial_norm(spatial(x))                                   # (BHF, J, C)
-            x = x.reshape(b * h, f, j, c).transpose(1, 2).reshape(b * h * j, f, c)
-            if i == 0:
-                x = x + self.temporal_pos
-            x = self.temporal_norm(temporal(x))                                 # (BHJ, F, C)
-            x = x.reshape(b * h, j, f, c).transpose(1, 2).reshape(b * h * f, j, c)
+        x = self.encode(x.reshape(b * h * f, j, c), b * h)
         out = self.head(x).reshape(b, h, f, j, 3)
         return out[:, 0] if single else out
+
+    def encode(self, x: torch.Tensor, clips: int) -> torch.Tensor:
+        """The D spatial/temporal block pairs on embedded tokens (clips * F, J, C) -> same."""
+        f, j, c = self.cfg.frames, self.cfg.joints, x.shape[-1]
+        for i, (spatial, temporal) in enumerate(zip(self.spatial_blocks, self.temporal_blocks)):
+            x = self.spatial_norm(spatial(x))                                   # (clips F, J, C)
+            x = x.reshape(clips, f, j, c).transpose(1, 2).reshape(clips * j, f, c)
+            if i == 0:
+                x = x + self.temporal_pos
+            x = self.temporal_norm(temporal(x))                                 # (clips J, F, C)
+            x = x.reshape(clips, j, f, c).transpose(1, 2).reshape(clips * f, j, c)
+        return x

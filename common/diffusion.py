@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from .device import autocast
 from .skeleton import flip_pose
 
 
@@ -112,6 +113,11 @@ class FlipTTA:
     def flip(self, x: torch.Tensor) -> torch.Tensor:
         return flip_pose(x, self.joints_left, self.joints_right)
 
+    def rows(self, rows: slice) -> "FlipTTA":
+        """The same augmentation for a slice of the batch's clips."""
+        return FlipTTA(self.x2d_flip[rows], self.joints_left, self.joints_right, self.batched,
+                       None if self.cond_flip is None else self.cond_flip[rows])
+
     def predict(self, model, x2d, x_in, t: int, cond=None) -> torch.Tensor:
         b = x_in.shape[0]
         x_in_flip = self.flip(x_in)
@@ -127,14 +133,57 @@ class FlipTTA:
         return (plain + self.flip(mirrored)) / 2
 
 
-class DDIMSampler:
-    """DDIM sampling with eta (method.md, 'Sampling'); keeps every iteration's x0."""
+def hypothesis_chunks(batch: int, hypotheses: int, limit: int | None):
+    """Split B clips x H hypotheses into (clip slice, hypothesis slice) pieces of at most
+    `limit` clip-hypotheses each (None: one piece). Whole clips are grouped while H fits."""
+    if limit is None or batch * hypotheses <= limit:
+        yield slice(None), slice(None)
+    elif hypotheses <= limit:
+        step = limit // hypotheses
+        for b0 in range(0, batch, step):
+            yield slice(b0, b0 + step), slice(None)
+    else:
+        for b0 in range(batch):
+            for h0 in range(0, hypotheses, limit):
+                yield slice(b0, b0 + 1), slice(h0, h0 + limit)
 
-    def __init__(self, diffusion: Diffusion, steps: int, eta: float = 1.0):
+
+# Working-set budget of one denoiser call on the CPU: one (tokens, C) float32 activation of a
+# call stays about cache-sized, past which the memory-bound layers slow down (see benchmarks/).
+CPU_ACTIVATION_BUDGET = 4 * 2 ** 20
+
+
+def auto_hypothesis_limit(cfg, device) -> int:
+    """Clip-hypotheses per denoiser call that keep a call's working set in budget: cache-sized
+    on the CPU, half the free memory on a GPU (about 16 activations per clip-hypothesis
+    plus the temporal attention scores when attention is not fused)."""
+    device = torch.device(device)
+    activation = cfg.frames * cfg.joints * cfg.channels * 4
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        scores = cfg.heads * cfg.joints * cfg.frames * cfg.frames * 4
+        return max(1, int(0.5 * free) // (16 * activation + 2 * scores))
+    return max(1, CPU_ACTIVATION_BUDGET // activation)
+
+
+class DDIMSampler:
+    """DDIM sampling with eta (method.md, 'Sampling'); keeps every iteration's x0.
+
+    Compute options, none of which changes the result beyond float rounding:
+    max_batch_hypotheses: clip-hypotheses per denoiser call (the flipped copies of batched
+    flip TTA count too); None runs everything in one call, 0 picks a limit for the device
+    (`auto_hypothesis_limit`). amp_dtype: run the denoiser under torch.autocast with this
+    dtype (torch.bfloat16 / torch.float16); the update rule stays in float32.
+    """
+
+    def __init__(self, diffusion: Diffusion, steps: int, eta: float = 1.0,
+                 max_batch_hypotheses: int | None = None, amp_dtype: torch.dtype | None = None):
         self.diffusion = diffusion
         self.steps = steps
         self.eta = eta
         self.time_pairs = ddim_time_pairs(diffusion.timesteps, steps)
+        self.max_batch_hypotheses = max_batch_hypotheses
+        self.amp_dtype = amp_dtype
 
     def step_coefficients(self, t: int, t_next: int) -> tuple[float, float, float]:
         """(sqrt(abar_t'), c, sigma) of the update x' = x0 sqrt(abar_t') + c eps + sigma z."""
@@ -143,6 +192,30 @@ class DDIMSampler:
         sigma = self.eta * ((1 - a / a_next) * (1 - a_next) / (1 - a)).sqrt()
         c = (1 - a_next - sigma ** 2).sqrt()
         return float(a_next.sqrt()), float(c), float(sigma)
+
+    def hypothesis_limit(self, model, device, flip: FlipTTA | None) -> int | None:
+        """Clip-hypotheses per call of `predict_x0` (halved when batched flip doubles a call)."""
+        limit = self.max_batch_hypotheses
+        if limit == 0:
+            limit = auto_hypothesis_limit(model.cfg, device) if hasattr(model, "cfg") else None
+        if limit is not None and flip is not None and flip.batched:
+            limit = max(1, limit // 2)
+        return limit
+
+    def predict_x0(self, model, x2d, x, t: int, cond, flip: FlipTTA | None, limit: int | None) -> torch.Tensor:
+        """Diffusion.predict_x0 over hypothesis chunks, under autocast when asked."""
+        chunks = list(hypothesis_chunks(x.shape[0], x.shape[1], limit))
+        out = torch.empty_like(x) if len(chunks) > 1 else None
+        for rows, hyps in chunks:
+            with autocast(x.device, self.amp_dtype):
+                x0 = self.diffusion.predict_x0(
+                    model, x2d[rows], x[rows, hyps], t, cond=None if cond is None else cond[rows],
+                    flip=None if flip is None else flip.rows(rows))
+            x0 = x0.to(x.dtype)
+            if out is None:
+                return x0
+            out[rows, hyps] = x0
+        return out
 
     @torch.no_grad()
     def sample(self, model, x2d: torch.Tensor, num_hypotheses: int, flip: FlipTTA | None = None,
@@ -165,10 +238,11 @@ class DDIMSampler:
         cond = model.embed_2d(x2d) if hasattr(model, "embed_2d") else None
         if flip is not None and cond is not None and flip.cond_flip is None:
             flip.cond_flip = model.embed_2d(flip.x2d_flip)
+        limit = self.hypothesis_limit(model, x2d.device, flip)
         x = normal()
         outputs = []
         for t, t_next in self.time_pairs:
-            x0 = self.diffusion.predict_x0(model, x2d, x, t, cond=cond, flip=flip)
+            x0 = self.predict_x0(model, x2d, x, t, cond, flip, limit)
             outputs.append(x0)
             if t_next < 0:
                 break

@@ -13,6 +13,7 @@ from .arguments import explicit_architecture, fill_architecture, model_config
 from .checkpoint import load_denoiser
 from .clips import ClipSampler
 from .denoiser import Denoiser
+from .device import amp_dtype, prepare_model
 from .diffusion import DDIMSampler, Diffusion
 from .distributed import cleanup, init_from_env, wrap
 from .evaluate import (EvalSettings, average_over, evaluate_sequences, format_iterations, format_table,
@@ -49,12 +50,17 @@ def log_to(path: Path):
     return log
 
 
+def make_sampler(args, steps: int) -> DDIMSampler:
+    """The DDIM sampler of the command line: -timestep, -scale, --eta and the speed flags."""
+    return DDIMSampler(Diffusion(args.timestep, args.scale), steps, args.eta,
+                       max_batch_hypotheses=args.max_batch_hypotheses, amp_dtype=amp_dtype(args.amp))
+
+
 def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path, name: str,
                    log=print, **overrides):
     """Evaluate with H = -num_proposals, K = -sampling_timesteps; print the tables, write
     <name>.log and <name>.json to out_dir. Returns (action table, per-sequence results)."""
-    diffusion = Diffusion(args.timestep, args.scale)
-    sampler = DDIMSampler(diffusion, args.sampling_timesteps, args.eta)
+    sampler = make_sampler(args, args.sampling_timesteps)
     settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
     results = evaluate_sequences(model, sampler, sequences, settings, device)
     table = summarize(results)
@@ -84,7 +90,7 @@ def load_for_evaluation(args, device):
     the -f/-cs/-dep given (if any)."""
     model, _ = load_denoiser(args.evaluate, explicit_architecture(args), heads=args.heads)
     fill_architecture(args, model.cfg)
-    return model.to(device).eval()
+    return prepare_model(model.to(device).eval(), device, args.compile)
 
 
 def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
@@ -94,7 +100,7 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
     if not info.is_main:
         log = lambda *_: None
     torch.manual_seed(args.seed)
-    model = Denoiser(model_config(args)).to(device)
+    model = prepare_model(Denoiser(model_config(args)).to(device), device)
     diffusion = Diffusion(args.timestep, args.scale)
     clips = ClipSampler(train_sequences, args.number_of_frames, args.batch_size, augment=args.data_augmentation,
                         kps_left=layout.kps_left, kps_right=layout.kps_right,
@@ -102,7 +108,7 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
                         rank=info.rank, world_size=info.world_size)
     validate = None
     if not args.no_eval and val_sequences:
-        sampler = DDIMSampler(diffusion, args.val_timesteps, args.eta)
+        sampler = make_sampler(args, args.val_timesteps)
         settings = eval_settings(args, layout, args.val_proposals, args.val_timesteps, progress=False)
 
         def validate(m):
@@ -113,9 +119,13 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(args.log)
     cfg = TrainConfig(epochs=args.epochs, lr=args.learning_rate, lr_decay=args.lr_decay,
-                      weight_decay=args.weight_decay, seed=args.seed, checkpoint_frequency=args.checkpoint_frequency)
+                      weight_decay=args.weight_decay, seed=args.seed, checkpoint_frequency=args.checkpoint_frequency,
+                      amp_dtype=amp_dtype(args.amp))
+    net = wrap(model, info, device)
+    if args.compile:
+        net = torch.compile(net or model)
     trainer = Trainer(model, diffusion, clips, cfg, device, args.checkpoint, validate=validate, writer=writer,
-                      dist=info, ddp_model=wrap(model, info, device), extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}})
+                      dist=info, ddp_model=net, extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}})
     if args.resume:
         trainer.resume(args.resume)
         log(f"resumed from {args.resume} after epoch {trainer.epoch}")

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import atomic_save, make_checkpoint, safe_load
+from .device import autocast, to_device
 from .diffusion import Diffusion
 from .distributed import DistInfo, barrier, mean_over_ranks
 from .metrics import mpjpe
@@ -31,6 +32,7 @@ class TrainConfig:
     seed: int = 1
     checkpoint_frequency: int = 20
     progress: bool = True
+    amp_dtype: torch.dtype | None = None   # autocast the forward pass (bf16 / fp16)
 
 
 class Trainer:
@@ -50,7 +52,9 @@ class Trainer:
         self.writer = writer
         self.dist = dist or DistInfo()
         self.extra_state = extra_state or {}
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        # fp16 gradients need loss scaling; bf16 and float32 do not.
+        self.scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp_dtype == torch.float16)
         self.lr = cfg.lr
         self.epoch = 0                          # epochs completed
         self.best_error = math.inf
@@ -62,7 +66,7 @@ class Trainer:
         return make_checkpoint(
             self.model, epoch=self.epoch, lr=self.lr, optimizer=self.optimizer.state_dict(),
             random_state=self.clips.random_state(), best_error=self.best_error,
-            train_generator=self.generator.get_state(), torch_rng=torch.get_rng_state(),
+            train_generator=self.generator.get_state(), grad_scaler=self.scaler.state_dict(), torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **self.extra_state)
 
     def resume(self, path) -> None:
@@ -76,6 +80,8 @@ class Trainer:
         self.lr, self.epoch, self.best_error = ckpt["lr"], ckpt["epoch"], ckpt["best_error"]
         self.clips.set_random_state(ckpt["random_state"])
         self.generator.set_state(ckpt["train_generator"])
+        if ckpt.get("grad_scaler"):
+            self.scaler.load_state_dict(ckpt["grad_scaler"])
         torch.set_rng_state(ckpt["torch_rng"])
         if torch.cuda.is_available() and ckpt["cuda_rng"]:
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
@@ -89,15 +95,17 @@ class Trainer:
         bar = tqdm(batches, total=self.clips.num_batches(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
                    unit="batch", disable=not (self.cfg.progress and self.dist.is_main), leave=False)
         for batch in bar:
-            x2d = torch.from_numpy(batch["pose_2d"]).to(self.device, non_blocking=True)
-            x3d = torch.from_numpy(batch["pose_3d"]).to(self.device, non_blocking=True)
+            x2d = to_device(batch["pose_2d"], self.device)
+            x3d = to_device(batch["pose_3d"], self.device)
             x_t, t = self.diffusion.training_input(x3d, generator=self.generator,
                                                    shard=(self.dist.rank, self.dist.world_size))
-            pred = self.net(x2d, x_t, t)
-            loss = mpjpe(pred, x3d)
+            with autocast(self.device, self.cfg.amp_dtype):
+                pred = self.net(x2d, x_t, t)
+            loss = mpjpe(pred.float(), x3d)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             n = x3d.shape[0] * x3d.shape[1]
             total += float(loss.detach()) * n
             frames += n
@@ -138,6 +146,13 @@ class Trainer:
             atomic_save(state, self.out_dir / "best_epoch.bin")
         if self.cfg.checkpoint_frequency and self.epoch % self.cfg.checkpoint_frequency == 0:
             atomic_save(state, self.out_dir / f"epoch_{self.epoch}.bin")
+
+
+def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, with PyTorch's fused kernel (one update for all parameters) where it exists."""
+    devices = {p.device.type for p in model.parameters()}
+    fused = devices <= {"cpu", "cuda"}
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 def mean_pose_baseline(train_sequences, test_sequences) -> float:

@@ -1,6 +1,5 @@
 """Checkpoints: the authors' format loads safely; ours round-trips; mismatches explain themselves."""
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -18,8 +17,8 @@ def test_authors_checkpoint_loads_with_no_missing_or_unexpected_keys(fixture_a):
     assert isinstance(ckpt["random_state"], np.random.RandomState)
     state = convert_authors_state_dict(ckpt["model_pos"])
     model = Denoiser(DenoiserConfig(frames=cfg["frames"], channels=cfg["channels"], depth=cfg["depth"]))
-    missing, unexpected = model.load_state_dict(state, strict=True), None
-    assert not missing.missing_keys and not missing.unexpected_keys
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
     keys = [line.split()[0] for line in (folder / "state_dict_keys.txt").read_text().splitlines() if line.strip()]
     assert set(keys) == set(ckpt["model_pos"])
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.checkpoint import atomic_save, load_denoiser, safe_load
+from common.checkpoint import load_denoiser
 from common.clips import ClipSampler
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import Diffusion

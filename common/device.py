@@ -1,0 +1,54 @@
+"""Running fast on the device at hand: attention kernel choice, mixed precision, compilation,
+and host-to-device copies. None of these changes a result beyond float rounding (autocast
+changes it by the precision of its dtype; see README 'Speed')."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Up to this clip length the explicit attention kernel beats PyTorch's CPU
+# scaled_dot_product_attention (17-joint and short temporal sequences, head size 16-64);
+# at F = 243 the fused kernel is faster (benchmarks/README.md). GPUs always use the fused one.
+CPU_FUSED_ATTENTION_MIN_FRAMES = 82
+
+
+def fused_attention_for(cfg, device) -> bool:
+    """Whether the denoiser should use the fused attention kernel on this device."""
+    return torch.device(device).type != "cpu" or cfg.frames >= CPU_FUSED_ATTENTION_MIN_FRAMES
+
+
+def prepare_model(model, device, compile_model: bool = False):
+    """Pick the attention kernel for the device; optionally wrap in torch.compile.
+    The returned module is what to call; `model` keeps its parameters (save that one)."""
+    model.set_fused_attention(fused_attention_for(model.cfg, device))
+    return torch.compile(model) if compile_model else model
+
+
+def amp_dtype(name: str | None) -> torch.dtype | None:
+    """--amp value -> autocast dtype (None: full float32)."""
+    if name is None:
+        return None
+    if name not in AMP_DTYPES:
+        raise ValueError(f"--amp {name!r} is not known: use one of {', '.join(AMP_DTYPES)}")
+    return AMP_DTYPES[name]
+
+
+def autocast(device, dtype: torch.dtype | None):
+    """torch.autocast on the device's type with dtype, or a no-op context for None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def to_device(array: np.ndarray, device) -> torch.Tensor:
+    """numpy -> tensor on device; through pinned memory and an asynchronous copy on GPUs, so
+    the host prepares the next batch while the device works."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    device = torch.device(device)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
