@@ -123,7 +123,7 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
                       amp_dtype=amp_dtype(args.amp))
     net = wrap(model, info, device)
     if args.compile:
-        net = torch.compile(net or model)
+        net = torch.compile(model if net is None else net)
     trainer = Trainer(model, diffusion, clips, cfg, device, args.checkpoint, validate=validate, writer=writer,
                       dist=info, ddp_model=net, extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}})
     if args.resume:

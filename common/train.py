@@ -42,7 +42,7 @@ class Trainer:
                  validate=None, writer=None, dist: DistInfo | None = None, ddp_model=None,
                  extra_state: dict | None = None):
         self.model = model
-        self.net = ddp_model or model          # what the forward pass runs through (DDP wrapper or model)
+        self.net = model if ddp_model is None else ddp_model   # what the forward pass runs through (DDP wrapper or model)
         self.diffusion = diffusion
         self.clips = clips
         self.cfg = cfg

@@ -14,12 +14,13 @@ from conftest import make_sequences
 CFG = DenoiserConfig(frames=5, channels=16, depth=2, heads=2, drop_path=0.3)
 
 
-def _trainer(out_dir, epochs, sequences):
+def _trainer(out_dir, epochs, sequences, amp_dtype=None):
     torch.manual_seed(0)
     model = Denoiser(CFG)
     clips = ClipSampler(sequences, CFG.frames, 2, augment=True, kps_left=L, kps_right=R,
                         joints_left=L, joints_right=R, seed=3)
-    cfg = TrainConfig(epochs=epochs, lr=1e-3, lr_decay=0.9, seed=5, checkpoint_frequency=1, progress=False)
+    cfg = TrainConfig(epochs=epochs, lr=1e-3, lr_decay=0.9, seed=5, checkpoint_frequency=1, progress=False,
+                      amp_dtype=amp_dtype)
     return Trainer(model, Diffusion(), clips, cfg, "cpu", out_dir, validate=lambda m: float(len(str(m)) % 7))
 
 
@@ -40,6 +41,25 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert straight.optimizer.state_dict()["state"][0]["step"] == resumed.optimizer.state_dict()["state"][0]["step"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mixed_precision_training_runs_and_resumes(tmp_path, dtype):
+    seqs = make_sequences(2, 10)
+    straight = _trainer(tmp_path / "a", 2, seqs, dtype)
+    straight.fit(log=lambda *_: None)
+    assert straight.scaler.is_enabled() == (dtype == torch.float16)
+    full = _trainer(tmp_path / "full", 2, seqs)
+    full.fit(log=lambda *_: None)
+    moved = [float((a - b).abs().max()) for a, b in zip(straight.model.parameters(), full.model.parameters())]
+    assert all(np.isfinite(moved)) and max(moved) > 0       # autocast really ran, and stayed finite
+    first = _trainer(tmp_path / "b", 1, seqs, dtype)
+    first.fit(log=lambda *_: None)
+    resumed = _trainer(tmp_path / "b", 2, seqs, dtype)
+    resumed.resume(tmp_path / "b" / "latest_epoch.bin")
+    resumed.fit(log=lambda *_: None)
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_checkpoints_written_each_epoch_and_loadable_without_flags(tmp_path):
