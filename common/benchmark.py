@@ -88,7 +88,7 @@ def naive_training_input(diffusion: Diffusion, x0: torch.Tensor, generator: torc
 
 # --------------------------------------------------------------------------- the two paths
 @dataclass
-class Path:
+class Variant:
     """One way of running sampling and training (naive or fast)."""
 
     name: str
@@ -106,20 +106,20 @@ def make_naive_optimizer(model: nn.Module) -> torch.optim.Optimizer:
 
 
 def build_paths(model: Denoiser, diffusion: Diffusion, iterations: int, device, amp_dtype=None,
-                compile_model: bool = False, max_batch_hypotheses: int | None = 0) -> tuple[Path, Path]:
+                compile_model: bool = False, max_batch_hypotheses: int | None = 0) -> tuple[Variant, Variant]:
     naive_model = NaiveDenoiser(model).to(device)
-    naive = Path("naive", naive_model, DDIMSampler(diffusion, iterations), batched_flip=False,
+    naive = Variant("naive", naive_model, DDIMSampler(diffusion, iterations), batched_flip=False,
                  naive=True, train_model=NaiveDenoiser(model).to(device))
     fast_model = prepare_model(copy.deepcopy(model).to(device), device, compile_model)
     train_model = prepare_model(copy.deepcopy(model).to(device), device, compile_model)
-    fast = Path("fast", fast_model, DDIMSampler(diffusion, iterations, max_batch_hypotheses=max_batch_hypotheses,
+    fast = Variant("fast", fast_model, DDIMSampler(diffusion, iterations, max_batch_hypotheses=max_batch_hypotheses,
                                                 amp_dtype=amp_dtype),
                 batched_flip=True, naive=False,
                 train_model=train_model)
     return naive, fast
 
 
-def run_sampling(path: Path, x2d: torch.Tensor, hypotheses: int, flip: bool, noise: list) -> torch.Tensor:
+def run_sampling(path: Variant, x2d: torch.Tensor, hypotheses: int, flip: bool, noise: list) -> torch.Tensor:
     tta = None
     if flip:
         tta = FlipTTA(flip_pose(x2d, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT), H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT,
@@ -128,7 +128,7 @@ def run_sampling(path: Path, x2d: torch.Tensor, hypotheses: int, flip: bool, noi
         return path.sampler.sample(path.model, x2d, hypotheses, flip=tta, noise=noise)
 
 
-def train_step(path: Path, diffusion: Diffusion, x2d, x3d, generator, amp_dtype=None) -> float:
+def train_step(path: Variant, diffusion: Diffusion, x2d, x3d, generator, amp_dtype=None) -> torch.Tensor:
     model = path.train_model
     model.train()
     if path.optimizer is None:
