@@ -17,10 +17,8 @@ import sys
 from pathlib import Path
 
 from common import wild
-from common.arguments import build_parser, explicit_architecture, fill_architecture, resolve_device, split_list
-from common.checkpoint import load_denoiser
+from common.arguments import build_parser, resolve_device, split_list
 from common.datasets.h36m import H36MDataset
-from common.device import prepare_model
 from common.experiment import entry_point, load_for_evaluation, make_sampler, run_evaluation, run_training
 from in_the_wild.keypoints import read_keypoints
 from main import layout_of
@@ -76,9 +74,7 @@ def run(argv=None) -> int:
 def lift(args, device) -> int:
     if not args.evaluate:
         raise ValueError("--keypoints-file needs a trained model: add --evaluate CHECKPOINT")
-    model, checkpoint = load_denoiser(args.evaluate, explicit_architecture(args), heads=args.heads)
-    fill_architecture(args, model.cfg)
-    model = prepare_model(model.to(device).eval(), device, args.compile)
+    model, checkpoint = load_for_evaluation(args, device, with_checkpoint=True)
     layout, why = wild.input_layout_of(checkpoint, args.input_layout)
     keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold)
     size = wild.image_size(keypoints, args.width, args.height, args.video)

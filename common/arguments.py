@@ -82,7 +82,7 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     g.add_argument("--eval-batch", type=int, default=0,
                    help="clips per denoiser call in evaluation (0: same as -b); changes speed, not results")
 
-    g = p.add_argument_group("speed (none of these changes results beyond float rounding)")
+    g = p.add_argument_group("speed (results change only by float rounding, except with --amp)")
     g.add_argument("--max-batch-hypotheses", type=int, default=0, metavar="N",
                    help="clip-hypotheses per denoiser call when sampling; larger batches are split "
                         "(0: automatic, cache-sized on the CPU, half the free memory on a GPU)")

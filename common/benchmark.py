@@ -384,7 +384,7 @@ def format_report(r: dict) -> str:
         if any(m is not None for m in mem):
             lines.append(f"{'  peak memory MiB':<24}" + "".join(f"{m:>14.0f}" if m is not None else f"{'-':>14}"
                                                                for m in mem))
-    return "\n".join(line for line in lines if line is not None)
+    return "\n".join(lines)
 
 
 def _pct(p: dict) -> str:

@@ -57,13 +57,12 @@ def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device):
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def mean_over_ranks(value: float, weight: float, info: DistInfo) -> float:
-    """Weighted mean of a per-rank value over all ranks."""
+def mean_over_ranks(value: float, weight: float, info: DistInfo, device) -> float:
+    """Weighted mean of a per-rank value over all ranks; device: this process's (NCCL
+    reduces only tensors on the GPU, gloo on the CPU)."""
     if not info.enabled:
         return value
-    t = torch.tensor([value * weight, weight], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
+    t = torch.tensor([value * weight, weight], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t[0] / t[1])
 

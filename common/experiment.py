@@ -85,12 +85,14 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
     return table, results
 
 
-def load_for_evaluation(args, device):
-    """The checkpoint of --evaluate; its architecture comes from the file, checked against
-    the -f/-cs/-dep given (if any)."""
-    model, _ = load_denoiser(args.evaluate, explicit_architecture(args), heads=args.heads)
+def load_for_evaluation(args, device, with_checkpoint: bool = False):
+    """The model of --evaluate, ready to sample on device; its architecture comes from the
+    file, checked against the -f/-cs/-dep given (if any). with_checkpoint: also return the
+    loaded checkpoint dict."""
+    model, checkpoint = load_denoiser(args.evaluate, explicit_architecture(args), heads=args.heads)
     fill_architecture(args, model.cfg)
-    return prepare_model(model.to(device).eval(), device, args.compile)
+    model = prepare_model(model.to(device).eval(), device, args.compile)
+    return (model, checkpoint) if with_checkpoint else model
 
 
 def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:

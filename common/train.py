@@ -66,7 +66,8 @@ class Trainer:
         return make_checkpoint(
             self.model, epoch=self.epoch, lr=self.lr, optimizer=self.optimizer.state_dict(),
             random_state=self.clips.random_state(), best_error=self.best_error,
-            train_generator=self.generator.get_state(), grad_scaler=self.scaler.state_dict(), torch_rng=torch.get_rng_state(),
+            train_generator=self.generator.get_state(), grad_scaler=self.scaler.state_dict(),
+            torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **self.extra_state)
 
     def resume(self, path) -> None:
@@ -113,7 +114,7 @@ class Trainer:
             bar.set_postfix(loss=f"{1000 * total / frames:.1f}mm",
                             clips_s=f"{clips_seen / (time.perf_counter() - start):.1f}")
         speed = clips_seen / (time.perf_counter() - start) * self.dist.world_size
-        return mean_over_ranks(total / max(frames, 1), frames, self.dist), speed
+        return mean_over_ranks(total / max(frames, 1), frames, self.dist, self.device), speed
 
     def fit(self, log=print) -> float:
         """Train until cfg.epochs epochs are complete; returns the best validation error (m)."""

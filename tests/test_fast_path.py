@@ -178,17 +178,17 @@ def test_cuda_fast_path_matches_cpu():
     model = tiny_model()
     x2d, noise = inputs()
     cpu = sample(model, x2d, noise)
-    gpu_model = prepare_model(copy.deepcopy(model).cuda(), "cuda")
-    gpu = sample(gpu_model, x2d.cuda(), [n.cuda() for n in noise], max_batch_hypotheses=0)
+    gpu_model = prepare_model(copy.deepcopy(model).to("cuda"), "cuda")
+    gpu = sample(gpu_model, x2d.to("cuda"), [n.to("cuda") for n in noise], max_batch_hypotheses=0)
     assert (cpu - gpu.cpu()).abs().max() < 1e-4
 
 
 @CUDA
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_amp_sampling(dtype):
-    model = prepare_model(tiny_model().cuda(), "cuda")
+    model = prepare_model(tiny_model().to("cuda"), "cuda")
     x2d, noise = inputs()
-    x2d, noise = x2d.cuda(), [n.cuda() for n in noise]
+    x2d, noise = x2d.to("cuda"), [n.to("cuda") for n in noise]
     full = sample(model, x2d, noise)
     mixed = sample(model, x2d, noise, amp_dtype=dtype)
     assert mixed.dtype == torch.float32 and (full - mixed).abs().max() < 0.05
@@ -197,9 +197,9 @@ def test_cuda_amp_sampling(dtype):
 @CUDA
 def test_cuda_compile_and_pinned_copies():
     import numpy as np
-    model = prepare_model(tiny_model().cuda(), "cuda", compile_model=True)
+    model = prepare_model(tiny_model().to("cuda"), "cuda", compile_model=True)
     x2d, noise = inputs()
-    out = sample(model, x2d.cuda(), [n.cuda() for n in noise])
+    out = sample(model, x2d.to("cuda"), [n.to("cuda") for n in noise])
     ref = sample(tiny_model(), x2d, noise)
     assert (out.cpu() - ref).abs().max() < 1e-4
     t = to_device(np.ones((2, 3), np.float32), "cuda")
