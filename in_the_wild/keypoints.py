@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.safe_pickle import item, load_npz
 from in_the_wild.coco import COCO_NAMES
 
 NUM_JOINTS = 17
@@ -180,13 +181,13 @@ def _read_array_file(path: Path, video):
     if path.suffix.lower() == ".npy":
         array = np.load(path, allow_pickle=False)
     else:
-        with np.load(path, allow_pickle=True) as archive:
-            if not archive.files:
-                raise ValueError(f"{path}: the .npz archive is empty")
-            key = next((k for k in NPZ_KEYS if k in archive.files), archive.files[0])
-            array = archive[key]
-            if array.dtype == object:
-                array, res_w, res_h = _videopose3d_custom(array.item(), archive, video, path)
+        archive = load_npz(path)   # plain arrays; VideoPose3D's pickled dicts through an allow-list
+        if not archive:
+            raise ValueError(f"{path}: the .npz archive is empty")
+        key = next((k for k in NPZ_KEYS if k in archive), next(iter(archive)))
+        array = archive[key]
+        if array.dtype == object:
+            array, res_w, res_h = _videopose3d_custom(item(array), archive, video, path)
     array = np.asarray(array, dtype=np.float32)
     if array.ndim != 3 or array.shape[1] != NUM_JOINTS or array.shape[2] not in (2, 3):
         raise ValueError(f"{path}: keypoint array of shape {array.shape}; expected "
@@ -206,7 +207,7 @@ def _videopose3d_custom(positions: dict, archive, video, path: Path):
         video = next(iter(positions))
     if video not in positions:
         raise ValueError(f"{path}: no video {video!r}; videos in the file: {sorted(positions)}")
-    meta = archive["metadata"].item().get("video_metadata", {}) if "metadata" in archive.files else {}
+    meta = item(archive["metadata"]).get("video_metadata", {}) if "metadata" in archive else {}
     size = meta.get(video)
     if size is None:
         return positions[video]["custom"][0], None, None

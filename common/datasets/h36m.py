@@ -19,6 +19,7 @@ import numpy as np
 
 from common.camera import normalize_screen_coordinates, normalized_intrinsics, world_to_camera_np
 from common.datasets.base import Sequence
+from common.safe_pickle import UnsafePickleError, item, load_npz
 from common.skeleton import Skeleton, h36m_metadata, h36m_skeleton_17, h36m_skeleton_32
 from in_the_wild.coco import coco_to_h36m
 
@@ -75,11 +76,13 @@ def _load_npz(path: Path, keys: tuple[str, ...]) -> dict:
     if not path.is_file():
         raise _error(path, "file not found.")
     try:
-        with np.load(path, allow_pickle=True) as npz:
-            found = list(npz.files)
-            loaded = {k: npz[k].item() for k in keys if k in found}
-    except Exception as e:  # a truncated or foreign file
+        npz = load_npz(path)
+    except UnsafePickleError as e:
+        raise DatasetError(str(e)) from None
+    except ValueError as e:  # a truncated or foreign file
         raise _error(path, f"cannot be read as a VideoPose3D-format npz ({e}).") from e
+    found = list(npz)
+    loaded = {k: item(npz[k]) for k in keys if k in found}
     missing = [k for k in keys if k not in loaded]
     if missing:
         raise _error(path, f"no key {missing[0]!r} (found {found}); not a VideoPose3D-format file.")

@@ -24,6 +24,7 @@ import scipy.io
 
 from common.camera import normalize_screen_coordinates, normalized_intrinsics
 from common.datasets.base import Sequence
+from common.safe_pickle import UnsafePickleError, item, load_npz
 from common.skeleton import Skeleton
 
 METADATA_PATH = Path(__file__).resolve().parents[1] / "data" / "mpi_inf_3dhp.json"
@@ -255,7 +256,9 @@ def _processed_file(path: Path, name: str) -> Path:
 
 def _load_processed(path: Path) -> dict:
     try:
-        return np.load(path, allow_pickle=True)["data"].item()
+        return item(load_npz(path)["data"])
+    except UnsafePickleError:
+        raise
     except (KeyError, ValueError, OSError) as e:
         raise ValueError(f"{path} is not a processed MPI-INF-3DHP file (an npz with a pickled dict under 'data'): {e}") from e
 
