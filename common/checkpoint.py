@@ -11,6 +11,7 @@ only the numpy globals the authors' pickle needs are allow-listed.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tempfile
@@ -75,15 +76,54 @@ def safe_load(path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}. Pass the path to a .bin file "
                               f"(e.g. checkpoint/h36m_best_epoch.bin).")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint (an interrupted copy?); "
+                              f"copy it again or use another .bin file")
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":   # neither torch's zip format nor a legacy pickle
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it starts with {head!r}); pass a .bin file "
+                              f"written by this project's training or the authors' code")
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling errors are diverse; all mean the same to the user
-        raise CheckpointError(f"could not load {path} safely as a checkpoint: {e}") from e
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"could not load {path} safely as a checkpoint ({reason}); the file is truncated, "
+                              f"not a checkpoint, or holds objects other than weights") from e
     if not isinstance(obj, dict) or "model_pos" not in obj:
         raise CheckpointError(f"{path} is not a D3DP checkpoint: expected a dict with a 'model_pos' entry, "
                               f"got {type(obj).__name__} with keys {list(obj)[:8] if isinstance(obj, dict) else '-'}")
     return obj
+
+
+def config_from_checkpoint(ckpt: dict, path="checkpoint") -> DenoiserConfig:
+    """The DenoiserConfig stored in one of our checkpoints, checked field by field."""
+    stored = ckpt.get("model_config")
+    fields = {f.name: f.type for f in dataclasses.fields(DenoiserConfig)}
+    edited = "the file was edited or damaged: use an unedited copy"
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{path} has no model_config dict (found {type(stored).__name__}); {edited}")
+    unknown = sorted(set(stored) - set(fields))
+    missing = [k for k in ("frames", "channels", "depth") if k not in stored]
+    if unknown or missing:
+        raise CheckpointError(f"{path}: model_config has unknown fields {unknown} / lacks {missing} "
+                              f"(expected {sorted(fields)}); {edited}")
+    values = {}
+    for name, value in stored.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if fields[name] == "int":
+            ok = number and value == int(value) and value >= 1
+        else:
+            ok = number and (0 <= value < 1 if name == "drop_path" else value > 0)
+        if not ok:
+            raise CheckpointError(f"{path}: model_config {name} = {value!r} is not a valid value; {edited}")
+        values[name] = int(value) if fields[name] == "int" else float(value)
+    cfg = DenoiserConfig(**values)
+    if cfg.channels % cfg.heads:
+        raise CheckpointError(f"{path}: model_config channels {cfg.channels} is not a multiple of heads "
+                              f"{cfg.heads}; {edited}")
+    return cfg
 
 
 def is_authors_format(ckpt: dict) -> bool:
@@ -147,23 +187,60 @@ def load_denoiser(path, expected: DenoiserConfig | dict | None = None, heads: in
         found = infer_config(state, heads=heads)
     else:
         state = dict(ckpt["model_pos"])
-        found = DenoiserConfig(**ckpt["model_config"])
+        found = config_from_checkpoint(ckpt, path)
     _check_config(path, expected or {}, found)
     model = Denoiser(found)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # tensor sizes that do not fit the stored architecture
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e)[:200])
+        raise CheckpointError(f"{path}: the weights do not fit the stored architecture ({detail}); "
+                              f"the file was edited or damaged: use an unedited copy") from e
     if missing or unexpected:
         raise CheckpointError(f"{path} does not fit the denoiser: missing keys {missing[:6]}, "
                               f"unexpected keys {unexpected[:6]}")
     return model, ckpt
 
 
+# Our temporary files: '<name>.<8 random characters>.tmp' (tempfile.mkstemp's pattern).
+_TEMP_PATTERN = re.compile(r"^(?P<name>.+\.bin)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temp_files(folder, name: str | None = None) -> list[Path]:
+    """Delete the temporary files an interrupted atomic_save left in folder (only ours: matching
+    '<name>.XXXXXXXX.tmp' for a .bin name; just those of `name` when given). Returns them."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _TEMP_PATTERN.match(entry.name)
+        if match and (name is None or match["name"] == name) and entry.is_file():
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save(obj, path) -> None:
     """torch.save to a temporary file in the same folder, then rename over the target, so a
-    crash mid-save never leaves a half-written file under the final name."""
+    crash mid-save never leaves a half-written file under the final name. Temporary files a
+    killed earlier save of the same name left behind are removed; the file gets the
+    permissions of any other file the user creates (0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
