@@ -11,16 +11,41 @@ from .denoiser import DenoiserConfig
 ARCH_DEFAULTS = {"number_of_frames": 243, "cs": 512, "dep": 8}
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose namespaces record which flags the command line gave
+    (args.given, a set of destination names), so a resumed run can tell them from defaults."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extra = super().parse_known_args(args, namespace)
+        defaults = {a: a.default for a in self._actions}
+        try:
+            for action in self._actions:
+                action.default = argparse.SUPPRESS
+            given = vars(super().parse_known_args(args, None)[0])
+        finally:
+            for action, default in defaults.items():
+                action.default = default
+        parsed.given = set(given) - {"given"}
+        return parsed, extra
+
+
+def subject_list(text: str) -> str:
+    """-str / -ste: a comma-separated list of subjects (or * for all); empty is an error."""
+    if not text.replace(",", "").strip():
+        raise argparse.ArgumentTypeError("empty subject list: name the subjects, e.g. S9,S11 (or * for all)")
+    return text
+
+
 def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimation") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     g = p.add_argument_group("data")
     g.add_argument("-d", "--dataset", default="h36m", help="dataset name: reads data/data_3d_<dataset>.npz")
     g.add_argument("-k", "--keypoints", default="cpn_ft_h36m_dbb",
                    help="2D detections: reads data/data_2d_<dataset>_<keypoints>.npz")
     g.add_argument("--data-dir", default="data", help="folder holding the dataset files")
-    g.add_argument("-str", "--subjects-train", default="S1,S5,S6,S7,S8", help="training subjects, comma-separated")
-    g.add_argument("-ste", "--subjects-test", default="S9,S11", help="test subjects, comma-separated")
+    g.add_argument("-str", "--subjects-train", type=subject_list, default="S1,S5,S6,S7,S8", help="training subjects, comma-separated")
+    g.add_argument("-ste", "--subjects-test", type=subject_list, default="S9,S11", help="test subjects, comma-separated")
     g.add_argument("-a", "--actions", default="*", help="action groups to use, comma-separated, * for all")
     g.add_argument("--subset", type=float, default=1.0, help="fraction of each training sequence to use")
     g.add_argument("--downsample", type=int, default=1, help="take every n-th frame of the training data")
@@ -29,7 +54,14 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     g.add_argument("-c", "--checkpoint", default="checkpoint", help="folder for checkpoints and result logs")
     g.add_argument("-l", "--log", default="log/default", help="TensorBoard log folder")
     g.add_argument("--nolog", action="store_true", help="no TensorBoard logging")
-    g.add_argument("-r", "--resume", default="", metavar="FILE", help="resume training from this checkpoint")
+    g.add_argument("-r", "--resume", default="", metavar="FILE",
+                   help="resume training from this checkpoint: the architecture and the run's hyper-parameters "
+                        "come from the file unless given explicitly")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start a new training run in a -c folder that holds an earlier run's checkpoints; "
+                        "they are moved to a time-stamped subfolder, not deleted")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are off anyway when stderr is not a terminal)")
     g.add_argument("--evaluate", default="", metavar="FILE", help="evaluate this checkpoint (ours or the authors')")
     g.add_argument("-cf", "--checkpoint-frequency", type=int, default=20, help="keep a checkpoint every n epochs")
     g.add_argument("-gpu", default="0", help="CUDA device index (as in the authors' scripts); "

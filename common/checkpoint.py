@@ -161,7 +161,7 @@ def infer_config(state: dict, heads: int = 8, mlp_ratio: float | None = None) ->
 _FLAGS = {"frames": "-f", "channels": "-cs", "depth": "-dep"}
 
 
-def _check_config(path, expected: dict, found: DenoiserConfig) -> None:
+def check_architecture(path, expected: dict, found: DenoiserConfig) -> None:
     diffs = [(name, want, getattr(found, name)) for name, want in expected.items()
              if name in _FLAGS and getattr(found, name) != want]
     if diffs:
@@ -188,7 +188,7 @@ def load_denoiser(path, expected: DenoiserConfig | dict | None = None, heads: in
     else:
         state = dict(ckpt["model_pos"])
         found = config_from_checkpoint(ckpt, path)
-    _check_config(path, expected or {}, found)
+    check_architecture(path, expected or {}, found)
     model = Denoiser(found)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

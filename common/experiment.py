@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from .arguments import explicit_architecture, fill_architecture, model_config
-from .checkpoint import load_denoiser
+from .checkpoint import (CheckpointError, check_architecture, config_from_checkpoint, load_denoiser,
+                         remove_stale_temp_files, safe_load)
 from .clips import ClipSampler
 from .denoiser import Denoiser
 from .device import amp_dtype, prepare_model
@@ -18,6 +19,7 @@ from .diffusion import DDIMSampler, Diffusion
 from .distributed import cleanup, init_from_env, wrap
 from .evaluate import (EvalSettings, average_over, evaluate_sequences, format_iterations, format_table,
                        results_json, summarize)
+from .outputs import check_writable, guard_previous_run, set_interrupt_hint
 from .train import Trainer, TrainConfig
 
 
@@ -31,23 +33,18 @@ class Layout:
     kps_right: list
 
 
+def show_progress(args) -> bool:
+    """Progress bars only on a terminal (never into a redirected log) and not with --no-progress."""
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+
+
 def eval_settings(args, layout: Layout, hypotheses: int, iterations: int, **overrides) -> EvalSettings:
+    overrides.setdefault("progress", show_progress(args))
     return EvalSettings(hypotheses=hypotheses, iterations=iterations, flip=args.test_time_augmentation,
                         group=args.batch_size, compute_batch=args.eval_batch, protocol2=args.p2,
                         exact_frames=args.exact_frames, seed=args.seed,
                         joints_left=tuple(layout.joints_left), joints_right=tuple(layout.joints_right),
                         kps_left=tuple(layout.kps_left), kps_right=tuple(layout.kps_right), **overrides)
-
-
-def log_to(path: Path):
-    """A print function that also appends to a log file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def log(text: str = "") -> None:
-        print(text)
-        with open(path, "a") as f:
-            f.write(text + "\n")
-    return log
 
 
 def make_sampler(args, steps: int) -> DDIMSampler:
@@ -60,12 +57,17 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
                    log=print, **overrides):
     """Evaluate with H = -num_proposals, K = -sampling_timesteps; print the tables, write
     <name>.log and <name>.json to out_dir. Returns (action table, per-sequence results)."""
+    check_writable(out_dir)
+    set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
     sampler = make_sampler(args, args.sampling_timesteps)
     settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
     results = evaluate_sequences(model, sampler, sequences, settings, device)
     table = summarize(results)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_file = log_to(out_dir / f"{name}.log")
+    lines = []
+
+    def log_file(text: str = "") -> None:   # print now, write once every table is printed
+        print(text)
+        lines.append(text)
     header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
     log_file(header)
@@ -80,8 +82,16 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
                "checkpoint": str(getattr(args, "evaluate", "")), "actions": results_json(table)}
     if getattr(args, "by_subject", False):
         payload["subjects"] = results_json(summarize(results, key=lambda s: s.subject))
-    (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=1))
-    log_file(f"wrote {out_dir / (name + '.log')} and {out_dir / (name + '.json')}")
+    done = f"wrote {out_dir / (name + '.log')} and {out_dir / (name + '.json')}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(out_dir / f"{name}.log", "a") as f:
+            f.write("\n".join(lines + [done]) + "\n")
+        (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=1))
+    except OSError as e:
+        raise ValueError(f"the tables above could not be written to {out_dir} ({e.strerror or e}); "
+                         f"free space or fix permissions, or choose another -c folder") from None
+    print(done)
     return table, results
 
 
@@ -95,14 +105,65 @@ def load_for_evaluation(args, device, with_checkpoint: bool = False):
     return (model, checkpoint) if with_checkpoint else model
 
 
+# Hyper-parameters of a run (argparse names -> flags) that a resumed run takes from its
+# checkpoint unless the command line gives them.
+RUN_FLAGS = {"learning_rate": "-lr", "lr_decay": "-lrd", "batch_size": "-b", "weight_decay": "-wd",
+             "epochs": "-e", "data_augmentation": "-no-da", "timestep": "-timestep", "scale": "-scale",
+             "seed": "--seed", "checkpoint_frequency": "-cf", "val_proposals": "--val-proposals",
+             "val_timesteps": "--val-timesteps", "no_eval": "--no-eval", "drop_path": "--drop-path",
+             "heads": "--heads"}
+
+
+def resume_arguments(args, log=print) -> dict:
+    """Load the checkpoint of -r and take the run's architecture and hyper-parameters from it:
+    a flag given on the command line wins (and is reported) except -lr and an architecture
+    flag, which cannot change without breaking the exact resume. Returns the checkpoint."""
+    ckpt = safe_load(args.resume)
+    if "train_generator" not in ckpt or "model_config" not in ckpt:
+        raise CheckpointError(f"{args.resume} holds no training state (an authors' or evaluation-only "
+                              f"checkpoint); it can be evaluated with --evaluate but not resumed with -r")
+    cfg = config_from_checkpoint(ckpt, args.resume)
+    check_architecture(args.resume, explicit_architecture(args), cfg)
+    fill_architecture(args, cfg)
+    args.heads, args.drop_path = cfg.heads, cfg.drop_path
+    stored = ckpt.get("args") or {}
+    given = getattr(args, "given", set())
+    for name, flag in RUN_FLAGS.items():
+        if name not in stored or name in ("heads", "drop_path"):
+            continue
+        if name not in given:
+            setattr(args, name, stored[name])
+        elif getattr(args, name) != stored[name]:
+            if name == "learning_rate":
+                raise ValueError(f"-lr {args.learning_rate} differs from the resumed run's {stored[name]}: a resumed "
+                                 f"run continues at its own decayed rate ({ckpt['lr']:.3e}); drop -lr, or start a "
+                                 f"new run")
+            log(f"resuming with {flag} {getattr(args, name)} from the command line (the run used {stored[name]})")
+    return ckpt
+
+
+def _training_interrupted(trainer, args) -> str:
+    latest = Path(args.checkpoint) / "latest_epoch.bin"
+    if trainer.epoch and latest.is_file():
+        return (f"training interrupted during epoch {trainer.epoch + 1}; continue from the end of epoch "
+                f"{trainer.epoch} with: -r {latest}")
+    return "training interrupted before its first epoch ended; nothing was saved: run the command again"
+
+
 def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
     """Train per method.md's recipe; validate on val_sequences with (--val-proposals, --val-timesteps).
     Under torchrun, every process trains its share of each global batch (common.distributed)."""
     info, device = init_from_env(device)
     if not info.is_main:
         log = lambda *_: None
+    resumed = resume_arguments(args, log) if args.resume else None
+    if info.is_main:
+        check_writable(args.checkpoint)
+        guard_previous_run(args.checkpoint, args.resume, getattr(args, "overwrite", False), log)
+        remove_stale_temp_files(args.checkpoint)
     torch.manual_seed(args.seed)
-    model = prepare_model(Denoiser(model_config(args)).to(device), device)
+    cfg = config_from_checkpoint(resumed, args.resume) if resumed else model_config(args)
+    model = prepare_model(Denoiser(cfg).to(device), device)
     diffusion = Diffusion(args.timestep, args.scale)
     clips = ClipSampler(train_sequences, args.number_of_frames, args.batch_size, augment=args.data_augmentation,
                         kps_left=layout.kps_left, kps_right=layout.kps_right,
@@ -122,15 +183,16 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
         writer = SummaryWriter(args.log)
     cfg = TrainConfig(epochs=args.epochs, lr=args.learning_rate, lr_decay=args.lr_decay,
                       weight_decay=args.weight_decay, seed=args.seed, checkpoint_frequency=args.checkpoint_frequency,
-                      amp_dtype=amp_dtype(args.amp))
+                      amp_dtype=amp_dtype(args.amp), progress=show_progress(args))
     net = wrap(model, info, device)
     if args.compile:
         net = torch.compile(model if net is None else net)
     trainer = Trainer(model, diffusion, clips, cfg, device, args.checkpoint, validate=validate, writer=writer,
                       dist=info, ddp_model=net, extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}})
-    if args.resume:
-        trainer.resume(args.resume)
+    if resumed:
+        trainer.resume(resumed, args.resume)
         log(f"resumed from {args.resume} after epoch {trainer.epoch}")
+    set_interrupt_hint(lambda: _training_interrupted(trainer, args))
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training {n_params / 1e6:.2f}M parameters on {device}"
         f"{f' x {info.world_size} processes' if info.enabled else ''}: {len(train_sequences)} sequences, "
@@ -144,11 +206,16 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
 
 def entry_point(main):
     """Run an entry script's main(), turning our exceptions into a one-line message."""
-    from .checkpoint import CheckpointError
     from .datasets.h36m import DatasetError
 
+    from .outputs import interrupt_hint
+
+    set_interrupt_hint("")
     try:
         return main()
-    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as e:
+    except (CheckpointError, DatasetError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {interrupt_hint() or 'nothing was written'}", file=sys.stderr)
+        return 130

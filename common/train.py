@@ -70,9 +70,10 @@ class Trainer:
             torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **self.extra_state)
 
-    def resume(self, path) -> None:
-        """Continue exactly where a checkpoint of ours left off."""
-        ckpt = safe_load(path, map_location="cpu")
+    def resume(self, checkpoint, path=None) -> None:
+        """Continue exactly where a checkpoint of ours (a path, or its loaded dict) left off."""
+        ckpt = safe_load(checkpoint, map_location="cpu") if path is None else checkpoint
+        path = checkpoint if path is None else path
         if "train_generator" not in ckpt:
             raise ValueError(f"{path} holds no training state (an authors' or evaluation-only checkpoint); "
                              f"it can be evaluated with --evaluate but not resumed")

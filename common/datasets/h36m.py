@@ -124,7 +124,7 @@ class H36MDataset:
             return actions is None or action in actions or action.split(" ")[0] in actions
 
         out = []
-        for subject in subjects:
+        for subject in (self.subjects() if subjects is None else subjects):
             self._check_subject(subject)
             missing = [a for a in self.positions_3d[subject] if wanted(a) and a not in self.positions_2d[subject]]
             if missing:
