@@ -114,6 +114,12 @@ def main(argv=None) -> int:
     parser.add_argument("--max-batch-hypotheses", type=int, default=None, metavar="N",
                         help="split the sampler's denoiser calls into N clip-hypotheses")
     args = parser.parse_args(argv)
+    missing = [f for f in args.folders if not (Path(f) / "vectors.npz").is_file() or
+               not (Path(f) / "config.json").is_file()]
+    if missing:
+        print(f"error: {missing[0]} is not a conformance folder (it needs config.json and vectors.npz); "
+              f"give the path of a folder of conformance vectors", file=sys.stderr)
+        return 2
     failed = 0
     for folder in args.folders:
         print(f"== {folder}")

@@ -146,6 +146,13 @@ def score_predictions(preds: dict[str, np.ndarray], gt: dict[str, tuple]) -> lis
         raise ValueError(f"no ground truth for {', '.join(missing)} (have: {', '.join(gt) or 'none'})")
     seqs = sorted(preds, key=_sequence_order)
     iterations = {s: as_iterations(preds[s], s) for s in seqs}  # (K, N, 17, 3) each
+    for s in seqs:
+        bad = ~np.isfinite(iterations[s])
+        if bad.any():
+            k, frame = (int(i) for i in np.argwhere(bad)[0][:2])
+            raise ValueError(f"{s}: the prediction holds {int(bad.sum())} NaN/inf values (first at iteration "
+                             f"{k + 1}, frame {frame}); scores of non-finite poses mean nothing: fix or "
+                             f"re-export the predictions")
     ks = {s: len(p) for s, p in iterations.items()}
     if len(set(ks.values())) != 1:
         raise ValueError(f"sequences disagree on the number of iterations K: {ks}")

@@ -82,12 +82,19 @@ def read_mat(path, fields=None) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
-    if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as f:
-            present = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
-            _require_fields(path, fields, present)
-            return {k: f[k][()].T for k in (fields or present)}  # h5py reverses MATLAB's dims
-    mat = scipy.io.loadmat(str(path))
+    try:
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:
+                present = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
+                _require_fields(path, fields, present)
+                return {k: f[k][()].T for k in (fields or present)}  # h5py reverses MATLAB's dims
+        mat = scipy.io.loadmat(str(path))
+    except (OSError, ValueError, TypeError, KeyError, scipy.io.matlab.MatReadError) as e:
+        if isinstance(e, ValueError) and "lacks the field" in str(e):
+            raise
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{path} cannot be read as a MATLAB .mat file ({reason}); it is truncated or of "
+                         f"another format: export or copy it again") from None
     present = [k for k in mat if not k.startswith("__")]
     _require_fields(path, fields, present)
     return {k: mat[k] for k in (fields or present)}
