@@ -26,6 +26,7 @@ from common.datasets.h36m import H36MDataset
 from common.evaluate import evaluate_sequences, format_iterations, summarize
 from common.experiment import entry_point, eval_settings, load_for_evaluation, make_sampler
 from common.metrics import AGGREGATION_MODES
+from common.outputs import check_writable, check_writable_file
 from common.render import plot_hypotheses_frame, plot_iteration_errors, render_animation
 from common.skeleton import h36m_skeleton_17
 from in_the_wild.coco import coco_skeleton
@@ -106,6 +107,9 @@ def run(argv=None) -> int:
     device = resolve_device(args)
     dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
     seq = first_frames(pick_sequence(dataset, args.viz_subject, args.viz_action, args.viz_camera), args.viz_limit)
+    check_writable(output_stem(args, seq).parent, "--viz-output")
+    if args.viz_export:
+        check_writable_file(args.viz_export, "--viz-export")
     model = load_for_evaluation(args, device)
 
     # Evaluate the one sequence, keeping per-frame poses and hypotheses.

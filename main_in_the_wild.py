@@ -20,6 +20,7 @@ from common import wild
 from common.arguments import build_parser, resolve_device, split_list
 from common.datasets.h36m import H36MDataset
 from common.experiment import entry_point, load_for_evaluation, make_sampler, run_evaluation, run_training
+from common.outputs import check_writable_file
 from in_the_wild.keypoints import read_keypoints
 from main import layout_of
 from main_draw import add_viz_arguments
@@ -33,9 +34,13 @@ def build_wild_parser():
                    help="one person's COCO-17 keypoints: AlphaPose / COCO results .json, .npy or .npz "
                         "(frames, 17, 2|3) pixels; needs --evaluate")
     g.add_argument("--track-id", type=int, default=None, help="person to use in a tracked JSON; None: the "
-                                                              "best-scoring detection of each frame")
+                                                              "longest track")
     g.add_argument("--threshold", type=float, default=0.3, help="keypoints below this confidence are "
                                                                 "interpolated over time")
+    g.add_argument("--max-frame-gap", type=int, default=30, metavar="N",
+                   help="frame numbers further apart split the detections; the longest segment is used")
+    g.add_argument("--max-missing-frames", type=float, default=0.5, metavar="SHARE",
+                   help="refuse a clip when more than this share of its frames has no detection")
     g.add_argument("--width", type=int, default=None, help="image width, pixels")
     g.add_argument("--height", type=int, default=None, help="image height, pixels")
     g.add_argument("--video", "--viz-video", dest="video", default=None, metavar="FILE",
@@ -74,18 +79,28 @@ def run(argv=None) -> int:
 def lift(args, device) -> int:
     if not args.evaluate:
         raise ValueError("--keypoints-file needs a trained model: add --evaluate CHECKPOINT")
+    keypoints_file = Path(args.keypoints_file)
+    out_path = check_writable_file(args.output or keypoints_file.with_name(keypoints_file.stem + "_3d.npz"),
+                                   "--output")
+    if args.render and args.viz_output:
+        check_writable_file(args.viz_output, "--viz-output")
     model, checkpoint = load_for_evaluation(args, device, with_checkpoint=True)
     layout, why = wild.input_layout_of(checkpoint, args.input_layout)
-    keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold)
+    keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold, max_gap=args.max_frame_gap,
+                               max_missing=args.max_missing_frames)
     size = wild.image_size(keypoints, args.width, args.height, args.video)
+    for note in keypoints.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    print(keypoints.summary())
     print(f"{keypoints.num_frames} frames of {size[0]}x{size[1]} pixels; {layout} input (from {why}); "
           f"F={model.cfg.frames} H={args.num_proposals} K={args.sampling_timesteps} on {device}")
     sampler = make_sampler(args, args.sampling_timesteps)
     result = wild.lift_keypoints(model, sampler, keypoints, size, layout, args.num_proposals, focal=args.focal,
                                  flip=args.test_time_augmentation, batch=args.eval_batch or args.batch_size,
                                  seed=args.seed, device=device)
-    keypoints_file = Path(args.keypoints_file)
-    out = result.save(args.output or keypoints_file.with_name(keypoints_file.stem + "_3d.npz"))
+    for note in wild.doubtful_input(result, keypoints):
+        print(f"warning: {note}", file=sys.stderr)
+    out = result.save(out_path)
     print(f"wrote {out}: root depth {result.trajectory[:, 2].min():.2f}-{result.trajectory[:, 2].max():.2f} m")
     if args.render:
         animation = args.viz_output or out.with_suffix(".mp4")

@@ -89,13 +89,37 @@ def image_size(keypoints: Keypoints2D, width: int | None = None, height: int | N
     if (width is None) != (height is None):
         raise ValueError("give both --width and --height (the image size in pixels)")
     if width is not None:
-        return int(width), int(height)
+        return _positive_size(width, height, "--width/--height")
     if keypoints.res_w is not None and keypoints.res_h is not None:
-        return keypoints.res_w, keypoints.res_h
+        return _positive_size(keypoints.res_w, keypoints.res_h, "the keypoint file's image size")
     if video is not None:
-        return video_size(video)
+        return _positive_size(*video_size(video), f"the size of {video}")
     raise ValueError("the keypoint file does not state the image size: give --width and --height "
                      "(pixels) or --video (the source video, read with ffprobe)")
+
+
+def _positive_size(width, height, source: str) -> tuple[int, int]:
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{source} gives an image of {width}x{height} pixels; the image size must be positive: "
+                         f"give the video's real size with --width and --height")
+    return int(width), int(height)
+
+
+def doubtful_input(result: "WildResult", keypoints: Keypoints2D) -> list[str]:
+    """Warnings about a lifted clip whose numbers make no physical sense."""
+    notes = []
+    w, h = result.image_size
+    depth = result.trajectory[:, 2]
+    if (depth <= 0).any():
+        notes.append(f"the estimated root depth is negative or zero in {(depth <= 0).sum()} of {len(depth)} frames "
+                     f"(min {depth.min():.2f} m): check --width/--height/--focal and that the 2D is one person")
+    elif depth.max() > 100:
+        notes.append(f"the estimated root depth reaches {depth.max():.0f} m: check --width/--height/--focal")
+    pixels = keypoints.keypoints
+    outside = ((pixels < -0.5 * np.array([w, h])) | (pixels > 1.5 * np.array([w, h]))).any(axis=-1).mean()
+    if outside > 0.1:
+        notes.append(f"{outside:.0%} of the keypoints lie far outside the {w}x{h} image: is the image size right?")
+    return notes
 
 
 def video_size(path) -> tuple[int, int]:

@@ -11,9 +11,15 @@ Supported inputs (chosen by extension and content):
   array named 'keypoints', 'reconstruction' or 'positions_2d' is used, else the first one;
   VideoPose3D's custom-video file (positions_2d = {video: {'custom': [array]}}) also works.
 
+Several people per frame: with --track-id the tracked person is used; without it, the
+person of the longest track (by track id when the file's ids tell people apart, else by
+linking detections frame to frame by position) is followed through the clip.
+
 Frames are ordered by frame number (the integer image id, or the last number in an image
 file name such as 'frame_000012.jpg'); numbers between the first and the last with no
-detection are missing frames. Missing joints (no detection, NaN, confidence < threshold)
+detection are missing frames. Frame numbers further apart than max_gap split the detections
+into segments: the longest is kept (a warning says what was dropped), and a file whose
+frame numbers do not look like one video's is refused. Missing joints (no detection, NaN, confidence < threshold)
 are filled per joint by linear interpolation over time, holding the nearest valid value
 at the ends.
 """
@@ -21,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +49,15 @@ class Keypoints2D:
     frame_ids: np.ndarray   # (F,) int64 frame number of each row
     res_w: int | None = None  # image size in pixels when the file states it
     res_h: int | None = None
+    warnings: list = field(default_factory=list)   # doubtful input, one line each
+    filled_frames: int = 0    # frames with no detection (every joint interpolated)
+    filled_joints: int = 0    # joint positions interpolated (no detection, NaN or below the threshold)
+
+    def summary(self) -> str:
+        """How much of the input was interpolated, in one line."""
+        total = self.keypoints.shape[0] * self.keypoints.shape[1]
+        return (f"filled by interpolation: {self.filled_frames} of {self.num_frames} frames (no detection), "
+                f"{self.filled_joints} of {total} joint positions ({self.filled_joints / total:.1%})")
 
     @property
     def num_frames(self) -> int:
@@ -50,27 +65,40 @@ class Keypoints2D:
 
 
 def read_keypoints(path, track_id: int | None = None, threshold: float = 0.3,
-                   video: str | None = None) -> Keypoints2D:
+                   video: str | None = None, max_gap: int = 30, max_missing: float = 0.5) -> Keypoints2D:
     """Read one person's keypoints from a JSON / .npy / .npz file (see module docstring).
 
     track_id selects a tracked person in a JSON file (AlphaPose "idx", COCO "track_id");
-    without it the highest-scoring detection of each frame is kept. video picks one entry of a
-    multi-video VideoPose3D .npz.
+    without it the longest track is followed. video picks one entry of a multi-video
+    VideoPose3D .npz. max_gap: frame-number gaps above this split the detections (the longest
+    segment is kept); max_missing: the largest share of frames without a detection accepted.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"keypoint file not found: {path}")
     suffix = path.suffix.lower()
+    warnings = []
     if suffix == ".json":
-        raw, frame_ids, res_w, res_h = _read_json(path, track_id)
+        raw, frame_ids, res_w, res_h = _read_json(path, track_id, max_gap, warnings)
     elif suffix in (".npy", ".npz"):
         raw, res_w, res_h = _read_array_file(path, video)
         frame_ids = np.arange(raw.shape[0], dtype=np.int64)
     else:
         raise ValueError(f"{path}: unknown keypoint format {suffix!r}; expected an AlphaPose or "
                          "COCO .json, or a .npy / .npz array of shape (frames, 17, 2 or 3)")
+    no_detection = ~np.isfinite(raw[..., :2]).any(axis=(1, 2))
+    share = no_detection.mean()
+    if share > max_missing:
+        raise ValueError(f"{path}: {no_detection.sum()} of {len(raw)} frames ({share:.0%}) have no detection of "
+                         f"the person, so most of the clip would be invented by interpolation; the file does not "
+                         f"look like the frames of one video (raise --max-missing-frames to accept it)")
     keypoints, confidence = fill_missing_joints(raw[..., :2], raw[..., 2], threshold, source=str(path))
-    return Keypoints2D(keypoints, confidence, frame_ids, res_w, res_h)
+    filled_joints = int((confidence < threshold).sum())
+    if share > 0.2:
+        warnings.append(f"{no_detection.sum()} of {len(raw)} frames ({share:.0%}) have no detection and were "
+                        f"interpolated")
+    return Keypoints2D(keypoints, confidence, frame_ids, res_w, res_h, warnings, int(no_detection.sum()),
+                       filled_joints)
 
 
 def fill_missing_joints(keypoints: np.ndarray, confidence: np.ndarray, threshold: float = 0.3,
@@ -108,7 +136,7 @@ def frame_number(image_id) -> int:
     return int(digits[-1])
 
 
-def _read_json(path: Path, track_id):
+def _read_json(path: Path, track_id, max_gap: int, warnings: list):
     """JSON -> raw (F, 17, 3) with NaN rows for missing frames, frame ids, width, height."""
     with open(path) as f:
         data = json.load(f)
@@ -127,8 +155,9 @@ def _read_json(path: Path, track_id):
                          "COCO dict with 'annotations'")
     if not detections:
         raise ValueError(f"{path}: the file holds no person detections")
-    best = _select_person(detections, track_id, path)                 # frame -> (score, (17, 3))
+    best = _select_person(detections, track_id, path, warnings)       # frame -> (score, (17, 3))
     if frame_ids is None:
+        best = _longest_segment(best, max_gap, path, warnings)
         frame_ids = np.arange(min(best), max(best) + 1, dtype=np.int64)
     raw = np.full((len(frame_ids), NUM_JOINTS, 3), np.nan, dtype=np.float32)
     for row, frame in enumerate(frame_ids.tolist()):
@@ -137,23 +166,112 @@ def _read_json(path: Path, track_id):
     return raw, frame_ids, res_w, res_h
 
 
-def _select_person(detections, track_id, path: Path) -> dict:
-    """Keep, per frame, the detection of track_id or else the highest-scoring one."""
-    best, tracks = {}, set()
+def _longest_segment(best: dict, max_gap: int, path: Path, warnings: list) -> dict:
+    """Split the detected frames where frame numbers jump by more than max_gap; keep the
+    segment with the most detections, refusing when it holds less than half of them."""
+    frames = np.array(sorted(best))
+    cuts = np.flatnonzero(np.diff(frames) > max_gap) + 1
+    if not len(cuts):
+        return best
+    segments = np.split(frames, cuts)
+    kept = max(segments, key=len)
+    if len(kept) * 2 < len(frames):
+        raise ValueError(f"{path}: the frame numbers ({frames[0]}..{frames[-1]}, {len(frames)} detected frames in "
+                         f"{len(segments)} groups split by gaps over {max_gap} frames) do not look like one video's; "
+                         f"give the detections of one video with frame numbers as image ids or file names "
+                         f"(or raise --max-frame-gap)")
+    warnings.append(f"frame numbers jump by more than {max_gap} (--max-frame-gap): kept frames {kept[0]}..{kept[-1]} "
+                    f"({len(kept)} of {len(frames)} detected frames), dropped {len(segments) - 1} other segment(s)")
+    return {int(f): best[int(f)] for f in kept}
+
+
+def _select_person(detections, track_id, path: Path, warnings: list) -> dict:
+    """{frame: (score, (17, 3))} of one person: track_id's, else the longest track (see module docstring)."""
+    per_frame: dict[int, list] = {}
     for det in detections:
         kpts = _detection_keypoints(det, path)                        # (17, 3)
-        det_track = _track_of(det)
-        tracks.add(det_track)
-        if track_id is not None and det_track != track_id:
-            continue
         score = float(det.get("score", np.nanmean(kpts[:, 2])))
-        frame = frame_number(det["image_id"])
-        if frame not in best or score > best[frame][0]:
-            best[frame] = (score, kpts)
-    if not best:
-        known = sorted(t for t in tracks if t is not None)
-        raise ValueError(f"{path}: no detection with track id {track_id}; track ids in the file: {known}")
-    return best
+        per_frame.setdefault(frame_number(det["image_id"]), []).append((score, kpts, _track_of(det)))
+    all_tracks = {t for dets in per_frame.values() for _, _, t in dets}
+    ids_usable = None not in all_tracks and len(all_tracks) > 1
+    crowded = max(len(dets) for dets in per_frame.values())
+    if track_id is not None and not ids_usable:
+        if all_tracks != {track_id}:
+            known = sorted(t for t in all_tracks if t is not None)
+            raise ValueError(f"{path}: no detection with track id {track_id}; track ids in the file: {known}")
+        if crowded > 1:
+            warnings.append(f"every detection has track id {track_id}, so the ids do not tell people apart; "
+                            f"following one person by position instead")
+    if track_id is not None and ids_usable:
+        groups = {track_id: {}}
+        for frame, dets in per_frame.items():
+            for score, kpts, t in dets:
+                if t == track_id and (frame not in groups[track_id] or score > groups[track_id][frame][0]):
+                    groups[track_id][frame] = (score, kpts)
+        if not groups[track_id]:
+            raise ValueError(f"{path}: no detection with track id {track_id}; track ids in the file: "
+                             f"{sorted(all_tracks)}")
+        return groups[track_id]
+    if ids_usable:
+        groups: dict = {}
+        for frame, dets in per_frame.items():
+            for score, kpts, t in dets:
+                if frame not in groups.setdefault(t, {}) or score > groups[t][frame][0]:
+                    groups[t][frame] = (score, kpts)
+        tracks = list(groups.values())
+        chosen = max(groups, key=lambda t: (len(groups[t]), sum(v[0] for v in groups[t].values())))
+        if len(groups) > 1:
+            warnings.append(f"{len(groups)} tracked people in the file; following track id {chosen} "
+                            f"({len(groups[chosen])} frames), the longest (choose another with --track-id)")
+        return groups[chosen]
+    if crowded == 1:
+        return {frame: dets[0][:2] for frame, dets in per_frame.items()}
+    tracks = link_by_position({f: [d[:2] for d in dets] for f, dets in per_frame.items()})
+    chosen = max(tracks, key=lambda tr: (len(tr), sum(v[0] for v in tr.values())))
+    warnings.append(f"up to {crowded} people per frame and no track ids: linked detections by position into "
+                    f"{len(tracks)} tracks and followed the longest ({len(chosen)} of {len(per_frame)} frames)")
+    return chosen
+
+
+def _centre_and_size(kpts: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre (2,) of a detection's confident keypoints and its size (the larger bounding-box side)."""
+    ok = np.isfinite(kpts[:, :2]).all(axis=1) & (np.nan_to_num(kpts[:, 2]) > 0)
+    xy = kpts[ok, :2] if ok.any() else np.nan_to_num(kpts[:, :2])
+    return xy.mean(axis=0), max(float(np.ptp(xy, axis=0).max()), 1.0)
+
+
+def link_by_position(per_frame: dict, gate: float = 1.0, max_skip: int = 10) -> list[dict]:
+    """Detections {frame: [(score, (17, 3)), ...]} -> tracks [{frame: (score, (17, 3))}].
+
+    Frame by frame, each track (seen within max_skip frames) takes the nearest detection whose
+    centre lies within gate x the person's size of the track's last centre (greedy, nearest
+    pairs first); a detection no track takes starts a new track."""
+    tracks: list[dict] = []
+    state: list[tuple] = []                                          # (last frame, centre, size) per track
+    for frame in sorted(per_frame):
+        dets = per_frame[frame]
+        geometry = [_centre_and_size(k) for _, k in dets]
+        pairs = []
+        for ti, (last, centre, size) in enumerate(state):
+            if frame - last > max_skip:
+                continue
+            for di, (c, sz) in enumerate(geometry):
+                dist = float(np.linalg.norm(c - centre))
+                if dist <= gate * max(size, sz):
+                    pairs.append((dist, ti, di))
+        taken_t, taken_d = set(), set()
+        for _, ti, di in sorted(pairs):
+            if ti in taken_t or di in taken_d:
+                continue
+            taken_t.add(ti)
+            taken_d.add(di)
+            tracks[ti][frame] = dets[di]
+            state[ti] = (frame, *geometry[di])
+        for di, det in enumerate(dets):
+            if di not in taken_d:
+                tracks.append({frame: det})
+                state.append((frame, *geometry[di]))
+    return tracks
 
 
 def _track_of(det: dict):

@@ -77,7 +77,9 @@ def test_coco_results_list_with_track_ids(tmp_path):
     path = write_json(tmp_path / "results.json", dets)
     np.testing.assert_allclose(read_keypoints(path, track_id=4).keypoints[:, 0, 0], [0, 10])
     np.testing.assert_array_equal(read_keypoints(path).frame_ids, [7, 8])
-    np.testing.assert_allclose(read_keypoints(path).keypoints[:, 0, 0], [500, 10])
+    untracked = read_keypoints(path)          # the longest track (id 4), not the best score of each frame
+    np.testing.assert_allclose(untracked.keypoints[:, 0, 0], [0, 10])
+    assert "following track id 4" in untracked.warnings[0]
 
 
 def test_coco_dict_lists_frames_from_images_and_returns_size(tmp_path):
