@@ -9,6 +9,10 @@ job="${1:-}"
 case "$job" in demo|test) ;; *) echo "usage: bash run.sh demo|test" >&2; exit 2 ;; esac
 
 if [ ! -x .venv/bin/python ]; then
+  if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    echo "error: $(python3 --version 2>&1) found; torch 2.13 needs Python 3.10 or newer: put one first on PATH as python3" >&2
+    exit 2
+  fi
   python3 -m venv .venv
 fi
 # torch first and explicitly: an unpinned torch would pull a multi-GB CUDA build.

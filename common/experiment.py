@@ -92,6 +92,7 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
         raise ValueError(f"the tables above could not be written to {out_dir} ({e.strerror or e}); "
                          f"free space or fix permissions, or choose another -c folder") from None
     print(done)
+    set_interrupt_hint(f"the evaluation tables were written to {out_dir}; what came after them was cut short")
     return table, results
 
 
@@ -217,5 +218,5 @@ def entry_point(main):
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {interrupt_hint() or 'nothing was written'}", file=sys.stderr)
+        print(f"\ninterrupted: {interrupt_hint() or 'stopped before any result was written'}", file=sys.stderr)
         return 130
