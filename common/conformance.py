@@ -1,9 +1,10 @@
 """Check this implementation against conformance vectors produced by the authors' code.
 
-    python -m common.conformance DIR [DIR ...]
+    python -m common.conformance [DIR ...]
 
-DIR holds config.json, checkpoint.bin and vectors.npz (layout of the fixture's README).
-Sizes come from config.json only. Prints the maximum absolute deviation per quantity and
+DIR (default: tests/fixtures/d3dp_reference_A, carried in the repository) holds config.json,
+checkpoint.bin and vectors.npz, laid out as that folder's README describes. Sizes come from
+config.json only. Prints the maximum absolute deviation per quantity and
 exits with status 1 if any exceeds its tolerance.
 """
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .denoiser import DenoiserConfig
 from .device import AMP_DTYPES, amp_dtype, autocast
 from .diffusion import DDIMSampler, Diffusion, FlipTTA
 from .metrics import AGGREGATION_MODES, aggregation_errors, mpjpe, p_mpjpe
+
+DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "d3dp_reference_A"
 
 # Tolerances (absolute; poses in metres).
 TOL_DENOISER = 1e-5
@@ -107,7 +110,8 @@ def run_conformance(folder, device: str = "cpu", amp: str | None = None,
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folders", nargs="+", help="conformance vector folders")
+    parser.add_argument("folders", nargs="*", default=[DEFAULT_FOLDER],
+                        help=f"conformance vector folders (default: {DEFAULT_FOLDER.relative_to(DEFAULT_FOLDER.parents[2])})")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", choices=sorted(AMP_DTYPES),
                         help=f"denoiser under autocast; its outputs checked to {TOL_AMP * 1000:g} mm")

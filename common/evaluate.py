@@ -93,14 +93,17 @@ def _batches(groups: list[_Group], compute_batch: int):
         yield batch
 
 
+def group_noise(group_id: int, clips: int, shape_tail, iterations: int, seed: int, device) -> list[torch.Tensor]:
+    """The K normal draws (clips, *shape_tail) of one P-Best group, from a generator seeded by
+    (seed, group id): groups are numbered in evaluation order, sequence by sequence."""
+    gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + group_id)
+    return [torch.randn((clips,) + tuple(shape_tail), generator=gen, device=device) for _ in range(iterations)]
+
+
 def _group_noise(groups: list[_Group], shape_tail, iterations: int, seed: int, device) -> list[torch.Tensor]:
-    """The K normal draws of a compute batch, drawn per group from a generator seeded by
-    (seed, group id), so results do not depend on how groups are packed."""
-    per_group = []
-    for g in groups:
-        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + g.group_id)
-        per_group.append([torch.randn((len(g.windows),) + tuple(shape_tail), generator=gen, device=device)
-                          for _ in range(iterations)])
+    """The K normal draws of a compute batch, drawn per group, so results do not depend on how
+    groups are packed."""
+    per_group = [group_noise(g.group_id, len(g.windows), shape_tail, iterations, seed, device) for g in groups]
     return [torch.cat([draws[k] for draws in per_group]) for k in range(iterations)]
 
 

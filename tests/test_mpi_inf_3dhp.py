@@ -1,5 +1,5 @@
 """MPI-INF-3DHP: reading the release, the processed npz files, the Sequence loaders, the .mat
-export and the Python port of the official scorer (on the real TS5 file when ../shared is present)."""
+export and the Python port of the official scorer (on the real TS5 file where it is present, see conftest)."""
 import csv
 import subprocess
 import sys
@@ -17,9 +17,10 @@ from common.datasets.mpi_inf_3dhp import (JOINTS_LEFT, JOINTS_RIGHT, ROOT_INDEX,
                                           mpi_inf_3dhp_skeleton, prepare_3dhp, read_test_annotations)
 from common.mpi_inf_3dhp_eval import (ACTIVITY_NAMES, export_3dhp_mat, load_3dhp_ground_truth, read_3dhp_mat,
                                       score_prediction_files, score_predictions)
+from conftest import MPI_INF_3DHP_TEST_DIR, require_3dhp_sequence
 
 REPO = Path(__file__).resolve().parents[1]
-TS5_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "mpi_inf_3dhp"
+TS5_FOLDER = MPI_INF_3DHP_TEST_DIR
 TS5_FILE = TS5_FOLDER / "TS5" / "annot_data.mat"
 NUM_THRESHOLDS = 31
 
@@ -27,8 +28,7 @@ NUM_THRESHOLDS = 31
 @pytest.fixture(scope="module")
 def ts5_gt():
     """{'TS5': (annot3 (320,17,3) mm, valid, activity)} from the real annotation file."""
-    if not TS5_FILE.is_file():
-        pytest.skip(f"real MPI-INF-3DHP test file not found at {TS5_FILE}")
+    require_3dhp_sequence("TS5")
     return load_3dhp_ground_truth(TS5_FOLDER)
 
 
