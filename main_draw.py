@@ -28,7 +28,7 @@ from common.experiment import entry_point, eval_settings, load_for_evaluation, m
 from common.metrics import AGGREGATION_MODES
 from common.render import plot_hypotheses_frame, plot_iteration_errors, render_animation
 from common.skeleton import h36m_skeleton_17
-from in_the_wild.coco import coco_skeleton
+from common.coco import coco_skeleton
 from main import layout_of
 
 FPS = 50  # Human3.6M (and the synthetic set) frame rate

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from in_the_wild.coco import COCO_NAMES
+from common.coco import COCO_NAMES
 
 NUM_JOINTS = 17
 NPZ_KEYS = ("keypoints", "reconstruction", "positions_2d")

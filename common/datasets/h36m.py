@@ -20,7 +20,7 @@ import numpy as np
 from common.camera import normalize_screen_coordinates, normalized_intrinsics, world_to_camera_np
 from common.datasets.base import Sequence
 from common.skeleton import Skeleton, h36m_metadata, h36m_skeleton_17, h36m_skeleton_32
-from in_the_wild.coco import coco_to_h36m
+from ..coco import coco_to_h36m
 
 NUM_CAMERAS = 4
 HOW_TO_GET = ("Human3.6M files go in data/ (see data/README.md): obtain Human3.6M from its authors and "
