@@ -86,3 +86,6 @@ def h36m_skeleton_17() -> Skeleton:
 
 H36M_JOINTS_LEFT = [4, 5, 6, 11, 12, 13]
 H36M_JOINTS_RIGHT = [1, 2, 3, 14, 15, 16]
+
+
+H36M_FPS: int = h36m_metadata()["fps"]   # Human3.6M's frame rate (50), also the synthetic set's
