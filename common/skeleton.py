@@ -28,13 +28,6 @@ class Skeleton:
         """(child, parent) pairs, root excluded."""
         return [(j, int(p)) for j, p in enumerate(self.parents) if p >= 0]
 
-    def flip_permutation(self) -> list[int]:
-        """Index list that swaps left and right joints."""
-        perm = list(range(self.num_joints()))
-        for l, r in zip(self.joints_left, self.joints_right):
-            perm[l], perm[r] = r, l
-        return perm
-
     def remove_joints(self, joints_to_remove) -> list[int]:
         """Remove joints in place, re-parenting children to the nearest kept ancestor.
         Returns the kept joint indices (into the old skeleton)."""
