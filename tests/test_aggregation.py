@@ -56,7 +56,8 @@ def test_aggregated_poses_score_the_authors_protocol_1_errors(fixture_a):
     poses = aggregate(hyps, gt, x2d, v["traj"], v["cam"])
     assert tuple(poses) == AGGREGATION_MODES
     errors = aggregation_errors(hyps, gt, x2d, v["traj"], v["cam"])
-    for mode, name in (("J-Agg", "err_j_agg"), ("P-Agg", "err_p_agg"), ("P-Best", "err_p_best"), ("J-Best", "err_j_best")):
+    for mode, name in (("J-Agg", "err_j_agg"), ("P-Agg", "err_p_agg"), ("P-Best", "err_p_best"),
+                       ("J-Best", "err_j_best")):
         from_poses = torch.stack([mpjpe(poses[mode][:, k], gt) for k in range(hyps.shape[1])])
         assert (from_poses - v[name]).abs().max() < 1e-5, mode
         assert (from_poses - errors[mode]).abs().max() < 1e-6, mode
