@@ -1,4 +1,4 @@
-"""Aggregating H hypotheses into one pose (method.md, 'Aggregation').
+"""Aggregating H hypotheses into one pose (docs/method.md, 'Aggregating H hypotheses').
 
 Hypotheses are (B, K, H, F, J, 3): clips, sampling iterations, hypotheses, frames, joints,
 root-relative metres. Every function returns the aggregated poses (B, K, F, J, 3) and, where

@@ -1,7 +1,7 @@
 """In-the-wild inference: 3D poses for one person's detected 2D keypoints, with no 3D ground
 truth and no known camera.
 
-The steps (method.md, with the parts that need ground truth replaced):
+The steps (docs/method.md, with the parts that need ground truth replaced):
 1. COCO-17 keypoints (pixels) -> the model's input layout ('coco': unchanged, 'h36m': mapped),
    normalised with the image size.
 2. The clip is cut into the model's F-frame evaluation windows (the last aligned to the end,
