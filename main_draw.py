@@ -21,6 +21,7 @@ import numpy as np
 
 from common.arguments import build_parser, resolve_device
 from common.camera import image_coordinates
+from common.coco import coco_skeleton
 from common.datasets.base import Sequence
 from common.datasets.h36m import H36MDataset
 from common.evaluate import evaluate_sequences, format_iterations, summarize
@@ -28,11 +29,8 @@ from common.experiment import entry_point, eval_settings, load_for_evaluation, m
 from common.metrics import AGGREGATION_MODES
 from common.outputs import check_writable, check_writable_file
 from common.render import plot_hypotheses_frame, plot_iteration_errors, render_animation
-from common.skeleton import h36m_skeleton_17
-from in_the_wild.coco import coco_skeleton
+from common.skeleton import H36M_FPS, h36m_skeleton_17
 from main import layout_of
-
-FPS = 50  # Human3.6M (and the synthetic set) frame rate
 
 
 def add_viz_arguments(parser, limit_help: str = "draw (and evaluate) only the first N frames; None: all"):
@@ -139,7 +137,7 @@ def run(argv=None) -> int:
     if args.render:
         suffix = Path(args.viz_output).suffix if args.viz_output else (".mp4" if shutil.which("ffmpeg") else ".gif")
         written.append(render_animation(
-            stem.with_suffix(suffix), keypoints_px, {"J-Agg": j_agg}, h36m_skeleton_17(), fps=FPS,
+            stem.with_suffix(suffix), keypoints_px, {"J-Agg": j_agg}, h36m_skeleton_17(), fps=H36M_FPS,
             size=args.viz_size, hypotheses=hypotheses, ground_truth=gt, background=args.viz_video or None,
             resolution=(seq.res_w, seq.res_h), downsample=args.viz_downsample, azim=args.viz_azimuth,
             skeleton_2d=coco_skeleton() if dataset.layout_name == "coco" else None))

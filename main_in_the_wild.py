@@ -9,14 +9,14 @@ detected 2D keypoints from any video to 3D (no ground truth, unknown camera).
 
 The output .npz holds hypotheses (frames, K, H, 17, 3), the J-Agg pose j_agg (frames, 17, 3)
 and p_agg, in metres, camera space, root-relative (Human3.6M-17 joints), the estimated root
-trajectory (frames, 3) and the camera used (see common/wild.py).
+trajectory (frames, 3) and the camera used (see in_the_wild/lifting.py).
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from common import wild
+from in_the_wild import lifting
 from common.arguments import build_parser, resolve_device, split_list
 from common.datasets.h36m import H36MDataset
 from common.experiment import entry_point, load_for_evaluation, make_sampler, run_evaluation, run_training
@@ -85,27 +85,27 @@ def lift(args, device) -> int:
     if args.render and args.viz_output:
         check_writable_file(args.viz_output, "--viz-output")
     model, checkpoint = load_for_evaluation(args, device, with_checkpoint=True)
-    layout, why = wild.input_layout_of(checkpoint, args.input_layout)
+    layout, why = lifting.input_layout_of(checkpoint, args.input_layout)
     keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold, max_gap=args.max_frame_gap,
                                max_missing=args.max_missing_frames)
-    size = wild.image_size(keypoints, args.width, args.height, args.video)
+    size = lifting.image_size(keypoints, args.width, args.height, args.video)
     for note in keypoints.warnings:
         print(f"warning: {note}", file=sys.stderr)
     print(keypoints.summary())
     print(f"{keypoints.num_frames} frames of {size[0]}x{size[1]} pixels; {layout} input (from {why}); "
           f"F={model.cfg.frames} H={args.num_proposals} K={args.sampling_timesteps} on {device}")
     sampler = make_sampler(args, args.sampling_timesteps)
-    result = wild.lift_keypoints(model, sampler, keypoints, size, layout, args.num_proposals, focal=args.focal,
+    result = lifting.lift_keypoints(model, sampler, keypoints, size, layout, args.num_proposals, focal=args.focal,
                                  flip=args.test_time_augmentation, batch=args.eval_batch or args.batch_size,
                                  seed=args.seed, device=device)
-    for note in wild.doubtful_input(result, keypoints):
+    for note in lifting.doubtful_input(result, keypoints):
         print(f"warning: {note}", file=sys.stderr)
     out = result.save(out_path)
     print(f"wrote {out}: root depth {result.trajectory[:, 2].min():.2f}-{result.trajectory[:, 2].max():.2f} m")
     if args.render:
         animation = args.viz_output or out.with_suffix(".mp4")
-        path = wild.render_result(result, animation, video=args.video, fps=args.fps, size=args.viz_size,
-                                  limit=args.viz_limit, downsample=args.viz_downsample, azim=args.viz_azimuth)
+        path = lifting.render_result(result, animation, video=args.video, fps=args.fps, size=args.viz_size,
+                                     limit=args.viz_limit, downsample=args.viz_downsample, azim=args.viz_azimuth)
         print(f"wrote {path}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Aggregating H hypotheses into one pose (method.md, 'Aggregation').
+"""Aggregating H hypotheses into one pose (docs/method.md, 'Aggregating H hypotheses').
 
 Hypotheses are (B, K, H, F, J, 3): clips, sampling iterations, hypotheses, frames, joints,
 root-relative metres. Every function returns the aggregated poses (B, K, F, J, 3) and, where
@@ -11,6 +11,7 @@ import torch
 from .camera import project_to_2d
 
 HYP_DIM = 2
+AGGREGATION_MODES = ("J-Agg", "P-Agg", "P-Best", "J-Best")   # the order of every table
 
 
 def _gather_joints(hyps: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
@@ -66,3 +67,13 @@ def j_best(hyps: torch.Tensor, gt: torch.Tensor, errors: torch.Tensor | None = N
         errors = torch.linalg.vector_norm(hyps - gt[:, None, None], dim=-1)
     choice = errors.argmin(dim=HYP_DIM)
     return _gather_joints(hyps, choice), choice
+
+
+def aggregate(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor,
+              weights: torch.Tensor | None = None, project=project_to_2d) -> dict[str, torch.Tensor]:
+    """The four aggregated poses {'J-Agg', 'P-Agg', 'P-Best', 'J-Best': (B, K, F, J, 3)} of
+    hypotheses (B, K, H, F, J, 3), with the oracle choices made against gt (B, F, J, 3) and
+    J-Agg's against the 2D x2d; weights (B, F) weight P-Best's batch-level choice."""
+    errors = torch.linalg.vector_norm(hyps - gt[:, None, None], dim=-1)
+    return {"J-Agg": j_agg(hyps, x2d, traj, cam, project)[0], "P-Agg": p_agg(hyps),
+            "P-Best": p_best(hyps, gt, errors, weights)[0], "J-Best": j_best(hyps, gt, errors)[0]}

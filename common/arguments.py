@@ -8,7 +8,9 @@ import torch
 from .denoiser import DenoiserConfig
 
 
-ARCH_DEFAULTS = {"number_of_frames": 243, "cs": 512, "dep": 8}
+# The architecture flags (checkpoint.ARCHITECTURE_FLAGS): DenoiserConfig field -> (attribute on
+# args, default for training); the one place they are mapped to the config.
+ARCHITECTURE_ARGS = {"frames": ("number_of_frames", 243), "channels": ("cs", 512), "depth": ("dep", 8)}
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,11 +75,11 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
 
     g = p.add_argument_group("model")
     g.add_argument("-f", "--number-of-frames", type=int, default=None,
-                   help=f"clip length F (default {ARCH_DEFAULTS['number_of_frames']}; with --evaluate: the file's)")
+                   help=f"clip length F (default {ARCHITECTURE_ARGS['frames'][1]}; with --evaluate: the file's)")
     g.add_argument("-cs", "--cs", type=int, default=None,
-                   help=f"channel size C (default {ARCH_DEFAULTS['cs']}; with --evaluate: the file's)")
+                   help=f"channel size C (default {ARCHITECTURE_ARGS['channels'][1]}; with --evaluate: the file's)")
     g.add_argument("-dep", "--dep", type=int, default=None,
-                   help=f"depth D, spatial/temporal block pairs (default {ARCH_DEFAULTS['dep']}; "
+                   help=f"depth D, spatial/temporal block pairs (default {ARCHITECTURE_ARGS['depth'][1]}; "
                         f"with --evaluate: the file's)")
     g.add_argument("--heads", type=int, default=8, help="attention heads")
     g.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate of the last block")
@@ -126,22 +128,20 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
 
 def explicit_architecture(args) -> dict:
     """The architecture fields the user gave on the command line (DenoiserConfig names)."""
-    given = {"frames": args.number_of_frames, "channels": args.cs, "depth": args.dep}
+    given = {field: getattr(args, attr) for field, (attr, _) in ARCHITECTURE_ARGS.items()}
     return {k: v for k, v in given.items() if v is not None}
 
 
 def fill_architecture(args, cfg: DenoiserConfig | None = None) -> None:
     """Set -f/-cs/-dep left unset from cfg (a loaded checkpoint's) or the defaults."""
-    from_cfg = {"number_of_frames": "frames", "cs": "channels", "dep": "depth"}
-    for flag, default in ARCH_DEFAULTS.items():
-        if getattr(args, flag) is None:
-            setattr(args, flag, getattr(cfg, from_cfg[flag]) if cfg is not None else default)
+    for field, (attr, default) in ARCHITECTURE_ARGS.items():
+        if getattr(args, attr) is None:
+            setattr(args, attr, getattr(cfg, field) if cfg is not None else default)
 
 
 def model_config(args) -> DenoiserConfig:
     fill_architecture(args)
-    return DenoiserConfig(frames=args.number_of_frames, channels=args.cs, depth=args.dep, heads=args.heads,
-                          drop_path=args.drop_path)
+    return DenoiserConfig(**explicit_architecture(args), heads=args.heads, drop_path=args.drop_path)
 
 
 def resolve_device(args) -> torch.device:

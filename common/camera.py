@@ -63,13 +63,6 @@ def world_to_camera_np(x: np.ndarray, R, t) -> np.ndarray:
     return out.numpy()
 
 
-def camera_to_world_np(x: np.ndarray, R, t) -> np.ndarray:
-    """numpy wrapper of camera_to_world (float32 in, float32 out)."""
-    out = camera_to_world(torch.from_numpy(np.asarray(x, dtype=np.float32)),
-                          torch.as_tensor(R, dtype=torch.float32), torch.as_tensor(t, dtype=torch.float32))
-    return out.numpy()
-
-
 def _expand_intrinsics(cam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Insert singleton dims so cam (..., 9) broadcasts against points x (..., J, 3).
 
@@ -94,15 +87,6 @@ def project_to_2d(x: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
     tan = torch.sum(p * xx, dim=-1, keepdim=True)
     xxx = xx * (radial + tan) + p * r2
     return f * xxx + c
-
-
-def project_to_2d_linear(x: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
-    """Plain pinhole projection (distortion terms of cam ignored); cam is (..., 4+)
-    with [fx, fy, cx, cy] first."""
-    assert x.shape[-1] == 3 and cam.shape[-1] >= 4, (tuple(x.shape), tuple(cam.shape))
-    cam = _expand_intrinsics(cam, x)
-    xx = torch.clamp(x[..., :2] / x[..., 2:], min=-1, max=1)
-    return cam[..., :2] * xx + cam[..., 2:4]
 
 
 def normalized_intrinsics(center_px, focal_px, radial, tangential, res_w: int, res_h: int) -> np.ndarray:

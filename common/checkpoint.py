@@ -158,15 +158,16 @@ def infer_config(state: dict, heads: int = 8, mlp_ratio: float | None = None) ->
                           mlp_ratio=mlp_ratio or hidden / channels)
 
 
-_FLAGS = {"frames": "-f", "channels": "-cs", "depth": "-dep"}
+# The command-line flags (the authors' names) of the architecture fields a checkpoint fixes.
+ARCHITECTURE_FLAGS = {"frames": "-f", "channels": "-cs", "depth": "-dep"}
 
 
 def check_architecture(path, expected: dict, found: DenoiserConfig) -> None:
     diffs = [(name, want, getattr(found, name)) for name, want in expected.items()
-             if name in _FLAGS and getattr(found, name) != want]
+             if name in ARCHITECTURE_FLAGS and getattr(found, name) != want]
     if diffs:
-        have = ", ".join(f"{_FLAGS[n]} {w}" for n, w, _ in diffs)
-        need = " ".join(f"{_FLAGS[n]} {f}" for n, _, f in diffs)
+        have = ", ".join(f"{ARCHITECTURE_FLAGS[n]} {w}" for n, w, _ in diffs)
+        need = " ".join(f"{ARCHITECTURE_FLAGS[n]} {f}" for n, _, f in diffs)
         raise CheckpointError(f"{path} was trained with a different architecture than the flags ask "
                               f"for ({have}). Run with `{need}` to match the file.")
 
@@ -180,7 +181,7 @@ def load_denoiser(path, expected: DenoiserConfig | dict | None = None, heads: in
     """
     if isinstance(expected, DenoiserConfig):
         heads = expected.heads
-        expected = {k: getattr(expected, k) for k in _FLAGS}
+        expected = {k: getattr(expected, k) for k in ARCHITECTURE_FLAGS}
     ckpt = safe_load(path, map_location)
     if is_authors_format(ckpt):
         state = convert_authors_state_dict(ckpt["model_pos"])

@@ -1,9 +1,10 @@
 """Check this implementation against conformance vectors produced by the authors' code.
 
-    python -m common.conformance DIR [DIR ...]
+    python -m common.conformance [DIR ...]
 
-DIR holds config.json, checkpoint.bin and vectors.npz (layout of the fixture's README).
-Sizes come from config.json only. Prints the maximum absolute deviation per quantity and
+DIR (default: tests/fixtures/d3dp_reference_A, carried in the repository) holds config.json,
+checkpoint.bin and vectors.npz, laid out as that folder's README describes. Sizes come from
+config.json only. Prints the maximum absolute deviation per quantity and
 exits with status 1 if any exceeds its tolerance.
 """
 from __future__ import annotations
@@ -22,7 +23,9 @@ from .checkpoint import load_denoiser
 from .denoiser import DenoiserConfig
 from .device import AMP_DTYPES, amp_dtype, autocast
 from .diffusion import DDIMSampler, Diffusion, FlipTTA
-from .metrics import AGGREGATION_MODES, aggregation_errors, mpjpe, p_mpjpe
+from .metrics import aggregation_errors, mpjpe, p_mpjpe
+
+DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "d3dp_reference_A"
 
 # Tolerances (absolute; poses in metres).
 TOL_DENOISER = 1e-5
@@ -31,6 +34,9 @@ TOL_DDIM = 1e-4
 TOL_AGGREGATION = 1e-5
 TOL_METRIC = 1e-6
 TOL_AMP = 1e-4          # 0.1 mm: the denoiser and sampler under --amp (mixed precision)
+
+# How vectors.npz names each aggregation mode's errors: err_<name>, err2_<name>.
+VECTOR_NAMES = {"J-Agg": "j_agg", "P-Agg": "p_agg", "P-Best": "p_best", "J-Best": "j_best"}
 
 
 @dataclass
@@ -97,9 +103,8 @@ def run_conformance(folder, device: str = "cpu", amp: str | None = None,
     add("j_agg_pose", j_agg(hyps, x2d, traj, cam)[0], v["j_agg_pose"], TOL_AGGREGATION)
     for protocol2, prefix in ((False, "err_"), (True, "err2_")):
         errors = aggregation_errors(hyps, gt, x2d, traj, cam, protocol2=protocol2)
-        for mode in AGGREGATION_MODES:
-            name = prefix + mode.lower().replace("-", "_")
-            add(name, errors[mode], v[name], TOL_AGGREGATION)
+        for mode, name in VECTOR_NAMES.items():
+            add(prefix + name, errors[mode], v[prefix + name], TOL_AGGREGATION)
     add("mpjpe", mpjpe(tensor("metric_pred"), tensor("metric_target")), v["mpjpe"], TOL_METRIC)
     add("p_mpjpe", p_mpjpe(tensor("metric_pred"), tensor("metric_target")), v["p_mpjpe"], TOL_METRIC)
     return checks
@@ -107,7 +112,8 @@ def run_conformance(folder, device: str = "cpu", amp: str | None = None,
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folders", nargs="+", help="conformance vector folders")
+    parser.add_argument("folders", nargs="*", default=[DEFAULT_FOLDER],
+                        help="conformance vector folders (default: tests/fixtures/d3dp_reference_A)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", choices=sorted(AMP_DTYPES),
                         help=f"denoiser under autocast; its outputs checked to {TOL_AMP * 1000:g} mm")

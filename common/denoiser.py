@@ -108,7 +108,7 @@ class Block(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """Spatio-temporal transformer predicting x0 (see method.md, 'Denoiser')."""
+    """Spatio-temporal transformer predicting x0 (see docs/method.md, 'The denoiser')."""
 
     def __init__(self, cfg: DenoiserConfig):
         super().__init__()

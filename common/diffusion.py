@@ -167,7 +167,7 @@ def auto_hypothesis_limit(cfg, device) -> int:
 
 
 class DDIMSampler:
-    """DDIM sampling with eta (method.md, 'Sampling'); keeps every iteration's x0.
+    """DDIM sampling with eta (docs/method.md, 'Diffusion'); keeps every iteration's x0.
 
     Compute options, none of which changes the result beyond float rounding:
     max_batch_hypotheses: clip-hypotheses per denoiser call (the flipped copies of batched

@@ -25,7 +25,7 @@ from .clips import eval_window_indices
 from .datasets.base import Sequence
 from .diffusion import DDIMSampler, FlipTTA
 from .metrics import AGGREGATION_MODES, aggregation_joint_errors
-from .skeleton import flip_pose
+from .skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 
 PROTOCOLS = ("p1", "p2")
 
@@ -40,10 +40,10 @@ class EvalSettings:
     protocol2: bool = False
     exact_frames: bool = False
     seed: int = 0
-    joints_left: tuple = (4, 5, 6, 11, 12, 13)   # 3D, for flipping noisy poses
-    joints_right: tuple = (1, 2, 3, 14, 15, 16)
-    kps_left: tuple = (4, 5, 6, 11, 12, 13)      # 2D, for flipping the input
-    kps_right: tuple = (1, 2, 3, 14, 15, 16)
+    joints_left: tuple = tuple(H36M_JOINTS_LEFT)    # 3D, for flipping noisy poses
+    joints_right: tuple = tuple(H36M_JOINTS_RIGHT)
+    kps_left: tuple = tuple(H36M_JOINTS_LEFT)       # 2D, for flipping the input
+    kps_right: tuple = tuple(H36M_JOINTS_RIGHT)
     keep_poses: bool = False             # keep aggregated poses per frame (export, rendering)
     keep_hypotheses: bool = False        # keep all hypotheses per frame (rendering)
     progress: bool = True
@@ -93,14 +93,17 @@ def _batches(groups: list[_Group], compute_batch: int):
         yield batch
 
 
+def group_noise(group_id: int, clips: int, shape_tail, iterations: int, seed: int, device) -> list[torch.Tensor]:
+    """The K normal draws (clips, *shape_tail) of one P-Best group, from a generator seeded by
+    (seed, group id): groups are numbered in evaluation order, sequence by sequence."""
+    gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + group_id)
+    return [torch.randn((clips,) + tuple(shape_tail), generator=gen, device=device) for _ in range(iterations)]
+
+
 def _group_noise(groups: list[_Group], shape_tail, iterations: int, seed: int, device) -> list[torch.Tensor]:
-    """The K normal draws of a compute batch, drawn per group from a generator seeded by
-    (seed, group id), so results do not depend on how groups are packed."""
-    per_group = []
-    for g in groups:
-        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + g.group_id)
-        per_group.append([torch.randn((len(g.windows),) + tuple(shape_tail), generator=gen, device=device)
-                          for _ in range(iterations)])
+    """The K normal draws of a compute batch, drawn per group, so results do not depend on how
+    groups are packed."""
+    per_group = [group_noise(g.group_id, len(g.windows), shape_tail, iterations, seed, device) for g in groups]
     return [torch.cat([draws[k] for draws in per_group]) for k in range(iterations)]
 
 
@@ -193,9 +196,7 @@ def _keep(result: SequenceResult, hyps, x2d, gt, traj, cam, group: _Group, choic
     frames = group.windows[group.new]                          # original frame of each new window frame
     new = torch.from_numpy(group.new).to(hyps.device)
     if result.poses is not None:
-        poses = {"J-Agg": agg.j_agg(hyps, x2d, traj, cam)[0], "P-Agg": agg.p_agg(hyps),
-                 "P-Best": agg.p_best(hyps, gt, weights=choice_weights)[0], "J-Best": agg.j_best(hyps, gt)[0]}
-        for mode, p in poses.items():                           # p: (B, K, F, J, 3)
+        for mode, p in agg.aggregate(hyps, gt, x2d, traj, cam, choice_weights).items():   # p: (B, K, F, J, 3)
             result.poses[mode][:, frames] = p.permute(1, 0, 2, 3, 4)[:, new].cpu().numpy()
     if result.hypotheses is not None:
         result.hypotheses[:, :, frames] = hyps.permute(1, 2, 0, 3, 4, 5)[:, :, new].cpu().numpy()

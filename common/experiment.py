@@ -152,7 +152,7 @@ def _training_interrupted(trainer, args) -> str:
 
 
 def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
-    """Train per method.md's recipe; validate on val_sequences with (--val-proposals, --val-timesteps).
+    """Train per the recipe of docs/method.md; validate on val_sequences with (--val-proposals, --val-timesteps).
     Under torchrun, every process trains its share of each global batch (common.distributed)."""
     info, device = init_from_env(device)
     if not info.is_main:

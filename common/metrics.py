@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .aggregation import AGGREGATION_MODES  # noqa: F401  (re-exported: tables and callers use it from here)
+
 
 def joint_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Euclidean distance per joint, (..., J, 3) -> (..., J)."""
@@ -55,9 +57,6 @@ def mpjve(pred: torch.Tensor, target: torch.Tensor, frame_dim: int = -3) -> torc
     return mpjpe(torch.diff(pred, dim=frame_dim), torch.diff(target, dim=frame_dim))
 
 
-AGGREGATION_MODES = ("J-Agg", "P-Agg", "P-Best", "J-Best")
-
-
 def aggregation_joint_errors(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor,
                              cam: torch.Tensor, protocol2: bool = False, weights: torch.Tensor | None = None,
                              project=None) -> dict[str, torch.Tensor]:
@@ -68,6 +67,10 @@ def aggregation_joint_errors(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Te
     per frame before the selection; J-Agg's choice still comes from the unaligned
     reprojection to the 2D input x2d (B, F, J, 2) with root trajectory traj (B, F, 1, 3) and
     intrinsics cam. weights (B, F) only weight P-Best's batch-level choice.
+
+    The errors come from the per-hypothesis errors and the choices of common.aggregation, not
+    from aggregation.aggregate's poses: under protocol 2 every hypothesis is aligned before the
+    choice, which an aligned aggregated pose would not reproduce.
     """
     from . import aggregation as agg
     from .camera import project_to_2d

@@ -40,8 +40,9 @@ TOTAL_JOINTS: list[int] = [j for joints in JOINT_GROUPS.values() for j in joints
 THRESHOLDS_MM = np.asarray(_SCORING["auc_thresholds_mm"], dtype=np.float64)  # (31,)
 PCK_THRESHOLD_MM: float = _SCORING["pck_threshold_mm"]
 ACTIVITY_NAMES: dict[int, str] = {int(k): v for k, v in _META["activity_names"].items()}
-MODES = ("P_Agg", "P_Best", "J_Best", "J_Agg")
 MAT_PREFIX = "inference_data_"
+# The authors' prediction files, one per aggregation mode, in their order: inference_data_<stem>.mat.
+MAT_STEMS = {"P-Agg": "P_Agg", "P-Best": "P_Best", "J-Best": "J_Best", "J-Agg": "J_Agg"}
 
 
 @dataclass
@@ -90,7 +91,7 @@ class Scores:
         return self.activitywise.headline("All")
 
 
-def joint_errors(pred: np.ndarray, annot3: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def valid_frame_joint_errors(pred: np.ndarray, annot3: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Per-joint errors (V, 17) in mm over the valid frames; pred, annot3 (N, 17, 3) mm, both made pelvis-relative."""
     pred = pred - pred[:, ROOT_INDEX:ROOT_INDEX + 1]
     gt = annot3 - annot3[:, ROOT_INDEX:ROOT_INDEX + 1]
@@ -167,7 +168,7 @@ def score_predictions(preds: dict[str, np.ndarray], gt: dict[str, tuple]) -> lis
                                else np.asarray(gt[s][2]).reshape(-1)[valid[s]] for s in seqs])  # (V_all,)
     scores = []
     for k in range(ks[seqs[0]]):
-        errors = [joint_errors(iterations[s][k], annot3[s], valid[s]) for s in seqs]  # (V_s, 17) each
+        errors = [valid_frame_joint_errors(iterations[s][k], annot3[s], valid[s]) for s in seqs]  # (V_s, 17) each
         pooled = np.concatenate(errors)
         scores.append(Scores(
             sequencewise=_table([_sequence_label(s) for s in seqs], errors),
@@ -211,11 +212,12 @@ def load_3dhp_ground_truth(path, sequences=None) -> dict[str, tuple]:
 
 def prediction_files(paths) -> list[Path]:
     """Expand folders to their inference_data_<MODE>.mat files (official mode order first)."""
+    order = list(MAT_STEMS.values())
     files = []
     for p in map(Path, paths):
         if p.is_dir():
             found = sorted(p.glob(f"{MAT_PREFIX}*.mat"), key=lambda f: (
-                MODES.index(mode_name(f)) if mode_name(f) in MODES else len(MODES), f.name))
+                order.index(mode_name(f)) if mode_name(f) in order else len(order), f.name))
             if not found:
                 raise FileNotFoundError(f"no {MAT_PREFIX}*.mat in {p}")
             files += found
@@ -227,7 +229,8 @@ def prediction_files(paths) -> list[Path]:
 
 
 def mode_name(path) -> str:
-    """'J_Agg' for inference_data_J_Agg.mat; the file stem otherwise."""
+    """The label of a prediction file in score tables: its stem after the prefix ('J_Agg' for
+    inference_data_J_Agg.mat), or the whole stem for other names."""
     stem = Path(path).stem
     return stem[len(MAT_PREFIX):] if stem.startswith(MAT_PREFIX) else stem
 
@@ -282,7 +285,7 @@ def export_evaluation(results, out_dir) -> list[Path]:
     """Write inference_data_<MODE>.mat for every aggregation mode from evaluation results that
     kept per-frame poses (common.evaluate.SequenceResult with .poses: mode -> (K, N, 17, 3) m)."""
     files = []
-    for mode in MODES:
-        preds = {r.sequence.subject: r.poses[mode.replace("_", "-")] for r in results}
-        files.append(export_3dhp_mat(Path(out_dir) / f"{MAT_PREFIX}{mode}.mat", preds))
+    for mode, stem in MAT_STEMS.items():
+        preds = {r.sequence.subject: r.poses[mode] for r in results}
+        files.append(export_3dhp_mat(Path(out_dir) / f"{MAT_PREFIX}{stem}.mat", preds))
     return files

@@ -28,13 +28,6 @@ class Skeleton:
         """(child, parent) pairs, root excluded."""
         return [(j, int(p)) for j, p in enumerate(self.parents) if p >= 0]
 
-    def flip_permutation(self) -> list[int]:
-        """Index list that swaps left and right joints."""
-        perm = list(range(self.num_joints()))
-        for l, r in zip(self.joints_left, self.joints_right):
-            perm[l], perm[r] = r, l
-        return perm
-
     def remove_joints(self, joints_to_remove) -> list[int]:
         """Remove joints in place, re-parenting children to the nearest kept ancestor.
         Returns the kept joint indices (into the old skeleton)."""
@@ -86,3 +79,6 @@ def h36m_skeleton_17() -> Skeleton:
 
 H36M_JOINTS_LEFT = [4, 5, 6, 11, 12, 13]
 H36M_JOINTS_RIGHT = [1, 2, 3, 14, 15, 16]
+
+
+H36M_FPS: int = h36m_metadata()["fps"]   # Human3.6M's frame rate (50), also the synthetic set's

@@ -1,4 +1,4 @@
-"""Training: the plain loop of method.md's recipe, with exact resume and safe checkpoints.
+"""Training: the plain loop of the recipe in docs/method.md, with exact resume and safe checkpoints.
 
 One epoch: every training window of every sequence (twice with flip augmentation), in a
 shuffled order; per batch: noise the root-relative 3D poses at random timesteps, predict x0,

@@ -1,6 +1,6 @@
 """In-the-wild input: detector keypoint files, COCO -> model joint layout, and the camera
 and root trajectory that JPMA needs when no ground truth exists."""
-from in_the_wild.coco import coco_skeleton, coco_to_h36m, keypoints_for_model
+from common.coco import coco_skeleton, coco_to_h36m, keypoints_for_model
 from in_the_wild.keypoints import Keypoints2D, fill_missing_joints, read_keypoints
 from in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.coco import COCO_NAMES
 from common.safe_pickle import item, load_npz
-from in_the_wild.coco import COCO_NAMES
 
 NUM_JOINTS = 17
 NPZ_KEYS = ("keypoints", "reconstruction", "positions_2d")

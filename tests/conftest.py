@@ -1,13 +1,28 @@
-"""Shared test fixtures: the authors' conformance vectors (skipped when ../shared is absent)."""
+"""Shared test fixtures: the conformance vectors carried in tests/fixtures/, the location of the
+real MPI-INF-3DHP test set (not redistributable: its tests skip without it), small sequences."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURE_A = SHARED / "fixtures" / "d3dp_reference_A"
+from common.conformance import DEFAULT_FOLDER as FIXTURE_A
+
+# The official MPI-INF-3DHP test set (a folder with TS*/annot_data.mat): D3DP_3DHP_TEST_DIR, or
+# data/mpi_inf_3dhp_test_set in the repository. Tests that need it skip, saying so, when it is absent.
+MPI_INF_3DHP_TEST_DIR = Path(os.environ.get("D3DP_3DHP_TEST_DIR")
+                             or Path(__file__).resolve().parents[1] / "data" / "mpi_inf_3dhp_test_set")
+
+
+def require_3dhp_sequence(name: str = "TS5") -> Path:
+    """The real annot_data.mat of one MPI-INF-3DHP test sequence, or skip the test."""
+    path = MPI_INF_3DHP_TEST_DIR / name / "annot_data.mat"
+    if not path.is_file():
+        pytest.skip(f"real MPI-INF-3DHP test file not found at {path}: put the official test set there "
+                    "or set D3DP_3DHP_TEST_DIR to its folder")
+    return path
 
 torch.set_num_threads(2)
 
@@ -15,8 +30,6 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="session")
 def fixture_a():
     """(config dict, vectors dict of tensors, folder) of conformance set A."""
-    if not (FIXTURE_A / "vectors.npz").is_file():
-        pytest.skip(f"conformance vectors not found at {FIXTURE_A}")
     cfg = json.loads((FIXTURE_A / "config.json").read_text())
     with np.load(FIXTURE_A / "vectors.npz") as v:
         vectors = {k: torch.from_numpy(v[k]) for k in v.files}
@@ -61,3 +74,37 @@ def make_sequences(count: int = 3, frames: int = 12, seed: int = 0, subject: str
                             pose_2d=x2d, pose_3d=pose, traj=traj, cam=cam,
                             valid=(np.arange(n) % 4 != 0) if valid else None))
     return out
+
+
+def tiny_model(seed: int = 0, frames: int = 9):
+    """A tiny denoiser with every parameter randomised (biases and norms too), so that
+    a mistake in any of them shows."""
+    from common.denoiser import Denoiser, DenoiserConfig
+
+    torch.manual_seed(seed)
+    model = Denoiser(DenoiserConfig(frames=frames, channels=32, depth=2, heads=4, drop_path=0.0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+def random_inputs(b=3, h=4, frames=9, seed=1):
+    """2D input (b, frames, 17, 2) and three sampler draws (b, h, frames, 17, 3)."""
+    g = torch.Generator().manual_seed(seed)
+    x2d = torch.randn(b, frames, 17, 2, generator=g) * 0.3
+    noise = [torch.randn(b, h, frames, 17, 3, generator=g) for _ in range(3)]
+    return x2d, noise
+
+
+def sample_poses(model, x2d, noise, flip=True, batched=True, **sampler_kw):
+    """DDIM sampling with len(noise) iterations and the given draws, Human3.6M flip TTA by default."""
+    from common.diffusion import DDIMSampler, Diffusion, FlipTTA
+    from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+
+    sampler = DDIMSampler(Diffusion(), len(noise), **sampler_kw)
+    tta = None
+    if flip:
+        tta = FlipTTA(flip_pose(x2d, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT), H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT,
+                      batched=batched)
+    return sampler.sample(model, x2d, noise[0].shape[1], flip=tta, noise=noise)

@@ -1,8 +1,9 @@
 """Aggregation modes: the authors' J-Agg poses and each mode's selection rule."""
 import torch
 
-from common.aggregation import j_agg, j_best, p_agg, p_best, reproject
+from common.aggregation import AGGREGATION_MODES, aggregate, j_agg, j_best, p_agg, p_best, reproject
 from common.camera import project_to_2d
+from common.metrics import aggregation_errors, mpjpe
 
 
 def test_reprojection_and_j_agg_match_authors(fixture_a):
@@ -47,3 +48,17 @@ def test_j_best_takes_the_nearest_joint_and_p_agg_the_mean():
     assert torch.equal(choice, dist.argmin(dim=2))
     assert torch.allclose((pose - gt[:, None]).norm(dim=-1), dist.min(dim=2).values)
     assert torch.allclose(p_agg(hyps), hyps.mean(dim=2))
+
+
+def test_aggregated_poses_score_the_authors_protocol_1_errors(fixture_a):
+    _, v, _ = fixture_a
+    hyps, gt, x2d = v["pred_for_metrics"], v["gt_3d"], v["inputs_2d"]
+    poses = aggregate(hyps, gt, x2d, v["traj"], v["cam"])
+    assert tuple(poses) == AGGREGATION_MODES
+    errors = aggregation_errors(hyps, gt, x2d, v["traj"], v["cam"])
+    for mode, name in (("J-Agg", "err_j_agg"), ("P-Agg", "err_p_agg"), ("P-Best", "err_p_best"),
+                       ("J-Best", "err_j_best")):
+        from_poses = torch.stack([mpjpe(poses[mode][:, k], gt) for k in range(hyps.shape[1])])
+        assert (from_poses - v[name]).abs().max() < 1e-5, mode
+        assert (from_poses - errors[mode]).abs().max() < 1e-6, mode
+

@@ -1,12 +1,16 @@
-"""The benchmark runs end to end on a tiny config and reports consistent numbers."""
+"""The benchmark runs end to end on a tiny config and reports consistent numbers; its naive path
+(the authors' way of running the same weights) equals the fast path that main.py runs."""
 import json
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import benchmark
-from common.benchmark import NaiveDenoiser, denoiser_flops
+from common.benchmark import NaiveDenoiser, build_paths, denoiser_flops, naive_training_input, run_sampling
 from common.denoiser import Denoiser, DenoiserConfig
+from common.diffusion import Diffusion
+from conftest import random_inputs, tiny_model
 
 
 def test_flop_count_matches_pytorchs_counter():
@@ -44,3 +48,42 @@ def test_benchmark_reports_side_by_side(tmp_path, capsys):
             assert abs(p["fraction_of_peak"] - p["gflops"] / r["matmul_peak_gflops"]) < 1e-9
             assert p["peak_memory_mib"] is None or p["peak_memory_mib"] >= 0
     assert r["config"]["frames"] == 9 and r["config"]["hypotheses"] == 2
+
+
+def test_naive_denoiser_equals_ours_on_both_shapes():
+    model = tiny_model()
+    naive = NaiveDenoiser(model)
+    x2d, noise = random_inputs()
+    t = torch.tensor([0, 500, 999])
+    with torch.no_grad():
+        for x3d in (noise[0], noise[0][:, 0]):                 # sampling (B, H, F, J, 3), training (B, F, J, 3)
+            ours, theirs = model(x2d, x3d, t), naive(x2d, x3d, t)
+            assert ours.shape == theirs.shape == x3d.shape
+            assert torch.allclose(ours, theirs, atol=1e-5, rtol=0)
+    assert all(not m.fused for m in naive.modules() if hasattr(m, "fused"))
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_fast_and_naive_sampling_paths_agree(flip):
+    model = tiny_model()
+    x2d, noise = random_inputs()
+    naive, fast = build_paths(model, Diffusion(), len(noise), "cpu", max_batch_hypotheses=5)
+    a = run_sampling(naive, x2d, noise[0].shape[1], flip, noise)
+    b = run_sampling(fast, x2d, noise[0].shape[1], flip, noise)
+    assert a.shape == b.shape == (3, 3, 4, 9, 17, 3)
+    assert (a - b).abs().max() < 1e-5
+    # and the paths really differ in how they run: no 2D cache, two flip passes, explicit attention
+    assert not hasattr(naive.model, "embed_2d") and not naive.batched_flip and fast.batched_flip
+
+
+def test_naive_training_noise_has_the_right_statistics():
+    diffusion = Diffusion()
+    x0 = torch.zeros(4000, 1, 1, 3)
+    x_t, t = naive_training_input(diffusion, x0, torch.Generator().manual_seed(0))
+    assert x_t.shape == x0.shape and t.shape == (4000,)
+    assert 0 <= int(t.min()) and int(t.max()) < 1000 and abs(float(t.float().mean()) - 499.5) < 20
+    # x0 = 0: x_t = sqrt(1 - abar_t) * noise, clamped to 1.1
+    expected = diffusion.sqrt_one_minus_alphas_cumprod[t].float()
+    rows = (expected > 0.05) & (expected < 0.3)               # clamping at 1.1 is > 3.6 sigma away
+    ratio = x_t[rows].flatten() / expected[rows].repeat_interleave(3)
+    assert ratio.numel() > 300 and abs(float(ratio.std()) - 1.0) < 0.1 and abs(float(ratio.mean())) < 0.15

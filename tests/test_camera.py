@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from common.camera import (camera_to_world, flip_intrinsics, image_coordinates, normalize_screen_coordinates,
-                           normalized_intrinsics, project_to_2d, project_to_2d_linear, qrot, world_to_camera)
+                           normalized_intrinsics, project_to_2d, qrot, world_to_camera)
 from common.skeleton import h36m_metadata
 
 
@@ -40,7 +40,6 @@ def test_projection_without_distortion_is_the_pinhole():
     x = torch.tensor([[0.3, -0.2, 4.0], [0.0, 0.0, 5.0]])
     expected = torch.stack([2.0 * x[:, 0] / x[:, 2] + 0.1, 2.1 * x[:, 1] / x[:, 2] - 0.05], dim=-1)
     assert torch.allclose(project_to_2d(x, cam), expected)
-    assert torch.allclose(project_to_2d_linear(x, cam), expected)
 
 
 def test_distortion_model_matches_hand_computation():

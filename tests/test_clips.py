@@ -7,7 +7,7 @@ import torch
 from common.camera import project_to_2d
 from common.clips import ClipSampler, clip_bounds, eval_window_indices, eval_windows, padded_slice
 from common.datasets.base import Sequence
-from common.datasets.h36m import load_h36m
+from common.datasets.h36m import H36MDataset
 from common.datasets.synthetic import write_synthetic_h36m
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
 
@@ -76,7 +76,7 @@ def test_augmentation_adds_each_window_once_flipped_and_flipping_back_restores_i
 def test_flipped_2d_is_the_projection_of_flipped_3d_with_flipped_intrinsics(tmp_path):
     write_synthetic_h36m(tmp_path, name="flip", seed=1, frames_per_sequence=30, subjects=("S9",),
                          actions=("Greeting",))
-    seqs = load_h36m(tmp_path, "gt", ["S9"], dataset="flip")
+    seqs = H36MDataset(tmp_path, "gt", "flip").sequences(["S9"])
     sampler = ClipSampler(seqs, clip_length=9, batch_size=64, augment=True, shuffle=False, **SYM)
     (batch,) = list(sampler.next_epoch())
     projected = project_to_2d(torch.from_numpy(batch["pose_3d"] + batch["traj"]), torch.from_numpy(batch["cam"]))

@@ -2,6 +2,7 @@
 import torch
 
 from common.denoiser import Denoiser, DenoiserConfig, timestep_embedding
+from conftest import random_inputs, tiny_model
 
 TINY = DenoiserConfig(frames=5, channels=32, depth=2, heads=4, drop_path=0.0)
 
@@ -77,3 +78,15 @@ def test_wrong_clip_length_is_refused():
         assert "5 frames" in str(e)
     else:
         raise AssertionError("a 6-frame clip was accepted by a 5-frame model")
+
+
+def test_fused_and_explicit_attention_agree():
+    model = tiny_model()
+    x2d, noise = random_inputs()
+    t = torch.tensor([3, 400, 900])
+    with torch.no_grad():
+        model.set_fused_attention(True)
+        fused = model(x2d, noise[0], t)
+        model.set_fused_attention(False)
+        explicit = model(x2d, noise[0], t)
+    assert (fused - explicit).abs().max() < 1e-5

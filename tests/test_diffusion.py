@@ -1,9 +1,13 @@
-"""Schedule, forward noising and the DDIM sampler against the authors' vectors and by property."""
+"""Schedule, forward noising and the DDIM sampler against the authors' vectors and by property;
+chunked denoiser calls and mixed precision change nothing or little."""
+import pytest
 import torch
 
 from common.denoiser import Denoiser, DenoiserConfig
-from common.diffusion import DDIMSampler, Diffusion, FlipTTA, ddim_time_pairs
+from common.diffusion import (DDIMSampler, Diffusion, FlipTTA, auto_hypothesis_limit, ddim_time_pairs,
+                              hypothesis_chunks)
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+from conftest import random_inputs, sample_poses, tiny_model
 
 
 def test_schedule_matches_authors(fixture_a):
@@ -85,3 +89,40 @@ def test_training_input_is_clamped_and_scaled():
     x, t = d.training_input(torch.randn(8, 4, 17, 3) * 3, generator=torch.Generator().manual_seed(0))
     assert x.abs().max() <= 1.1 + 1e-6 and t.shape == (8,) and t.dtype == torch.long
     assert 0 <= int(t.min()) and int(t.max()) < 1000
+
+
+@pytest.mark.parametrize("batch,hyps,limit", [(3, 4, None), (3, 4, 12), (3, 4, 5), (3, 4, 4), (3, 4, 3),
+                                              (3, 4, 1), (1, 20, 7), (5, 1, 2)])
+def test_hypothesis_chunks_cover_every_pair_once(batch, hyps, limit):
+    seen = torch.zeros(batch, hyps, dtype=torch.int64)
+    for rows, cols in hypothesis_chunks(batch, hyps, limit):
+        part = seen[rows, cols]
+        assert limit is None or part.numel() <= limit
+        seen[rows, cols] += 1
+    assert (seen == 1).all()
+
+
+@pytest.mark.parametrize("limit", [1, 3, 7, 0])
+@pytest.mark.parametrize("batched", [True, False])
+def test_chunked_sampling_equals_one_call(limit, batched):
+    model = tiny_model()
+    x2d, noise = random_inputs()
+    whole = sample_poses(model, x2d, noise, batched=batched)
+    chunked = sample_poses(model, x2d, noise, batched=batched, max_batch_hypotheses=limit)
+    assert (whole - chunked).abs().max() < 1e-6
+
+
+def test_auto_limit_is_cache_sized_on_cpu():
+    small = DenoiserConfig(frames=27, channels=128, depth=4)
+    full = DenoiserConfig(frames=243, channels=512, depth=8)
+    assert auto_hypothesis_limit(small, "cpu") == 17          # 4 MiB / (27 * 17 * 128 * 4 bytes)
+    assert auto_hypothesis_limit(full, "cpu") == 1
+
+
+def test_amp_on_cpu_stays_close_and_returns_float32():
+    model = tiny_model()
+    x2d, noise = random_inputs()
+    full = sample_poses(model, x2d, noise)
+    mixed = sample_poses(model, x2d, noise, amp_dtype=torch.bfloat16)
+    assert mixed.dtype == torch.float32
+    assert 0 < (full - mixed).abs().max() < 0.05

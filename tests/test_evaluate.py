@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from common.diffusion import DDIMSampler, Diffusion
-from common.evaluate import (EvalSettings, SequenceResult, _Group, _group_noise, average_over, evaluate_sequences,
-                             format_table, results_json, summarize)
+from common.evaluate import (EvalSettings, SequenceResult, average_over, evaluate_sequences, format_table,
+                             group_noise, results_json, summarize)
 from common.metrics import AGGREGATION_MODES, aggregation_joint_errors
 from conftest import make_sequences
 
@@ -54,8 +54,7 @@ def test_errors_follow_the_authors_loop():
     sums, count = {m: 0.0 for m in AGGREGATION_MODES}, 0
     for gid, b0 in enumerate(range(0, n, settings.group)):
         b = min(settings.group, n - b0)
-        group = _Group(0, np.zeros((b, F), int), np.ones((b, F), bool), gid)
-        noise = _group_noise([group], (3, F, 17, 3), 2, settings.seed, "cpu")
+        noise = group_noise(gid, b, (3, F, 17, 3), 2, settings.seed, "cpu")
         hyps = _sampler().sample(Lifter(), w2d[b0:b0 + b], 3, noise=noise)
         hyps[..., 0, :] = 0
         errs = aggregation_joint_errors(hyps, w3d[b0:b0 + b], w2d[b0:b0 + b], wtraj[b0:b0 + b],

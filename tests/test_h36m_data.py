@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from common.camera import project_to_2d, world_to_camera_np
-from common.datasets.h36m import (DatasetError, H36MDataset, deterministic_random, h36m_cameras, load_h36m,
-                                  skeleton_32_to_17)
+from common.datasets.h36m import DatasetError, H36MDataset, deterministic_random, h36m_cameras, skeleton_32_to_17
 from common.datasets.synthetic import write_synthetic_h36m
 from common.skeleton import h36m_metadata
 
@@ -55,7 +54,7 @@ def test_sequences_are_root_relative_camera_space_with_trajectory(synthetic_dir)
 
 
 def test_ground_truth_2d_is_the_projection_of_3d_plus_trajectory(synthetic_dir):
-    for seq in load_h36m(synthetic_dir, "gt", ["S1", "S9"], dataset="tiny"):
+    for seq in H36MDataset(synthetic_dir, "gt", "tiny").sequences(["S1", "S9"]):
         projected = project_to_2d(torch.from_numpy(seq.pose_3d + seq.traj), torch.from_numpy(seq.cam))
         np.testing.assert_allclose(projected.numpy(), seq.pose_2d, atol=1e-4)
 
@@ -98,7 +97,7 @@ def test_subset_and_downsample_cut_frames_like_videopose3d(synthetic_dir):
 def test_longer_2d_is_trimmed_to_the_mocap_length(tmp_path):
     pos3d, pos2d = handmade(num_frames=10, num_frames_2d=13)
     write_files(tmp_path, pos3d, pos2d)
-    seqs = load_h36m(tmp_path, "gt", ["S1"])
+    seqs = H36MDataset(tmp_path, "gt").sequences(["S1"])
     assert [s.num_frames for s in seqs] == [10] * 8
     assert [s.action for s in seqs] == ["Directions"] * 4 + ["Eating 2"] * 4
 
@@ -127,7 +126,7 @@ def test_wrong_3d_shape_is_reported(tmp_path):
     write_files(tmp_path, pos3d, pos2d)
     with pytest.raises(DatasetError, match=r"data_3d_h36m\.npz: S1/Directions has shape \(10, 17, 3\), "
                                            r"expected \(N, 32, 3\)"):
-        load_h36m(tmp_path, "gt", ["S1"])
+        H36MDataset(tmp_path, "gt").sequences(["S1"])
 
 
 def test_wrong_2d_shape_is_reported(tmp_path):
@@ -136,7 +135,7 @@ def test_wrong_2d_shape_is_reported(tmp_path):
     write_files(tmp_path, pos3d, pos2d)
     with pytest.raises(DatasetError, match=r"data_2d_h36m_gt\.npz: S5/Eating 2 camera 1 has shape \(10, 16, 2\), "
                                            r"expected \(N, 17, 2\)"):
-        load_h36m(tmp_path, "gt", ["S5"])
+        H36MDataset(tmp_path, "gt").sequences(["S5"])
 
 
 def test_action_or_subject_missing_from_2d_is_reported(tmp_path):
@@ -145,14 +144,14 @@ def test_action_or_subject_missing_from_2d_is_reported(tmp_path):
     write_files(tmp_path, pos3d, pos2d)
     with pytest.raises(DatasetError, match=r"data_2d_h36m_gt\.npz: action S1/Eating 2 is in "
                                            r"data_3d_h36m\.npz but missing"):
-        load_h36m(tmp_path, "gt", ["S1"])
-    assert len(load_h36m(tmp_path, "gt", ["S1"], actions=["Directions"])) == 4  # not needed, not checked
+        H36MDataset(tmp_path, "gt").sequences(["S1"])
+    assert len(H36MDataset(tmp_path, "gt").sequences(["S1"], ["Directions"])) == 4  # not needed, not checked
     del pos2d["S5"]
     write_files(tmp_path, pos3d, pos2d)
     with pytest.raises(DatasetError, match=r"subject 'S5' is in data_3d_h36m\.npz but missing"):
-        load_h36m(tmp_path, "gt", ["S5"])
+        H36MDataset(tmp_path, "gt").sequences(["S5"])
     with pytest.raises(DatasetError, match=r"no subject 'S9'"):
-        load_h36m(tmp_path, "gt", ["S9"])
+        H36MDataset(tmp_path, "gt").sequences(["S9"])
 
 
 def test_non_finite_keypoints_are_reported_with_their_frame_count(tmp_path):
@@ -160,11 +159,11 @@ def test_non_finite_keypoints_are_reported_with_their_frame_count(tmp_path):
     pos2d["S5"]["Directions"][3][[2, 7], 4, 0] = [np.nan, np.inf]
     write_files(tmp_path, pos3d, pos2d)
     with pytest.raises(DatasetError, match=r"S5/Directions camera 3: 2 of 10 frames contain NaN or inf"):
-        load_h36m(tmp_path, "gt", ["S5"])
+        H36MDataset(tmp_path, "gt").sequences(["S5"])
 
 
 def test_fewer_2d_frames_than_mocap_frames_is_reported(tmp_path):
     pos3d, pos2d = handmade(num_frames=10, num_frames_2d=8)
     write_files(tmp_path, pos3d, pos2d)
     with pytest.raises(DatasetError, match=r"S1/Directions camera 0 has 8 frames, fewer than the 10 mocap frames"):
-        load_h36m(tmp_path, "gt", ["S1"])
+        H36MDataset(tmp_path, "gt").sequences(["S1"])

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.camera import image_coordinates, normalize_screen_coordinates, project_to_2d_linear
-from in_the_wild.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, coco_to_h36m, keypoints_for_model
+from common.camera import image_coordinates, normalize_screen_coordinates, project_to_2d
+from common.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, coco_to_h36m, keypoints_for_model
 from in_the_wild.keypoints import fill_missing_joints, frame_number, read_keypoints
 from in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
 
@@ -188,7 +188,7 @@ def test_root_trajectory_recovers_known_translation(noise_px):
     traj = np.stack([rng.uniform(-1, 1, frames), rng.uniform(-0.5, 0.5, frames),
                      rng.uniform(3, 8, frames)], axis=-1)[:, None].astype(np.float32)  # (F, 1, 3)
     cam = default_intrinsics(w, h, focal_px=1400)
-    pixels = project_to_2d_linear(torch.from_numpy(poses + traj), torch.from_numpy(cam)).numpy()
+    pixels = project_to_2d(torch.from_numpy(poses + traj), torch.from_numpy(cam)).numpy()
     pixels = image_coordinates(pixels, w, h)
     pixels += rng.normal(0, noise_px, size=pixels.shape)
     uv = normalize_screen_coordinates(pixels, w, h)

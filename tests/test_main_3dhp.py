@@ -12,17 +12,15 @@ from common.checkpoint import atomic_save, make_checkpoint
 from common.datasets.mpi_inf_3dhp import read_test_entries
 from common.denoiser import Denoiser, DenoiserConfig
 from common.mpi_inf_3dhp_eval import read_3dhp_mat
-from conftest import SHARED
+from conftest import MPI_INF_3DHP_TEST_DIR as TS_DIR, require_3dhp_sequence
 
-TS_DIR = SHARED / "data" / "mpi_inf_3dhp"
 TINY = ["-f", "27", "-cs", "32", "-dep", "2", "--heads", "4", "--nolog", "-b", "4", "--drop-path", "0"]
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """Processed files prepared from the real TS5 test sequence; training uses TS5 too."""
-    if not (TS_DIR / "TS5" / "annot_data.mat").is_file():
-        pytest.skip(f"MPI-INF-3DHP TS5 not found under {TS_DIR}")
+    require_3dhp_sequence("TS5")
     raw = tmp_path_factory.mktemp("raw")
     shutil.copytree(TS_DIR / "TS5", raw / "TS5")
     d = tmp_path_factory.mktemp("data")

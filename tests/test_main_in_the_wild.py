@@ -1,4 +1,4 @@
-"""main_in_the_wild.py and common/wild.py: training on COCO-17 2D, and lifting a detector's
+"""main_in_the_wild.py and in_the_wild/lifting.py: training on COCO-17 2D, and lifting a detector's
 keypoints without ground truth (windowing, flip TTA, root trajectory, JPMA)."""
 import json
 
@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 import main_in_the_wild as wild_script
-from common import wild
 from common.camera import image_coordinates, normalize_screen_coordinates, project_to_2d, world_to_camera_np
 from common.checkpoint import atomic_save, make_checkpoint, safe_load
+from common.coco import coco_to_h36m
 from common.datasets.h36m import H36MDataset, h36m_cameras
 from common.datasets.synthetic import (STYLES, animate, coco_points, subject_bones, write_synthetic_coco,
                                        write_synthetic_h36m)
@@ -18,7 +18,7 @@ from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings, evaluate_sequences
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
-from in_the_wild.coco import coco_to_h36m
+from in_the_wild import lifting
 from in_the_wild.keypoints import read_keypoints
 from in_the_wild.root_depth import default_intrinsics
 
@@ -129,9 +129,9 @@ def test_true_poses_give_the_true_root_depth(tmp_path, layout, frames):
     pose = coco_to_h36m(points)                                        # (N, 17, 3) camera space
     root = pose[:, :1].copy()
     model_2d = normalize_screen_coordinates(coco_to_h36m(pixels) if layout == "h36m" else pixels, W, H)
-    model = LookupModel(model_2d, pose - root, 9, *wild.INPUT_SYMMETRY[layout])
+    model = LookupModel(model_2d, pose - root, 9, *lifting.INPUT_SYMMETRY[layout])
     sampler = DDIMSampler(Diffusion(), 2)
-    result = wild.lift_keypoints(model, sampler, keypoints, (W, H), layout, hypotheses=3, flip=True, batch=2)
+    result = lifting.lift_keypoints(model, sampler, keypoints, (W, H), layout, hypotheses=3, flip=True, batch=2)
     assert result.hypotheses.shape == (frames, 2, 3, 17, 3)
     np.testing.assert_allclose(result.j_agg, pose - root, atol=1e-5)
     depth_error = np.abs(result.trajectory[:, 2] - root[:, 0, 2]) / root[:, 0, 2]
@@ -140,12 +140,12 @@ def test_true_poses_give_the_true_root_depth(tmp_path, layout, frames):
 
 
 def test_input_layout_comes_from_the_flag_then_the_checkpoint():
-    assert wild.input_layout_of({}, "h36m")[0] == "h36m"
-    assert wild.input_layout_of({"args": {"input_layout": "coco"}})[0] == "coco"
-    assert wild.input_layout_of({"args": {"keypoints": "detectron_pt_coco"}})[0] == "coco"
-    assert wild.input_layout_of({"args": {"keypoints": "cpn_ft_h36m_dbb"}})[0] == "h36m"
+    assert lifting.input_layout_of({}, "h36m")[0] == "h36m"
+    assert lifting.input_layout_of({"args": {"input_layout": "coco"}})[0] == "coco"
+    assert lifting.input_layout_of({"args": {"keypoints": "detectron_pt_coco"}})[0] == "coco"
+    assert lifting.input_layout_of({"args": {"keypoints": "cpn_ft_h36m_dbb"}})[0] == "h36m"
     with pytest.raises(ValueError, match="--input-layout"):
-        wild.input_layout_of({"epoch": 80})
+        lifting.input_layout_of({"epoch": 80})
 
 
 # ---------------------------------------------------------------------------- command line

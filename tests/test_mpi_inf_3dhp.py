@@ -1,5 +1,5 @@
 """MPI-INF-3DHP: reading the release, the processed npz files, the Sequence loaders, the .mat
-export and the Python port of the official scorer (on the real TS5 file when ../shared is present)."""
+export and the Python port of the official scorer (on the real TS5 file where it is present, see conftest)."""
 import csv
 import subprocess
 import sys
@@ -11,15 +11,17 @@ import pytest
 import scipy.io
 import torch
 
-from common.camera import image_coordinates, project_to_2d_linear
+from common.camera import image_coordinates, project_to_2d
+from common.datasets.base import DatasetError
 from common.datasets.mpi_inf_3dhp import (JOINTS_LEFT, JOINTS_RIGHT, ROOT_INDEX, TEST_NPZ, TRAIN_NPZ,
                                           load_3dhp_test, load_3dhp_train, mpi_inf_3dhp_metadata,
                                           mpi_inf_3dhp_skeleton, prepare_3dhp, read_test_annotations)
 from common.mpi_inf_3dhp_eval import (ACTIVITY_NAMES, export_3dhp_mat, load_3dhp_ground_truth, read_3dhp_mat,
                                       score_prediction_files, score_predictions)
+from conftest import MPI_INF_3DHP_TEST_DIR, require_3dhp_sequence
 
 REPO = Path(__file__).resolve().parents[1]
-TS5_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "mpi_inf_3dhp"
+TS5_FOLDER = MPI_INF_3DHP_TEST_DIR
 TS5_FILE = TS5_FOLDER / "TS5" / "annot_data.mat"
 NUM_THRESHOLDS = 31
 
@@ -27,8 +29,7 @@ NUM_THRESHOLDS = 31
 @pytest.fixture(scope="module")
 def ts5_gt():
     """{'TS5': (annot3 (320,17,3) mm, valid, activity)} from the real annotation file."""
-    if not TS5_FILE.is_file():
-        pytest.skip(f"real MPI-INF-3DHP test file not found at {TS5_FILE}")
+    require_3dhp_sequence("TS5")
     return load_3dhp_ground_truth(TS5_FOLDER)
 
 
@@ -55,7 +56,7 @@ def test_ts5_loads_with_pelvis_root_valid_mask_and_activities(ts5_gt):
 
 def test_linear_projection_of_annot3_reproduces_annot2(ts5_gt):
     (seq,) = load_3dhp_test(TS5_FOLDER)
-    projected = project_to_2d_linear(torch.from_numpy(seq.pose_3d + seq.traj), torch.from_numpy(seq.cam))
+    projected = project_to_2d(torch.from_numpy(seq.pose_3d + seq.traj), torch.from_numpy(seq.cam))
     error = np.linalg.norm(image_coordinates(projected.numpy(), 1920, 1080)
                            - read_test_annotations(TS5_FILE)["data_2d"], axis=-1)  # (320, 17) px
     annotated = [j for j in range(17) if j not in (8, 11, 15)]  # hips and spine are interpolated in 2D
@@ -128,7 +129,7 @@ def test_test_file_without_annot3_is_rejected_by_name(tmp_path):
         f["annot2"] = np.zeros((4, 1, 17, 2))
         f["valid_frame"] = np.ones((4, 1))
         f["activity_annotation"] = np.ones((4, 1))
-    with pytest.raises(ValueError, match="lacks the field.*annot3"):
+    with pytest.raises(DatasetError, match="lacks the field.*annot3"):
         prepare_3dhp(tmp_path, tmp_path / "out")
 
 
@@ -177,7 +178,7 @@ def test_prepare_and_load_a_synthetic_training_sequence(tmp_path):
 
 def test_training_preparation_names_missing_cameras(tmp_path):
     _write_train_sequence(tmp_path / "S2" / "Seq2", frames=3, cells=14, calibrated=range(8))
-    with pytest.raises(ValueError, match=r"S2/Seq2: camera\(s\) \[8\] missing"):
+    with pytest.raises(DatasetError, match=r"S2/Seq2: camera\(s\) \[8\] missing"):
         prepare_3dhp(tmp_path, tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="S1 Seq1 not found"):
         prepare_3dhp(tmp_path, tmp_path / "out", train_sequences=["S1 Seq1"])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from common.datasets.h36m import load_h36m, skeleton_32_to_17
+from common.datasets.h36m import H36MDataset, skeleton_32_to_17
 from common.datasets.synthetic import (DEFAULT_ACTIONS, METADATA, STYLES, SUBJECTS, ensure_synthetic,
                                        subject_bones, write_synthetic_h36m)
 from common.skeleton import h36m_metadata
@@ -87,7 +87,7 @@ def test_detections_are_noisy_ground_truth(tmp_path):
 
 def test_synthetic_files_load_with_the_h36m_loader(tmp_path):
     write_synthetic_h36m(tmp_path, name="syn", seed=0, **SMALL)
-    seqs = load_h36m(tmp_path, "det", ["S11"], dataset="syn")
+    seqs = H36MDataset(tmp_path, "det", "syn").sequences(["S11"])
     assert len(seqs) == 3 * 4 and all(np.isfinite(s.pose_2d).all() for s in seqs)
 
 

@@ -8,8 +8,8 @@ from common.clips import ClipSampler
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import Diffusion
 from common.skeleton import H36M_JOINTS_LEFT as L, H36M_JOINTS_RIGHT as R
-from common.train import Trainer, TrainConfig, mean_pose_baseline
-from conftest import make_sequences
+from common.train import Trainer, TrainConfig, make_optimizer, mean_pose_baseline
+from conftest import make_sequences, random_inputs, tiny_model
 
 CFG = DenoiserConfig(frames=5, channels=16, depth=2, heads=2, drop_path=0.3)
 
@@ -92,3 +92,21 @@ def test_mean_pose_baseline_is_zero_for_a_constant_pose():
     seqs[0].pose_3d[:] = seqs[0].pose_3d[0]
     assert mean_pose_baseline(seqs, seqs) == pytest.approx(0.0, abs=1e-6)
     assert mean_pose_baseline(seqs, make_sequences(1, 10, seed=4)) > 0.05
+
+
+def test_optimizer_is_fused_and_matches_the_for_loop():
+    a, b = tiny_model(), tiny_model()
+    opt_a = make_optimizer(a, 1e-3, 0.1)
+    opt_b = torch.optim.AdamW(b.parameters(), lr=1e-3, weight_decay=0.1, foreach=False)
+    assert opt_a.defaults["fused"]
+    x2d, noise = random_inputs()
+    t = torch.tensor([1, 2, 3])
+    for model, opt in ((a, opt_a), (b, opt_b)):
+        model.train()
+        for _ in range(3):
+            opt.zero_grad()
+            model(x2d, noise[0][:, 0], t).square().mean().backward()
+            opt.step()
+    moved = max(float((pa - pb0).abs().max()) for pa, pb0 in zip(a.parameters(), tiny_model().parameters()))
+    differ = max(float((pa - pb).abs().max()) for pa, pb in zip(a.parameters(), b.parameters()))
+    assert moved > 1e-3 and differ < 1e-5, (moved, differ)

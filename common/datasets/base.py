@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+class DatasetError(ValueError):
+    """A data file is missing or malformed; the message says which and what to do."""
+
+
 @dataclass
 class Sequence:
     """One camera view of one recorded sequence.

@@ -18,19 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from common.camera import normalize_screen_coordinates, normalized_intrinsics, world_to_camera_np
-from common.datasets.base import Sequence
+from common.coco import coco_to_h36m
+from common.datasets.base import DatasetError, Sequence
 from common.safe_pickle import UnsafePickleError, item, load_npz
 from common.skeleton import Skeleton, h36m_metadata, h36m_skeleton_17, h36m_skeleton_32
-from in_the_wild.coco import coco_to_h36m
 
 NUM_CAMERAS = 4
 HOW_TO_GET = ("Human3.6M files go in data/ (see data/README.md): obtain Human3.6M from its authors and "
               "convert it with VideoPose3D's prepare_data_h36m.py. `python main.py --demo` needs no data "
               "(it generates a synthetic set).")
-
-
-class DatasetError(Exception):
-    """A data file is missing or malformed; the message says which and what to do."""
 
 
 def _error(path, problem: str) -> DatasetError:
@@ -199,9 +195,3 @@ def _frame_selection(num_frames: int, subset: float, downsample: int) -> slice:
         start = deterministic_random(0, num_frames - n + 1, str(num_frames))
         return slice(start, start + n, downsample)
     return slice(None, None, downsample)
-
-
-def load_h36m(data_dir, keypoints: str, subjects, actions=None, subset: float = 1.0, downsample: int = 1,
-              dataset: str = "h36m") -> list[Sequence]:
-    """One-call form of H36MDataset(data_dir, keypoints, dataset).sequences(...)."""
-    return H36MDataset(data_dir, keypoints, dataset).sequences(subjects, actions, subset, downsample)

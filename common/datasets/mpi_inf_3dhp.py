@@ -23,7 +23,7 @@ import numpy as np
 import scipy.io
 
 from common.camera import normalize_screen_coordinates, normalized_intrinsics
-from common.datasets.base import Sequence
+from common.datasets.base import DatasetError, Sequence
 from common.safe_pickle import UnsafePickleError, item, load_npz
 from common.skeleton import Skeleton
 
@@ -54,7 +54,7 @@ def mpi_inf_3dhp_skeleton() -> Skeleton:
     return Skeleton(_META["parents"], JOINTS_LEFT, JOINTS_RIGHT, _META["joint_names"])
 
 
-def test_camera_pixels(seq: str) -> dict:
+def camera_pixels_of_test_sequence(seq: str) -> dict:
     """Pinhole camera of a test sequence in pixels: width, height, fx, fy, cx, cy."""
     for cam in _META["test_cameras"].values():
         if seq in cam["sequences"]:
@@ -67,9 +67,9 @@ def test_camera_pixels(seq: str) -> dict:
     raise ValueError(f"unknown MPI-INF-3DHP test sequence {seq!r}: expected one of {', '.join(TEST_SEQUENCES)}")
 
 
-def test_intrinsics(seq: str) -> np.ndarray:
+def intrinsics_of_test_sequence(seq: str) -> np.ndarray:
     """Normalised 9-vector intrinsics of a test camera; no distortion, as annot2 is undistorted."""
-    c = test_camera_pixels(seq)
+    c = camera_pixels_of_test_sequence(seq)
     return normalized_intrinsics([c["cx"], c["cy"]], [c["fx"], c["fy"]], np.zeros(3), np.zeros(2),
                                  c["width"], c["height"])
 
@@ -103,14 +103,14 @@ def read_mat(path, fields=None) -> dict[str, np.ndarray]:
 def _require_fields(path: Path, fields, present) -> None:
     missing = [k for k in fields or [] if k not in present]
     if missing:
-        raise ValueError(f"{path} lacks the field(s) {', '.join(missing)} (it has: {', '.join(sorted(present))}); "
+        raise DatasetError(f"{path} lacks the field(s) {', '.join(missing)} (it has: {', '.join(sorted(present))}); "
                          "is it an official MPI-INF-3DHP annotation file?")
 
 
 def _frames_first(a: np.ndarray, channels: int, where: str) -> np.ndarray:
     """MATLAB (C, 17, [1,] N) joints -> (N, 17, C)."""
     if a.shape[:2] != (channels, NUM_JOINTS) or a.size % (channels * NUM_JOINTS):
-        raise ValueError(f"{where}: expected MATLAB shape ({channels}, {NUM_JOINTS}, 1, frames), got {a.shape}")
+        raise DatasetError(f"{where}: expected MATLAB shape ({channels}, {NUM_JOINTS}, 1, frames), got {a.shape}")
     return np.ascontiguousarray(a.reshape(channels, NUM_JOINTS, -1).transpose(2, 1, 0))
 
 
@@ -124,7 +124,7 @@ def read_test_annotations(path) -> dict[str, np.ndarray]:
              "activity": m["activity_annotation"].reshape(-1).astype(np.int64)}
     lengths = {k: len(v) for k, v in entry.items()}
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"{path}: fields disagree on the number of frames: {lengths}")
+        raise DatasetError(f"{path}: fields disagree on the number of frames: {lengths}")
     return entry
 
 
@@ -154,14 +154,14 @@ def read_train_sequence(seq_dir, cameras=TRAIN_CAMERAS) -> dict[int, dict[str, n
     cells_2d, cells_3d = annot["annot2"].ravel(), annot["annot3"].ravel()
     missing = [c for c in cameras if c >= min(len(cells_2d), len(cells_3d)) or c not in calibration]
     if missing:
-        raise ValueError(f"{seq_dir}: camera(s) {missing} missing (annot.mat has {len(cells_3d)} camera cells, "
+        raise DatasetError(f"{seq_dir}: camera(s) {missing} missing (annot.mat has {len(cells_3d)} camera cells, "
                          f"camera.calibration has cameras {sorted(calibration)})")
     joints = _META["joints_from_28"]
     views = {}
     for c in cameras:
         data_3d, data_2d = np.asarray(cells_3d[c], dtype=np.float64), np.asarray(cells_2d[c], dtype=np.float64)
         if data_3d.ndim != 2 or data_3d.shape[1] != 28 * 3 or data_2d.shape != (len(data_3d), 28 * 2):
-            raise ValueError(f"{seq_dir}/annot.mat camera {c}: expected annot3 (frames, 84) and annot2 (frames, 56), "
+            raise DatasetError(f"{seq_dir}/annot.mat camera {c}: expected annot3 (frames, 84) and annot2 (frames, 56), "
                              f"got {data_3d.shape} and {data_2d.shape}")
         views[c] = {"data_3d": data_3d.reshape(-1, 28, 3)[:, joints],
                     "data_2d": data_2d.reshape(-1, 28, 2)[:, joints],
@@ -267,29 +267,30 @@ def _load_processed(path: Path) -> dict:
     except UnsafePickleError:
         raise
     except (KeyError, ValueError, OSError) as e:
-        raise ValueError(f"{path} is not a processed MPI-INF-3DHP file (an npz with a pickled dict under 'data'): {e}") from e
+        raise DatasetError(f"{path} is not a processed MPI-INF-3DHP file (an npz with a pickled dict under "
+                           f"'data'): {e}") from e
 
 
 def _checked_entry(entry: dict, where: str, required: tuple[str, ...]) -> dict:
     """A processed entry with its shapes checked and 3D in millimetres (metres are detected and converted)."""
     missing = [k for k in required if k not in entry]
     if missing:
-        raise ValueError(f"{where} lacks {', '.join(missing)} (has: {', '.join(entry)})")
+        raise DatasetError(f"{where} lacks {', '.join(missing)} (has: {', '.join(entry)})")
     entry = {k: np.asarray(v) for k, v in entry.items()}
     n = len(entry["data_3d"])
     if entry["data_3d"].shape != (n, NUM_JOINTS, 3) or entry["data_2d"].shape != (n, NUM_JOINTS, 2):
-        raise ValueError(f"{where}: expected data_3d (N, 17, 3) and data_2d (N, 17, 2), "
+        raise DatasetError(f"{where}: expected data_3d (N, 17, 3) and data_2d (N, 17, 2), "
                          f"got {entry['data_3d'].shape} and {entry['data_2d'].shape}")
     for key in ("valid", "activity"):
         if key in entry:
             entry[key] = entry[key].reshape(-1)
             if len(entry[key]) != n:
-                raise ValueError(f"{where}: {key} has {len(entry[key])} frames, data_3d has {n}")
+                raise DatasetError(f"{where}: {key} has {len(entry[key])} frames, data_3d has {n}")
     if "valid" in entry:
         entry["valid"] = entry["valid"] != 0
     pelvis_depth = float(np.median(entry["data_3d"][:, ROOT_INDEX, 2]))
     if not pelvis_depth > 0:
-        raise ValueError(f"{where}: data_3d must be absolute camera coordinates (pelvis depth > 0), "
+        raise DatasetError(f"{where}: data_3d must be absolute camera coordinates (pelvis depth > 0), "
                          f"got a median pelvis depth of {pelvis_depth}")
     if pelvis_depth < 100:  # a person is never 100 mm from the camera: these are metres
         entry["data_3d"] = entry["data_3d"] * 1000.0
@@ -343,8 +344,8 @@ def load_3dhp_test(path, sequences=None) -> list[Sequence]:
     intrinsics and, when the source has them, activity ids in extra['activity']."""
     out = []
     for seq, entry in read_test_entries(path, sequences).items():
-        c = test_camera_pixels(seq)
-        out.append(_sequence(seq, seq, 0, entry, c["width"], c["height"], test_intrinsics(seq)))
+        c = camera_pixels_of_test_sequence(seq)
+        out.append(_sequence(seq, seq, 0, entry, c["width"], c["height"], intrinsics_of_test_sequence(seq)))
     return out
 
 

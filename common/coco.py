@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.skeleton import Skeleton
+from .skeleton import Skeleton
 
 COCO_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
               "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",

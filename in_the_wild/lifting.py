@@ -1,7 +1,7 @@
 """In-the-wild inference: 3D poses for one person's detected 2D keypoints, with no 3D ground
 truth and no known camera.
 
-The steps (method.md, with the parts that need ground truth replaced):
+The steps (docs/method.md, with the parts that need ground truth replaced):
 1. COCO-17 keypoints (pixels) -> the model's input layout ('coco': unchanged, 'h36m': mapped),
    normalised with the image size.
 2. The clip is cut into the model's F-frame evaluation windows (the last aligned to the end,
@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import aggregation as agg
-from .camera import normalize_screen_coordinates
-from .clips import eval_window_indices
-from .diffusion import DDIMSampler, FlipTTA
-from .skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
-from in_the_wild.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, LAYOUTS, coco_to_h36m, keypoints_for_model
+from common import aggregation as agg
+from common.camera import normalize_screen_coordinates
+from common.clips import eval_window_indices
+from common.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, LAYOUTS, coco_to_h36m, keypoints_for_model
+from common.diffusion import DDIMSampler, FlipTTA
+from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 from in_the_wild.keypoints import Keypoints2D
 from in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
 
@@ -212,9 +212,9 @@ def render_result(result: WildResult, out_path, video=None, fps: float = 25, siz
     present, else GIF."""
     from itertools import islice
 
-    from .render import read_video_frames, render_animation
-    from .skeleton import h36m_skeleton_17
-    from in_the_wild.coco import coco_skeleton
+    from common.coco import coco_skeleton
+    from common.render import read_video_frames, render_animation
+    from common.skeleton import h36m_skeleton_17
 
     if video is not None and shutil.which("ffmpeg") is None:
         raise ValueError(f"drawing on the video {video} needs ffmpeg; install it, or render without --video "

@@ -1,49 +1,17 @@
-"""Synthetic Human3.6M: made-up motion written in exactly the Human3.6M file format.
-
-A 32-joint kinematic skeleton with Human3.6M bone lengths is animated with simple
-human-like motion (walking with leg and arm swing, turning, pointing, waving, sitting,
-crouching, bending), placed in the real capture volume and seen by the real Human3.6M
-cameras. The files can be read by common.datasets.h36m like the real ones, so the demo,
-the tests and the whole training / evaluation path run without the licensed data.
-
-Writes, into out_dir:
-  data_3d_<name>.npz       positions_3d {subject: {action: (N, 32, 3) float32 world metres}}
-  data_2d_<name>_gt.npz    exact projections (with lens distortion), pixels
-  data_2d_<name>_det.npz   the same plus detector-like noise, pixels
-and, with write_synthetic_coco, COCO-17 2D (what off-the-shelf detectors give, for the
-in-the-wild model of `-k detectron_pt_coco`):
-  data_2d_<name>_<keypoints>.npz   COCO-17 projections (face points from the head joints),
-                                   detector-like noise by default, COCO layout metadata
-Everything is deterministic given the seed; each sequence has its own random stream, so
-adding subjects or actions does not change the others.
+"""The animator of the synthetic set: a 32-joint kinematic skeleton with Human3.6M bone
+lengths moved with simple human-like motion (walking with leg and arm swing, turning,
+pointing, waving, sitting, crouching, bending) in the real capture volume, z up, metres.
+Each sequence has its own random stream (seed, subject, action), so adding subjects or
+actions does not change the others.
 """
 from __future__ import annotations
 
-import json
-import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from common.camera import image_coordinates, project_to_2d, world_to_camera_np
-from common.datasets.h36m import h36m_cameras
-from common.skeleton import h36m_metadata
-
-FPS = 50
-SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
-# One trial of several action groups, with Human3.6M-style suffixes.
-DEFAULT_ACTIONS = ("Directions", "Greeting", "Phoning 1", "Photo", "Sitting 1", "SittingDown 2",
-                   "Walking", "Walking 1")
-DEFAULT_FRAMES = 80
-DEFAULT_SEED = 0
-GENERATOR_VERSION = 1  # bump when the motion changes, so ensure_synthetic regenerates
-METADATA = {"layout_name": "h36m", "num_joints": 17,
-            "keypoints_symmetry": [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]]}
-COCO_METADATA = {"layout_name": "coco", "num_joints": 17,
-                 "keypoints_symmetry": [[1, 3, 5, 7, 9, 11, 13, 15], [2, 4, 6, 8, 10, 12, 14, 16]]}
+from common.skeleton import H36M_FPS as FPS, h36m_metadata
 
 # Arm poses, degrees: (flexion forward, abduction sideways, twist about the upper arm,
 # elbow flexion, elbow oscillation amplitude). Written for the left arm; the right one
@@ -295,150 +263,15 @@ def animate(style: Style, bones: dict[str, float], n: int, rng: np.random.Genera
     return p.astype(np.float32)
 
 
-# ---------------------------------------------------------------------------- cameras
-def project_to_pixels(world: np.ndarray, camera: dict) -> np.ndarray:
-    """World joints (N, J, 3) metres -> pixels (N, J, 2) of one Human3.6M camera, with the
-    lens distortion model."""
-    cam_space = world_to_camera_np(world, camera["orientation"], camera["translation"])
-    normalised = project_to_2d(torch.from_numpy(cam_space), torch.from_numpy(camera["intrinsics"]))
-    return image_coordinates(normalised.numpy(), camera["res_w"], camera["res_h"]).astype(np.float32)
-
-
-def detections(pixels: np.ndarray, camera: dict, rng: np.random.Generator) -> np.ndarray:
-    """Detector-like 2D (N, J, 2) pixels: gaussian jitter plus occasional large joint
-    errors, kept inside the image."""
-    noisy = pixels + rng.normal(0, rng.uniform(1.5, 3.5), pixels.shape)
-    outliers = rng.random(pixels.shape[:2]) < 0.01
-    noisy[outliers] += rng.normal(0, 25, (outliers.sum(), 2))
-    return np.clip(noisy, 0, [camera["res_w"], camera["res_h"]]).astype(np.float32)
-
-
-# ---------------------------------------------------------------------------- files
-def _save_npz(path: Path, **objects) -> None:
-    """np.savez_compressed with fixed zip timestamps: the same data gives the same bytes."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key, obj in objects.items():
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asanyarray(obj), allow_pickle=True)
-
-
-def synthetic_paths(out_dir, name: str = "synthetic") -> dict[str, Path]:
-    """Where write_synthetic_h36m puts its files: keys '3d', 'gt', 'det'."""
-    out_dir = Path(out_dir)
-    return {"3d": out_dir / f"data_3d_{name}.npz",
-            "gt": out_dir / f"data_2d_{name}_gt.npz",
-            "det": out_dir / f"data_2d_{name}_det.npz"}
-
-
-def write_synthetic_h36m(out_dir, name: str = "synthetic", seed: int = DEFAULT_SEED,
-                         frames_per_sequence: int = DEFAULT_FRAMES, subjects=SUBJECTS,
-                         actions=DEFAULT_ACTIONS) -> dict[str, Path]:
-    """Generate a synthetic data set in the Human3.6M file format; returns the paths
-    (keys '3d', 'gt', 'det'). Action names must start with a group of STYLES."""
-    _check_actions(actions)
-    positions_3d, gt, det = {}, {}, {}
-    for subject in subjects:
-        bones = subject_bones(seed, subject)
-        cameras = h36m_cameras(subject)
-        positions_3d[subject], gt[subject], det[subject] = {}, {}, {}
-        for action in actions:
-            world, rng = _motion(seed, subject, action, bones, frames_per_sequence)  # (N, 32, 3)
-            world_17 = world[:, h36m_metadata()["reduction_to_17"]["kept_joints"]]
-            pixels = [project_to_pixels(world_17, cam) for cam in cameras]  # 4 x (N, 17, 2)
-            positions_3d[subject][action] = world
-            gt[subject][action] = pixels
-            det[subject][action] = [detections(px, cam, rng) for px, cam in zip(pixels, cameras)]
-    paths = synthetic_paths(out_dir, name)
-    paths["3d"].parent.mkdir(parents=True, exist_ok=True)
-    _save_npz(paths["3d"], positions_3d=positions_3d)
-    _save_npz(paths["gt"], positions_2d=gt, metadata=METADATA)
-    _save_npz(paths["det"], positions_2d=det, metadata=METADATA)
-    return paths
-
-
-def _check_actions(actions) -> None:
+# ---------------------------------------------------------------------------- sequences
+def check_actions(actions) -> None:
     for action in actions:
         if action.split(" ")[0] not in STYLES:
             raise ValueError(f"unknown action group in {action!r}; choose from {sorted(STYLES)}")
 
 
-def _motion(seed: int, subject: str, action: str, bones: dict, frames: int):
+def sequence_motion(seed: int, subject: str, action: str, bones: dict, frames: int):
     """The world motion (N, 32, 3) of one sequence and its random stream, positioned after
     the motion draws (the 'det' noise continues from there)."""
     rng = np.random.default_rng([seed, zlib.crc32(f"{subject}/{action}".encode())])
     return animate(STYLES[action.split(" ")[0]], bones, frames, rng), rng
-
-
-def ensure_synthetic(data_dir, name: str = "synthetic", seed: int = DEFAULT_SEED,
-                     frames_per_sequence: int = DEFAULT_FRAMES, subjects=SUBJECTS,
-                     actions=DEFAULT_ACTIONS) -> dict[str, Path]:
-    """Generate the synthetic set unless it is already there with the same options and
-    generator version (recorded in data_<name>_options.json next to it); returns the paths."""
-    paths = synthetic_paths(data_dir, name)
-    stamp_path = Path(data_dir) / f"data_{name}_options.json"
-    stamp = json.dumps({"version": GENERATOR_VERSION, "seed": seed, "frames_per_sequence": frames_per_sequence,
-                        "subjects": list(subjects), "actions": list(actions)})
-    if all(p.exists() for p in paths.values()) and stamp_path.exists() and stamp_path.read_text() == stamp:
-        return paths
-    paths = write_synthetic_h36m(data_dir, name, seed, frames_per_sequence, subjects, actions)
-    stamp_path.write_text(stamp)
-    return paths
-
-
-# ---------------------------------------------------------------------------- COCO-17
-# Face points in the head frame (x forward, y left, z up), origin at the neck_nose joint,
-# in units of the neck_nose -> head distance (about 11.5 cm): nose tip, eyes, ears.
-FACE_POINTS = {"nose": (0.35, 0.0, 0.15), "left_eye": (0.25, 0.28, 0.45), "right_eye": (0.25, -0.28, 0.45),
-               "left_ear": (-0.3, 0.65, 0.35), "right_ear": (-0.3, -0.65, 0.35)}
-# COCO-17 body joints (5..16) taken from the 32-joint skeleton: shoulders, elbows, wrists,
-# hips, knees, ankles, left before right.
-COCO_BODY_FROM_32 = [L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST,
-                     L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE]
-
-
-def coco_points(world_32: np.ndarray) -> np.ndarray:
-    """COCO-17 3D points (N, 17, 3) from 32-joint Human3.6M poses (N, 32, 3), z up (world):
-    body joints are the skeleton's own; nose, eyes and ears sit in a head frame whose up
-    axis is neck_nose -> head and whose forward axis is thorax -> neck_nose made
-    perpendicular to it."""
-    p = np.asarray(world_32, dtype=np.float64)
-    up = p[:, HEAD] - p[:, NECK_NOSE]                                  # (N, 3)
-    length = np.linalg.norm(up, axis=-1, keepdims=True)
-    up = up / length
-    forward = p[:, NECK_NOSE] - p[:, THORAX]
-    forward = forward - (forward * up).sum(-1, keepdims=True) * up
-    forward = forward / np.linalg.norm(forward, axis=-1, keepdims=True)
-    left = np.cross(up, forward)                                       # z x x = y
-    frame = np.stack([forward, left, up], axis=-1)                     # (N, 3, 3) columns: x, y, z
-    face = np.asarray(list(FACE_POINTS.values()))                      # (5, 3) head units
-    face = p[:, None, NECK_NOSE] + length[:, None] * np.einsum("nij,kj->nki", frame, face)
-    return np.concatenate([face, p[:, COCO_BODY_FROM_32]], axis=1).astype(np.float32)
-
-
-def write_synthetic_coco(out_dir, name: str = "synthetic", keypoints: str = "coco", seed: int = DEFAULT_SEED,
-                         frames_per_sequence: int = DEFAULT_FRAMES, subjects=SUBJECTS, actions=DEFAULT_ACTIONS,
-                         noise: bool = True) -> Path:
-    """COCO-17 2D of the same synthetic motion as write_synthetic_h36m (same arguments):
-    data_2d_<name>_<keypoints>.npz in the Human3.6M 2D format with COCO layout metadata,
-    detector-like noise unless noise=False. Name it 'detectron_pt_coco' (or copy it) to
-    train the in-the-wild model. Returns the path."""
-    _check_actions(actions)
-    positions_2d = {}
-    for subject in subjects:
-        bones = subject_bones(seed, subject)
-        cameras = h36m_cameras(subject)
-        positions_2d[subject] = {}
-        for action in actions:
-            world, _ = _motion(seed, subject, action, bones, frames_per_sequence)
-            points = coco_points(world)                                # (N, 17, 3) world metres
-            pixels = [project_to_pixels(points, cam) for cam in cameras]
-            if noise:
-                rng = np.random.default_rng([seed, zlib.crc32(f"{subject}/{action}/coco".encode())])
-                pixels = [detections(px, cam, rng) for px, cam in zip(pixels, cameras)]
-            positions_2d[subject][action] = pixels
-    path = Path(out_dir) / f"data_2d_{name}_{keypoints}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save_npz(path, positions_2d=positions_2d, metadata=COCO_METADATA)
-    return path
