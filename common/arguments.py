@@ -89,6 +89,10 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     g.add_argument("--amp", choices=("bf16", "fp16"), default=None,
                    help="mixed precision (torch.autocast) for the denoiser; for GPUs, slower on CPUs")
     g.add_argument("--compile", action="store_true", help="run the denoiser through torch.compile")
+    g.add_argument("--engine", choices=("auto", "eager", "openvino"), default="auto",
+                   help="what runs the denoiser when evaluating: eager PyTorch, or OpenVINO (optional "
+                        "package; with --amp bf16 in bfloat16); auto: OpenVINO on a CPU when it is "
+                        "installed and the evaluation is long, else PyTorch")
     return p
 
 

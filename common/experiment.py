@@ -16,6 +16,7 @@ from .denoiser import Denoiser
 from .device import amp_dtype, prepare_model
 from .diffusion import DDIMSampler, Diffusion
 from .distributed import cleanup, init_from_env, wrap
+from .engine import OpenVINODenoiser, for_sampling, sampling_flops
 from .evaluate import (EvalSettings, average_over, evaluate_sequences, format_iterations, format_table,
                        results_json, summarize)
 from .train import Trainer, TrainConfig
@@ -62,6 +63,11 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
     <name>.log and <name>.json to out_dir. Returns (action table, per-sequence results)."""
     sampler = make_sampler(args, args.sampling_timesteps)
     settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
+    windows = sum(-(-s.num_frames // model.cfg.frames) for s in sequences)
+    work = sampling_flops(model.cfg, windows * settings.hypotheses, settings.iterations, settings.flip)
+    model = for_sampling(model, getattr(args, "engine", "auto"), device, work, args.amp, args.compile, log)
+    if isinstance(model, OpenVINODenoiser):
+        sampler.amp_dtype = None                          # the precision is OpenVINO's
     results = evaluate_sequences(model, sampler, sequences, settings, device)
     table = summarize(results)
     out_dir.mkdir(parents=True, exist_ok=True)

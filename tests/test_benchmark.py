@@ -1,12 +1,14 @@
 """The benchmark runs end to end on a tiny config and reports consistent numbers."""
 import json
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import benchmark
-from common.benchmark import NaiveDenoiser, denoiser_flops
+from benchmarks import benchmark
+from benchmarks.benchmark import NaiveDenoiser
 from common.denoiser import Denoiser, DenoiserConfig
+from common.engine import openvino_available, sampling_flops
 
 
 def test_flop_count_matches_pytorchs_counter():
@@ -17,10 +19,11 @@ def test_flop_count_matches_pytorchs_counter():
     with counter, torch.no_grad():
         model(x2d, x3d, t)
     counted = counter.get_total_flops()
-    blocks = denoiser_flops(cfg, 2 * 3)
+    blocks = sampling_flops(cfg, 2 * 3, iterations=1, flip=False)
     # the counter also sees the embedding, head and timestep MLP, which the analytic count leaves out
     extra = 2 * (5 * 32 + 32 * 3) * 2 * 3 * 9 * 17 + 2 * 2 * (32 * 64 + 64 * 32)
     assert counted == blocks + extra
+    assert sampling_flops(cfg, 6, iterations=3, flip=True) == 6 * blocks
 
 
 def test_benchmark_reports_side_by_side(tmp_path, capsys):
@@ -29,18 +32,25 @@ def test_benchmark_reports_side_by_side(tmp_path, capsys):
                            "--batch", "2", "--train-batch", "2", "--repeats", "2", "--train-steps", "2",
                            "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "sampling frames/s" in text and "training clips/s" in text and "speed-up" in text
+    assert "sampling" in text and "training" in text and "vs authors (est.)" in text and "AVX-512" in text
     r = json.loads(out.read_text())
-    assert r["max_abs_difference_m"] < 1e-5
     assert r["matmul_peak_gflops"] > 0
+    expected = {"stand-in", "eager"} | ({"openvino", "openvino-bf16"} if openvino_available() else set())
+    assert set(r["sampling"]["variants"]) == expected
+    assert set(r["training"]["variants"]) == {"stand-in", "eager"}
     for section, unit, work in (("sampling", "frames_per_s", 2 * 9), ("training", "clips_per_s", 2 * 2)):
-        s = r[section]
-        assert s["naive"]["repeats"] == s["fast"]["repeats"] == 2
-        assert abs(s["speedup"] - s["naive"]["median_s"] / s["fast"]["median_s"]) < 1e-12
-        for path in ("naive", "fast"):
-            p = s[path]
+        variants = r[section]["variants"]
+        base = variants["stand-in"]["median_s"]
+        for name, p in variants.items():
+            assert p["repeats"] == 2
             assert abs(p[unit] - work / p["median_s"]) < 1e-6 * p[unit]
-            assert p["min_s"] <= p["median_s"] <= p["max_s"]
+            assert abs(p["ratio"] - base / p["median_s"]) < 1e-9
+            assert p["min_s"] <= p["median_s"] <= p["max_s"] and p["warmup_s"] >= 0
             assert abs(p["fraction_of_peak"] - p["gflops"] / r["matmul_peak_gflops"]) < 1e-9
-            assert p["peak_memory_mib"] is None or p["peak_memory_mib"] >= 0
+            assert p.get("peak_memory_mib") is None or p["peak_memory_mib"] >= 0
+    deviation = {name: p["max_deviation_m"] for name, p in r["sampling"]["variants"].items()}
+    assert deviation["stand-in"] == 0 and deviation["eager"] < 1e-5
+    if openvino_available():
+        assert deviation["openvino"] < 1e-5 < deviation["openvino-bf16"] < 0.2
     assert r["config"]["frames"] == 9 and r["config"]["hypotheses"] == 2
+    assert r["command"].startswith("python -m benchmarks.benchmark -f 9")

@@ -7,11 +7,12 @@ import shutil
 import pytest
 import torch
 
-from common.benchmark import NaiveDenoiser, build_paths, naive_training_input, run_sampling
+from benchmarks.benchmark import NaiveDenoiser, naive_training_input, run_sampling, sampling_variants
 from common.conformance import run_conformance
 from common.denoiser import Denoiser, DenoiserConfig
 from common.device import fused_attention_for, prepare_model, to_device
-from common.diffusion import DDIMSampler, Diffusion, FlipTTA, auto_hypothesis_limit, hypothesis_chunks
+from common.chunking import auto_hypothesis_limit, hypothesis_chunks
+from common.diffusion import DDIMSampler, Diffusion, FlipTTA
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 from common.train import make_optimizer
 
@@ -62,13 +63,14 @@ def test_naive_denoiser_equals_ours_on_both_shapes():
 def test_fast_and_naive_sampling_paths_agree(flip):
     model = tiny_model()
     x2d, noise = inputs()
-    naive, fast = build_paths(model, Diffusion(), len(noise), "cpu", max_batch_hypotheses=5)
+    naive, fast = sampling_variants(model, Diffusion(), len(noise), "cpu", engines=False, max_batch_hypotheses=5)
     a = run_sampling(naive, x2d, noise[0].shape[1], flip, noise)
     b = run_sampling(fast, x2d, noise[0].shape[1], flip, noise)
     assert a.shape == b.shape == (3, 3, 4, 9, 17, 3)
     assert (a - b).abs().max() < 1e-5
-    # and the paths really differ in how they run: no 2D cache, two flip passes, explicit attention
-    assert not hasattr(naive.model, "embed_2d") and not naive.batched_flip and fast.batched_flip
+    # and the paths really differ in how they run: two flip passes and one call against batched, chunked calls
+    assert isinstance(naive.model, NaiveDenoiser) and not naive.batched_flip and fast.batched_flip
+    assert naive.sampler.max_batch_hypotheses is None and fast.sampler.max_batch_hypotheses == 5
 
 
 @pytest.mark.parametrize("batch,hyps,limit", [(3, 4, None), (3, 4, 12), (3, 4, 5), (3, 4, 4), (3, 4, 3),
