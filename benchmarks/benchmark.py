@@ -308,6 +308,7 @@ def parse_args(argv=None):
     p.add_argument("--demo-checkpoint", metavar="FILE",
                    help="also evaluate this checkpoint of `python main.py --demo` (H=5 K=5) in float32 and in "
                         "bf16 and print the J-Agg averages")
+    p.add_argument("--data-dir", default="data", help="where the demo's synthetic data set is (or is written)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
@@ -376,25 +377,23 @@ def run_benchmark(args) -> dict:
         report["training"] = _section(times, first, {}, work=args.train_steps * args.train_batch, flops=flops,
                                       peak=peak, unit="clips/s")
     if args.demo_checkpoint:
-        report["demo_table"] = demo_table_effect(args.demo_checkpoint)
+        report["demo_table"] = demo_table_effect(args.demo_checkpoint, args.data_dir)
     return report
 
 
-def demo_table_effect(checkpoint) -> dict:
+def demo_table_effect(checkpoint, data_dir="data") -> dict:
     """J-Agg averages (mm, last iteration) of `python main.py --demo --evaluate checkpoint`
-    at H=5 K=5 in float32 (PyTorch) and with bf16 (OpenVINO when installed, else autocast)."""
+    at H=5 K=5 in float32 and in bf16 (through OpenVINO when installed, else PyTorch autocast)."""
     root = Path(__file__).resolve().parent.parent
-    runs = {"fp32": ["--engine", "eager"],
-            "bf16": ["--amp", "bf16"] + (["--engine", "openvino"] if openvino_available() else ["--engine", "eager"])}
+    engine = ["--engine", "openvino" if openvino_available() else "eager"]
+    runs = {"fp32": engine, "bf16": ["--amp", "bf16"] + engine}
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(checkpoint).resolve().parent / "data"
         for name, extra in runs.items():
             folder = Path(tmp) / name
             cmd = [sys.executable, str(root / "main.py"), "--demo", "--evaluate", str(Path(checkpoint).resolve()),
-                   "-c", str(folder), "-num_proposals", "5", "-sampling_timesteps", "5"] + extra
-            if data.is_dir():
-                cmd += ["--data-dir", str(data)]
+                   "-c", str(folder), "-num_proposals", "5", "-sampling_timesteps", "5",
+                   "--data-dir", str(Path(data_dir).resolve())] + extra
             start = time.perf_counter()
             subprocess.run(cmd, check=True, cwd=root, capture_output=True, text=True)
             result = json.loads(next(folder.glob("eval_*.json")).read_text())["actions"]["p1"]
