@@ -5,6 +5,7 @@ import torch
 
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import DDIMSampler, Diffusion, FlipTTA
+from common.device import AUTO_COMPILE_MIN_FLOPS, compile_wanted
 from common.engine import AUTO_MIN_FLOPS, choose_engine, for_sampling, openvino_available
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 
@@ -61,3 +62,12 @@ def test_openvino_sampling_equals_pytorch_and_bf16_stays_close():
     assert "OpenVINO (f32)" in logged[0] and "OpenVINO (bf16)" in logged[1]
     with pytest.raises(ValueError, match="--amp bf16"):
         for_sampling(model, "openvino", "cpu", amp="fp16")
+
+
+def test_compile_auto_only_for_long_training(monkeypatch):
+    monkeypatch.setattr("common.device.compiler_available", lambda device: True)
+    assert compile_wanted("auto", "cpu", AUTO_COMPILE_MIN_FLOPS)
+    assert not compile_wanted("auto", "cpu", AUTO_COMPILE_MIN_FLOPS / 10)
+    assert compile_wanted("on", "cpu", 0) and not compile_wanted("off", "cpu", 1e30)
+    monkeypatch.setattr("common.device.compiler_available", lambda device: False)
+    assert not compile_wanted("auto", "cpu", 1e30)          # no compiler: eager, never a crash
