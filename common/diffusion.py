@@ -45,8 +45,6 @@ class Diffusion:
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
         self.sqrt_alphas_cumprod = self.alphas_cumprod.sqrt()
         self.sqrt_one_minus_alphas_cumprod = (1.0 - self.alphas_cumprod).sqrt()
-        self.sqrt_recip_alphas_cumprod = (1.0 / self.alphas_cumprod).sqrt()
-        self.sqrt_recipm1_alphas_cumprod = (1.0 / self.alphas_cumprod - 1).sqrt()
 
     def clamp(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp(x, min=-1.1 * self.scale, max=1.1 * self.scale)
