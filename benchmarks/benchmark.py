@@ -458,7 +458,7 @@ def format_report(r: dict) -> str:
     if "demo_table" in r:
         d = r["demo_table"]
         lines.append(f"demo checkpoint, H=5 K=5, J-Agg average: fp32 {d['fp32']['j_agg_mm']:.2f} mm "
-                     f"({d['fp32']['seconds']:.0f} s), bf16 {d['bf16']['j_agg_mm']:.2f} mm ({d['bf16']['seconds']:.0f} s, "
+                     f"({d['fp32']['seconds']:.0f} s, {' '.join(d['fp32']['flags'])}), bf16 {d['bf16']['j_agg_mm']:.2f} mm ({d['bf16']['seconds']:.0f} s, "
                      f"{' '.join(d['bf16']['flags'])}): difference {d['difference_mm']:+.2f} mm")
     return "\n".join(lines)
 
