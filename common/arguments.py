@@ -122,7 +122,13 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
                         "(0: automatic, cache-sized on the CPU, half the free memory on a GPU)")
     g.add_argument("--amp", choices=("bf16", "fp16"), default=None,
                    help="mixed precision (torch.autocast) for the denoiser; for GPUs, slower on CPUs")
-    g.add_argument("--compile", action="store_true", help="run the denoiser through torch.compile")
+    g.add_argument("--compile", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
+                   help="run the denoiser through torch.compile (--compile = on); auto: for training runs "
+                        "long enough to repay the compilation (about a minute), where a compiler is present")
+    g.add_argument("--engine", choices=("auto", "eager", "openvino"), default="auto",
+                   help="what runs the denoiser when evaluating: eager PyTorch, or OpenVINO (optional "
+                        "package; with --amp bf16 in bfloat16); auto: OpenVINO on a CPU when it is "
+                        "installed and the evaluation is long, else PyTorch")
     return p
 
 

@@ -141,21 +141,15 @@ class Denoiser(nn.Module):
             if isinstance(m, Attention):
                 m.fused = fused
 
-    def embed_2d(self, x2d: torch.Tensor) -> torch.Tensor:
-        """The 2D half of the joint embedding, (B, F, J, 2) -> (B, F, J, C), bias included.
-        It does not depend on the noisy poses, so a sampler computes it once per clip."""
-        return F.linear(x2d, self.joint_embed.weight[:, :2], self.joint_embed.bias)
-
-    def forward(self, x2d: torch.Tensor, x3d: torch.Tensor, t: torch.Tensor,
-                cond: torch.Tensor | None = None) -> torch.Tensor:
-        """x2d (B, F, J, 2); x3d (B, F, J, 3) or (B, H, F, J, 3); t (B,).
-        cond: embed_2d(x2d), if the caller has it already. Returns x0 shaped like x3d."""
+    def forward(self, x2d: torch.Tensor, x3d: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x2d (B, F, J, 2); x3d (B, F, J, 3) or (B, H, F, J, 3); t (B,). Returns x0 shaped
+        like x3d. The joint embedding of the concatenated (2D, 3D) input is computed as its
+        2D half once per clip plus its 3D half per hypothesis (the same linear map)."""
         single = x3d.dim() == 4
         if single:
             x3d = x3d.unsqueeze(1)
         b, h, f, j, _ = x3d.shape
-        if cond is None:
-            cond = self.embed_2d(x2d)
+        cond = F.linear(x2d, self.joint_embed.weight[:, :2], self.joint_embed.bias)   # (B, F, J, C)
         c = cond.shape[-1]
         assert f == self.cfg.frames and j == self.cfg.joints, (
             f"denoiser built for {self.cfg.frames} frames x {self.cfg.joints} joints, got {f} x {j}")

@@ -32,6 +32,32 @@ def prepare_model(model, device, compile_model: bool = False):
     return torch.compile(model)
 
 
+# `--compile auto` compiles training runs of at least this many FLOPs (forward and backward;
+# several hours of eager training on 2 CPU cores): compiling the training step took 1-5
+# minutes there for a gain of 1.1-1.2x, so only long runs repay it.
+AUTO_COMPILE_MIN_FLOPS = 1e15
+
+
+def compiler_available(device) -> bool:
+    """Whether torch.compile can generate code for the device: a C++ compiler for CPUs,
+    Triton for GPUs."""
+    import importlib.util
+    import shutil
+
+    if torch.device(device).type == "cpu":
+        return bool(shutil.which("g++") or shutil.which("c++"))
+    return importlib.util.find_spec("triton") is not None
+
+
+def compile_wanted(setting, device, work_flops: float | None = None) -> bool:
+    """--compile on/off, or auto: compile when the work is long enough and a compiler exists."""
+    if setting in (True, "on"):
+        return True
+    if setting in (None, False, "off"):
+        return False
+    return (work_flops or 0) >= AUTO_COMPILE_MIN_FLOPS and compiler_available(device)
+
+
 def configure_cpu_compile() -> None:
     """Inductor settings measured to be fastest for the denoiser on CPUs: weights frozen
     into prepacked GEMMs for inference graphs, and no rewriting of the explicit attention into

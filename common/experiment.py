@@ -14,9 +14,10 @@ from .checkpoint import (CheckpointError, check_architecture, config_from_checkp
                          remove_stale_temp_files, safe_load)
 from .clips import ClipSampler
 from .denoiser import Denoiser
-from .device import amp_dtype, prepare_model
+from .device import amp_dtype, compile_wanted, configure_cpu_compile, prepare_model
 from .diffusion import DDIMSampler, Diffusion
 from .distributed import cleanup, init_from_env, wrap
+from .engine import OpenVINODenoiser, for_sampling, sampling_flops
 from .evaluate import (EvalSettings, average_over, evaluate_sequences, format_iterations, format_table,
                        results_json, summarize)
 from .outputs import check_writable, guard_previous_run, set_interrupt_hint
@@ -61,6 +62,11 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
     set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
     sampler = make_sampler(args, args.sampling_timesteps)
     settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
+    windows = sum(-(-s.num_frames // model.cfg.frames) for s in sequences)
+    work = sampling_flops(model.cfg, windows * settings.hypotheses, settings.iterations, settings.flip)
+    model = for_sampling(model, getattr(args, "engine", "auto"), device, work, args.amp, args.compile == "on", log)
+    if isinstance(model, OpenVINODenoiser):
+        sampler.amp_dtype = None                          # the precision is OpenVINO's
     results = evaluate_sequences(model, sampler, sequences, settings, device)
     table = summarize(results)
     lines = []
@@ -102,7 +108,7 @@ def load_for_evaluation(args, device, with_checkpoint: bool = False):
     loaded checkpoint dict."""
     model, checkpoint = load_denoiser(args.evaluate, explicit_architecture(args), heads=args.heads)
     fill_architecture(args, model.cfg)
-    model = prepare_model(model.to(device).eval(), device, args.compile)
+    model = prepare_model(model.to(device).eval(), device, args.compile == "on")
     return (model, checkpoint) if with_checkpoint else model
 
 
@@ -186,8 +192,12 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
                       weight_decay=args.weight_decay, seed=args.seed, checkpoint_frequency=args.checkpoint_frequency,
                       amp_dtype=amp_dtype(args.amp), progress=show_progress(args))
     net = wrap(model, info, device)
-    if args.compile:
+    work = args.epochs * clips.num_batches() * args.batch_size * 3 * sampling_flops(model.cfg, 1, 1, False)
+    if compile_wanted(args.compile, device, work):
+        if torch.device(device).type == "cpu":
+            configure_cpu_compile()
         net = torch.compile(model if net is None else net)
+        log("training through torch.compile (the first steps compile the model)")
     trainer = Trainer(model, diffusion, clips, cfg, device, args.checkpoint, validate=validate, writer=writer,
                       dist=info, ddp_model=net, extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}})
     if resumed:

@@ -1,15 +1,15 @@
-"""The benchmark runs end to end on a tiny config and reports consistent numbers; its naive path
-(the authors' way of running the same weights) equals the fast path that main.py runs."""
+"""The benchmark runs end to end on a tiny config and reports consistent numbers."""
 import json
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import benchmark
-from common.benchmark import NaiveDenoiser, build_paths, denoiser_flops, naive_training_input, run_sampling
+from benchmarks import benchmark
+from benchmarks.benchmark import NaiveDenoiser, naive_training_input, run_sampling, sampling_variants
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import Diffusion
+from common.engine import openvino_available, sampling_flops
 from conftest import random_inputs, tiny_model
 
 
@@ -21,10 +21,11 @@ def test_flop_count_matches_pytorchs_counter():
     with counter, torch.no_grad():
         model(x2d, x3d, t)
     counted = counter.get_total_flops()
-    blocks = denoiser_flops(cfg, 2 * 3)
+    blocks = sampling_flops(cfg, 2 * 3, iterations=1, flip=False)
     # the counter also sees the embedding, head and timestep MLP, which the analytic count leaves out
     extra = 2 * (5 * 32 + 32 * 3) * 2 * 3 * 9 * 17 + 2 * 2 * (32 * 64 + 64 * 32)
     assert counted == blocks + extra
+    assert sampling_flops(cfg, 6, iterations=3, flip=True) == 6 * blocks
 
 
 def test_benchmark_reports_side_by_side(tmp_path, capsys):
@@ -33,21 +34,28 @@ def test_benchmark_reports_side_by_side(tmp_path, capsys):
                            "--batch", "2", "--train-batch", "2", "--repeats", "2", "--train-steps", "2",
                            "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "sampling frames/s" in text and "training clips/s" in text and "speed-up" in text
+    assert "sampling" in text and "training" in text and "vs authors (est.)" in text and "AVX-512" in text
     r = json.loads(out.read_text())
-    assert r["max_abs_difference_m"] < 1e-5
     assert r["matmul_peak_gflops"] > 0
+    expected = {"stand-in", "eager"} | ({"openvino", "openvino-bf16"} if openvino_available() else set())
+    assert set(r["sampling"]["variants"]) == expected
+    assert set(r["training"]["variants"]) == {"stand-in", "eager"}
     for section, unit, work in (("sampling", "frames_per_s", 2 * 9), ("training", "clips_per_s", 2 * 2)):
-        s = r[section]
-        assert s["naive"]["repeats"] == s["fast"]["repeats"] == 2
-        assert abs(s["speedup"] - s["naive"]["median_s"] / s["fast"]["median_s"]) < 1e-12
-        for path in ("naive", "fast"):
-            p = s[path]
+        variants = r[section]["variants"]
+        base = variants["stand-in"]["median_s"]
+        for name, p in variants.items():
+            assert p["repeats"] == 2
             assert abs(p[unit] - work / p["median_s"]) < 1e-6 * p[unit]
-            assert p["min_s"] <= p["median_s"] <= p["max_s"]
+            assert abs(p["ratio"] - base / p["median_s"]) < 1e-9
+            assert p["min_s"] <= p["median_s"] <= p["max_s"] and p["warmup_s"] >= 0
             assert abs(p["fraction_of_peak"] - p["gflops"] / r["matmul_peak_gflops"]) < 1e-9
-            assert p["peak_memory_mib"] is None or p["peak_memory_mib"] >= 0
+            assert p.get("peak_memory_mib") is None or p["peak_memory_mib"] >= 0
+    deviation = {name: p["max_deviation_m"] for name, p in r["sampling"]["variants"].items()}
+    assert deviation["stand-in"] == 0 and deviation["eager"] < 1e-5
+    if openvino_available():
+        assert deviation["openvino"] < 1e-5 < deviation["openvino-bf16"] < 0.2
     assert r["config"]["frames"] == 9 and r["config"]["hypotheses"] == 2
+    assert r["command"].startswith("python -m benchmarks.benchmark -f 9")
 
 
 def test_naive_denoiser_equals_ours_on_both_shapes():
@@ -67,13 +75,14 @@ def test_naive_denoiser_equals_ours_on_both_shapes():
 def test_fast_and_naive_sampling_paths_agree(flip):
     model = tiny_model()
     x2d, noise = random_inputs()
-    naive, fast = build_paths(model, Diffusion(), len(noise), "cpu", max_batch_hypotheses=5)
+    naive, fast = sampling_variants(model, Diffusion(), len(noise), "cpu", engines=False, max_batch_hypotheses=5)
     a = run_sampling(naive, x2d, noise[0].shape[1], flip, noise)
     b = run_sampling(fast, x2d, noise[0].shape[1], flip, noise)
     assert a.shape == b.shape == (3, 3, 4, 9, 17, 3)
     assert (a - b).abs().max() < 1e-5
-    # and the paths really differ in how they run: no 2D cache, two flip passes, explicit attention
-    assert not hasattr(naive.model, "embed_2d") and not naive.batched_flip and fast.batched_flip
+    # and the paths really differ in how they run: two flip passes and one call against batched, chunked calls
+    assert isinstance(naive.model, NaiveDenoiser) and not naive.batched_flip and fast.batched_flip
+    assert naive.sampler.max_batch_hypotheses is None and fast.sampler.max_batch_hypotheses == 5
 
 
 def test_naive_training_noise_has_the_right_statistics():

@@ -43,12 +43,18 @@ def test_fused_and_explicit_attention_agree():
     assert torch.allclose(fused, explicit, atol=1e-5)
 
 
-def test_cached_2d_embedding_gives_the_same_output():
+def test_split_embedding_equals_the_embedding_of_the_concatenated_input():
+    """Hypotheses share the 2D half of the embedding: the same as embedding (2D, 3D) rows."""
     torch.manual_seed(2)
     model = Denoiser(TINY).eval()
     x2d, x3d, t = torch.randn(1, 5, 17, 2), torch.randn(1, 4, 5, 17, 3), torch.tensor([5])
+    embedded, encode = [], model.encode
+    model.encode = lambda x, clips: embedded.append(x) or encode(x, clips)   # the blocks' input
     with torch.no_grad():
-        assert torch.allclose(model(x2d, x3d, t), model(x2d, x3d, t, cond=model.embed_2d(x2d)), atol=1e-6)
+        model(x2d, x3d, t)
+        joined = torch.cat((x2d.unsqueeze(1).expand(-1, 4, -1, -1, -1), x3d), dim=-1)
+        expected = model.joint_embed(joined) + model.spatial_pos + model.time_mlp(t)[:, None, None, None, :]
+    assert torch.allclose(embedded[0], expected.reshape(4 * 5, 17, -1), atol=1e-6)
 
 
 def test_drop_path_only_acts_in_training():

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from common.denoiser import Denoiser, DenoiserConfig
-from common.diffusion import (DDIMSampler, Diffusion, FlipTTA, auto_hypothesis_limit, ddim_time_pairs,
-                              hypothesis_chunks)
+from common.chunking import auto_hypothesis_limit, hypothesis_chunks
+from common.diffusion import DDIMSampler, Diffusion, FlipTTA, ddim_time_pairs
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 from conftest import random_inputs, sample_poses, tiny_model
 

@@ -1,0 +1,105 @@
+"""Optional inference engine for sampling on the CPU: the denoiser converted to OpenVINO.
+
+OpenVINO is not a requirement (`pip install openvino`); without it everything runs in
+PyTorch. In float32 the converted denoiser gives PyTorch's outputs to float rounding (about
+1e-6); with precision="bf16" OpenVINO runs the matmuls in bfloat16 (much faster where the
+CPU has bf16 instructions, with an error of the order of 1e-2 per coordinate of one call).
+Only inference is converted: training always runs in PyTorch.
+"""
+from __future__ import annotations
+
+import importlib.util
+import time
+import warnings
+
+import torch
+
+ENGINES = ("auto", "eager", "openvino")
+
+# `--engine auto` converts for OpenVINO when an evaluation's denoiser work exceeds this many
+# FLOPs (about a minute of eager sampling on 2 cores), so that the conversion (a few seconds)
+# is repaid many times over; shorter runs stay in eager PyTorch.
+AUTO_MIN_FLOPS = 1e13
+
+
+def openvino_available() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+class OpenVINODenoiser:
+    """A Denoiser converted to OpenVINO for sampling: called like the module on CPU tensors
+    (x2d (B, F, J, 2), x3d (B, H, F, J, 3), t (B,)), any B and H. `warmup_s` is the time the
+    conversion and compilation took."""
+
+    def __init__(self, model, precision: str = "f32", threads: int | None = None):
+        import openvino as ov
+
+        if precision not in ("f32", "bf16"):
+            raise ValueError(f"OpenVINO precision {precision!r} is not known: use f32 or bf16")
+        start = time.perf_counter()
+        self.cfg = model.cfg
+        self.precision = precision
+        f, j = model.cfg.frames, model.cfg.joints
+        example = (torch.zeros(1, f, j, 2), torch.zeros(1, 2, f, j, 3), torch.zeros(1, dtype=torch.long))
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # tracer warnings about the shape assertion
+            converted = ov.convert_model(model, example_input=example,
+                                         input=[[-1, f, j, 2], [-1, -1, f, j, 3], [-1]])
+        model.train(was_training)
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
+        self.compiled = ov.Core().compile_model(converted, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.warmup_s = time.perf_counter() - start
+
+    def eval(self):
+        return self
+
+    def __call__(self, x2d: torch.Tensor, x3d: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if x2d.device.type != "cpu":
+            raise ValueError("the OpenVINO engine runs on the CPU: use --engine eager on other devices")
+        self.request.infer((x2d.float().contiguous().numpy(), x3d.float().contiguous().numpy(), t.numpy()))
+        return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
+
+
+def sampling_flops(cfg, clip_hypotheses: int, iterations: int, flip: bool) -> float:
+    """FLOPs of the denoiser calls that sampling `clip_hypotheses` windows x hypotheses takes
+    (dense layers and attention matmuls)."""
+    c, f, j = cfg.channels, cfg.frames, cfg.joints
+    hidden = int(c * cfg.mlp_ratio)
+    per_token = cfg.depth * (2 * (4 * c * c + 2 * c * hidden) + 2 * c * j + 2 * c * f)
+    return 2.0 * per_token * f * j * clip_hypotheses * iterations * (2 if flip else 1)
+
+
+def choose_engine(engine: str, device, work_flops: float | None = None, compiled: bool = False) -> str:
+    """The engine to sample with: `engine` unless it is "auto", which picks OpenVINO on a CPU
+    when it is installed, the model is not already compiled (--compile) and the work is long
+    enough to repay the conversion; else eager PyTorch."""
+    if engine not in ENGINES:
+        raise ValueError(f"--engine {engine!r} is not known: use one of {', '.join(ENGINES)}")
+    if engine != "auto":
+        if engine == "openvino" and not openvino_available():
+            raise ValueError("--engine openvino needs OpenVINO: pip install openvino (or use --engine eager)")
+        return engine
+    if (torch.device(device).type == "cpu" and not compiled and openvino_available()
+            and (work_flops or 0) >= AUTO_MIN_FLOPS):
+        return "openvino"
+    return "eager"
+
+
+def for_sampling(model, engine: str, device, work_flops: float | None = None, amp: str | None = None,
+                 compiled: bool = False, log=print):
+    """The model to sample with on `device` for --engine/--amp: `model` itself (eager or
+    compiled PyTorch) or its OpenVINO conversion (bf16 precision under --amp bf16)."""
+    chosen = choose_engine(engine, device, work_flops, compiled)
+    if chosen != "openvino":
+        return model
+    if torch.device(device).type != "cpu":
+        raise ValueError("--engine openvino runs on the CPU: add --device cpu, or use --engine eager")
+    if amp not in (None, "bf16"):
+        raise ValueError(f"--amp {amp} is not available with OpenVINO: use --amp bf16, or --engine eager")
+    converted = OpenVINODenoiser(getattr(model, "_orig_mod", model), precision="bf16" if amp == "bf16" else "f32")
+    log(f"sampling with OpenVINO ({converted.precision}); conversion took {converted.warmup_s:.1f} s")
+    return converted
