@@ -157,7 +157,7 @@ def test_command_line_reports_warnings_and_interpolation(tmp_path, tiny_checkpoi
 
 def test_unwritable_output_is_refused_before_lifting(tmp_path, tiny_checkpoint, monkeypatch, capsys):
     (tmp_path / "file").write_text("x")
-    monkeypatch.setattr(wild, "lift_keypoints", lambda *a, **k: pytest.fail("lifting started"))
+    monkeypatch.setattr(lifting, "lift_keypoints", lambda *a, **k: pytest.fail("lifting started"))
     rc = wild_script.main(["--evaluate", str(tiny_checkpoint), "--keypoints-file", str(crowd(tmp_path / "c.json")),
                            "--width", "1280", "--height", "720", "--output", str(tmp_path / "file" / "out.npz")])
     assert rc == 2 and "cannot write to" in capsys.readouterr().err
