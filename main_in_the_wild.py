@@ -17,12 +17,11 @@ import sys
 from pathlib import Path
 
 from common import wild
-from common.arguments import build_parser, resolve_device, split_list
+from common.arguments import add_viz_arguments, build_parser, resolve_device, split_list
 from common.datasets.h36m import H36MDataset
-from common.experiment import entry_point, load_for_evaluation, make_sampler, run_evaluation, run_training
+from common.experiment import (entry_point, load_for_evaluation, make_sampler, pbest_group, run_evaluation,
+                               run_training)
 from in_the_wild.keypoints import read_keypoints
-from main import layout_of
-from main_draw import add_viz_arguments
 
 
 def build_wild_parser():
@@ -59,8 +58,8 @@ def run(argv=None) -> int:
     # Training / Human3.6M evaluation: main.py's flow on a (usually COCO-layout) 2D file.
     dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
     args.input_layout = dataset.layout_name      # recorded in the checkpoint's args for inference
-    layout, actions = layout_of(dataset), split_list(args.actions)
-    test = dataset.sequences(split_list(args.subjects_test), actions)
+    layout, actions = dataset.layout(), split_list(args.actions)
+    test = dataset.sequences(split_list(args.subjects_test), actions, downsample=args.downsample)
     if args.evaluate:
         model = load_for_evaluation(args, device)
         run_evaluation(args, model, test, layout, device, Path(args.checkpoint),
@@ -82,7 +81,7 @@ def lift(args, device) -> int:
           f"F={model.cfg.frames} H={args.num_proposals} K={args.sampling_timesteps} on {device}")
     sampler = make_sampler(args, args.sampling_timesteps)
     result = wild.lift_keypoints(model, sampler, keypoints, size, layout, args.num_proposals, focal=args.focal,
-                                 flip=args.test_time_augmentation, batch=args.eval_batch or args.batch_size,
+                                 flip=args.test_time_augmentation, batch=args.eval_batch or pbest_group(args),
                                  seed=args.seed, device=device)
     keypoints_file = Path(args.keypoints_file)
     out = result.save(args.output or keypoints_file.with_name(keypoints_file.stem + "_3d.npz"))

@@ -2,52 +2,50 @@
 evaluate a checkpoint and write the result tables. Entry scripts only choose the data."""
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .arguments import explicit_architecture, fill_architecture, model_config
+from .arguments import explicit_architecture, fill_architecture, model_config, resolve_checkpoint_path
 from .checkpoint import load_denoiser
 from .clips import ClipSampler
 from .denoiser import Denoiser
 from .device import amp_dtype, prepare_model
 from .diffusion import DDIMSampler, Diffusion
 from .distributed import cleanup, init_from_env, wrap
-from .evaluate import (EvalSettings, average_over, evaluate_sequences, format_iterations, format_table,
-                       results_json, summarize)
+from .datasets.base import Layout
+from .evaluate import EvalSettings, evaluate_sequences
+from .report import Report
 from .train import Trainer, TrainConfig
 
 
-@dataclass
-class Layout:
-    """Joint layout of a data set: left/right joints of the 3D output and of the 2D input."""
+def pbest_group(args) -> int:
+    """Clips of one sequence per P-Best group in evaluation: --pbest-group, else -b."""
+    group = getattr(args, "pbest_group", None) or args.batch_size
+    if group < 1:
+        raise ValueError(f"-b {args.batch_size}: evaluation needs at least 1 clip per P-Best group")
+    return group
 
-    joints_left: list
-    joints_right: list
-    kps_left: list
-    kps_right: list
+
+def training_clips(args) -> int:
+    """Clips per training batch: -b frames // -s frames per clip, as the authors' scripts count."""
+    clips = args.batch_size // args.stride
+    if clips < 1:
+        raise ValueError(f"-b {args.batch_size} -s {args.stride} gives {clips} clips per training batch (b // s): "
+                         f"give -b at least -s (the authors' default is -b 1024 -s 243, 4 clips), "
+                         f"or -s 1 to count -b in clips")
+    return clips
 
 
 def eval_settings(args, layout: Layout, hypotheses: int, iterations: int, **overrides) -> EvalSettings:
-    return EvalSettings(hypotheses=hypotheses, iterations=iterations, flip=args.test_time_augmentation,
-                        group=args.batch_size, compute_batch=args.eval_batch, protocol2=args.p2,
-                        exact_frames=args.exact_frames, seed=args.seed,
-                        joints_left=tuple(layout.joints_left), joints_right=tuple(layout.joints_right),
-                        kps_left=tuple(layout.kps_left), kps_right=tuple(layout.kps_right), **overrides)
-
-
-def log_to(path: Path):
-    """A print function that also appends to a log file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def log(text: str = "") -> None:
-        print(text)
-        with open(path, "a") as f:
-            f.write(text + "\n")
-    return log
+    settings = dict(hypotheses=hypotheses, iterations=iterations, flip=args.test_time_augmentation,
+                    group=pbest_group(args), compute_batch=args.eval_batch, protocol2=args.p2,
+                    exact_frames=args.exact_frames, seed=args.seed,
+                    kept_pbest_valid_only=getattr(args, "pbest_valid_frames", False),
+                    joints_left=tuple(layout.joints_left), joints_right=tuple(layout.joints_right),
+                    kps_left=tuple(layout.kps_left), kps_right=tuple(layout.kps_right))
+    return EvalSettings(**{**settings, **overrides})
 
 
 def make_sampler(args, steps: int) -> DDIMSampler:
@@ -59,36 +57,24 @@ def make_sampler(args, steps: int) -> DDIMSampler:
 def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path, name: str,
                    log=print, **overrides):
     """Evaluate with H = -num_proposals, K = -sampling_timesteps; print the tables, write
-    <name>.log and <name>.json to out_dir. Returns (action table, per-sequence results)."""
+    <name>.log and <name>.json to out_dir. Returns (report, per-sequence results)."""
     sampler = make_sampler(args, args.sampling_timesteps)
     settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
     results = evaluate_sequences(model, sampler, sequences, settings, device)
-    table = summarize(results)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_file = log_to(out_dir / f"{name}.log")
+    report = Report(results, by_subject=getattr(args, "by_subject", False))
     header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
-    log_file(header)
-    protocols = [("p1", "Protocol #1 (MPJPE, mm)")] + ([("p2", "Protocol #2 (P-MPJPE, mm)")] if args.p2 else [])
-    for protocol, title in protocols:
-        log_file(format_table(table, protocol, settings.iterations, f"{title}, iteration k={settings.iterations}"))
-        log_file(format_iterations(table, protocol, f"{title}, average over actions per iteration"))
-        if getattr(args, "by_subject", False):
-            by_subject = summarize(results, key=lambda s: s.subject)
-            log_file(format_table(by_subject, protocol, settings.iterations, f"{title} by subject"))
-    payload = {"settings": {k: v for k, v in vars(settings).items() if not k.startswith("keep")},
-               "checkpoint": str(getattr(args, "evaluate", "")), "actions": results_json(table)}
-    if getattr(args, "by_subject", False):
-        payload["subjects"] = results_json(summarize(results, key=lambda s: s.subject))
-    (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=1))
-    log_file(f"wrote {out_dir / (name + '.log')} and {out_dir / (name + '.json')}")
-    return table, results
+    meta = {"settings": {k: v for k, v in vars(settings).items() if not k.startswith("keep")},
+            "checkpoint": str(getattr(args, "evaluate", ""))}
+    report.write(out_dir, name, header, meta, log=log)
+    return report, results
 
 
 def load_for_evaluation(args, device, with_checkpoint: bool = False):
     """The model of --evaluate, ready to sample on device; its architecture comes from the
     file, checked against the -f/-cs/-dep given (if any). with_checkpoint: also return the
     loaded checkpoint dict."""
+    args.evaluate = str(resolve_checkpoint_path(args.evaluate, args.checkpoint, "--evaluate"))
     model, checkpoint = load_denoiser(args.evaluate, explicit_architecture(args), heads=args.heads)
     fill_architecture(args, model.cfg)
     model = prepare_model(model.to(device).eval(), device, args.compile)
@@ -98,13 +84,18 @@ def load_for_evaluation(args, device, with_checkpoint: bool = False):
 def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
     """Train per method.md's recipe; validate on val_sequences with (--val-proposals, --val-timesteps).
     Under torchrun, every process trains its share of each global batch (common.distributed)."""
+    if not train_sequences:
+        raise ValueError("no training sequences were selected (check -str, -a)")
+    if args.resume:
+        args.resume = str(resolve_checkpoint_path(args.resume, args.checkpoint, "-r"))
+    batch_clips = training_clips(args)
     info, device = init_from_env(device)
     if not info.is_main:
         log = lambda *_: None
     torch.manual_seed(args.seed)
     model = prepare_model(Denoiser(model_config(args)).to(device), device)
     diffusion = Diffusion(args.timestep, args.scale)
-    clips = ClipSampler(train_sequences, args.number_of_frames, args.batch_size, augment=args.data_augmentation,
+    clips = ClipSampler(train_sequences, args.number_of_frames, batch_clips, augment=args.data_augmentation,
                         kps_left=layout.kps_left, kps_right=layout.kps_right,
                         joints_left=layout.joints_left, joints_right=layout.joints_right, seed=args.seed,
                         rank=info.rank, world_size=info.world_size)
@@ -114,8 +105,7 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
         settings = eval_settings(args, layout, args.val_proposals, args.val_timesteps, progress=False)
 
         def validate(m):
-            table = summarize(evaluate_sequences(m, sampler, val_sequences, settings, device))
-            return float(average_over(table)[("p1", "J-Agg")][-1])
+            return Report(evaluate_sequences(m, sampler, val_sequences, settings, device)).headline()
     writer = None
     if not args.nolog and info.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -134,7 +124,7 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training {n_params / 1e6:.2f}M parameters on {device}"
         f"{f' x {info.world_size} processes' if info.enabled else ''}: {len(train_sequences)} sequences, "
-        f"{clips.num_batches()} batches of {args.batch_size} clips per epoch{' per process' if info.enabled else ''}")
+        f"{clips.num_batches()} batches of {clips.batch_size} clips per epoch{' per process' if info.enabled else ''}")
     trainer.fit(log)
     if writer is not None:
         writer.close()

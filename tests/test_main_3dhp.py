@@ -15,7 +15,7 @@ from common.mpi_inf_3dhp_eval import read_3dhp_mat
 from conftest import SHARED
 
 TS_DIR = SHARED / "data" / "mpi_inf_3dhp"
-TINY = ["-f", "27", "-cs", "32", "-dep", "2", "--heads", "4", "--nolog", "-b", "4", "--drop-path", "0"]
+TINY = ["-f", "27", "-cs", "32", "-dep", "2", "--heads", "4", "--nolog", "-b", "4", "-s", "1", "--drop-path", "0"]
 
 
 @pytest.fixture(scope="module")
