@@ -4,6 +4,9 @@
     python main.py -k cpn_ft_h36m_dbb -c checkpoint -gpu 0 --nolog --evaluate h36m_best_epoch.bin \
         -num_proposals 5 -sampling_timesteps 5 -b 4
     python main.py --demo            # synthetic data, small model, a few minutes on a CPU
+
+--evaluate NAME and -r NAME open <-c folder>/NAME, as the authors' scripts do (a path that
+exists as given works too).
 """
 from __future__ import annotations
 
@@ -12,19 +15,13 @@ from pathlib import Path
 
 from common.arguments import build_parser, resolve_device, split_list
 from common.datasets.h36m import H36MDataset
-from common.experiment import Layout, entry_point, load_for_evaluation, run_evaluation, run_training
-from common.skeleton import h36m_skeleton_17
+from common.experiment import entry_point, load_for_evaluation, run_evaluation, run_training
 
 # The demo: a small model on the built-in synthetic set, sized for a few minutes on 2 CPU cores.
+# -b 8 -s 1: 8 clips per training batch (b // s) and 8 clips per P-Best group in evaluation.
 DEMO_FLAGS = dict(dataset="synthetic", keypoints="det", number_of_frames=27, cs=64, dep=2, epochs=12,
-                  learning_rate=1e-3, lr_decay=0.9, batch_size=8, nolog=True, checkpoint="checkpoint/demo",
+                  learning_rate=1e-3, lr_decay=0.9, batch_size=8, stride=1, nolog=True, checkpoint="checkpoint/demo",
                   num_proposals=5, sampling_timesteps=5, val_timesteps=1, val_proposals=1)
-
-
-def layout_of(dataset: H36MDataset) -> Layout:
-    skeleton = h36m_skeleton_17()
-    kps_left, kps_right = dataset.keypoints_symmetry
-    return Layout(skeleton.joints_left, skeleton.joints_right, list(kps_left), list(kps_right))
 
 
 def apply_demo(args) -> None:
@@ -44,27 +41,23 @@ def run(argv=None) -> int:
         apply_demo(args)
     device = resolve_device(args)
     dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
-    layout = layout_of(dataset)
     actions = split_list(args.actions)
-    test = dataset.sequences(split_list(args.subjects_test), actions)
+    test = dataset.sequences(split_list(args.subjects_test), actions, downsample=args.downsample)
     out_dir = Path(args.checkpoint)
 
     if args.evaluate:
         model = load_for_evaluation(args, device)
-        run_evaluation(args, model, test, layout, device, out_dir, name=f"eval_{Path(args.evaluate).stem}")
+        run_evaluation(args, model, test, dataset.layout(), device, out_dir, name=f"eval_{Path(args.evaluate).stem}")
         return 0
 
     train = dataset.sequences(split_list(args.subjects_train), actions, args.subset, args.downsample)
-    trainer = run_training(args, train, test, layout, device)
+    trainer = run_training(args, train, test, dataset.layout(), device)
     if args.demo:
-        from common.train import mean_pose_baseline
+        from common.report import mean_pose_baseline
 
-        model = trainer.model.eval()
-        table, _ = run_evaluation(args, model, test, layout, device, out_dir, name="demo_eval")
-        from common.evaluate import average_over
-
-        j_agg = 1000 * float(average_over(table)[("p1", "J-Agg")][-1])
-        baseline = 1000 * mean_pose_baseline(train, test)
+        report, _ = run_evaluation(args, trainer.model.eval(), test, dataset.layout(), device, out_dir,
+                                   name="demo_eval")
+        j_agg, baseline = 1000 * report.headline(), 1000 * mean_pose_baseline(train, test)
         print(f"\nDemo result: J-Agg MPJPE {j_agg:.1f} mm vs {baseline:.1f} mm for the mean training pose "
               f"({j_agg / baseline:.0%} of the baseline).")
     return 0

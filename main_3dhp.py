@@ -5,6 +5,11 @@ scorer's .mat files and score them in Python.
     python main_3dhp.py -c checkpoint -gpu 0 --nolog
     python main_3dhp.py -c checkpoint -gpu 0 --nolog --evaluate 3dhp_best_epoch.bin \
         -num_proposals 5 -sampling_timesteps 5 -b 4
+
+By default evaluation and the .mat files follow the authors' script: P-Best groups of 2 clips
+(their fixed value; -b sets the training batch only), the authors' test cameras for J-Agg, the
+end-aligned last window's poses written over the overlap, and the .mat P-Best chosen over all
+frames of a group; --pbest-group, --calibrated-camera and --pbest-valid-frames change that.
 """
 from __future__ import annotations
 
@@ -12,12 +17,11 @@ import sys
 from pathlib import Path
 
 from common.arguments import build_parser, resolve_device, split_list
-from common.datasets.mpi_inf_3dhp import (JOINTS_LEFT, JOINTS_RIGHT, TEST_NPZ, load_3dhp_test, load_3dhp_train,
-                                          prepare_3dhp)
-from common.experiment import Layout, entry_point, load_for_evaluation, run_evaluation, run_training
+from common.datasets.mpi_inf_3dhp import LAYOUT, TEST_NPZ, load_3dhp_test, load_3dhp_train, prepare_3dhp
+from common.experiment import entry_point, load_for_evaluation, run_evaluation, run_training
 from common.mpi_inf_3dhp_eval import export_evaluation, format_summary, score_prediction_files
 
-LAYOUT = Layout(JOINTS_LEFT, JOINTS_RIGHT, JOINTS_LEFT, JOINTS_RIGHT)
+AUTHORS_PBEST_GROUP = 2  # the authors' 3DHP evaluation takes the clips of a sequence 2 at a time
 
 
 def parser():
@@ -28,6 +32,13 @@ def parser():
     g.add_argument("--raw-dir", default="",
                    help="the official release (S*/Seq*, TS*/annot_data.mat); also the exact ground truth for scoring")
     g.add_argument("--test-sequences", default="*", help="test sequences, e.g. TS1,TS5 (* for all present)")
+    g.add_argument("--calibrated-camera", action="store_true",
+                   help="J-Agg reprojects with fy = fx x the calibrated pixel aspect (fits the 2D annotations "
+                        "better) instead of the authors' fx = fy")
+    g.add_argument("--pbest-valid-frames", action="store_true",
+                   help="the .mat files' P-Best picks its hypothesis over the valid frames only (as the printed "
+                        "P-Best does) instead of over all frames of the group, as the authors' export does")
+    p.set_defaults(pbest_group=AUTHORS_PBEST_GROUP)
     return p
 
 
@@ -42,7 +53,7 @@ def run(argv=None) -> int:
         return 0
     device = resolve_device(args)
     test_source = data_dir / TEST_NPZ if (data_dir / TEST_NPZ).is_file() else Path(args.raw_dir or data_dir)
-    test = load_3dhp_test(test_source, split_list(args.test_sequences))
+    test = load_3dhp_test(test_source, split_list(args.test_sequences), calibrated_camera=args.calibrated_camera)
     out_dir = Path(args.checkpoint)
 
     if args.evaluate:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from in_the_wild import lifting
-from common.arguments import build_parser, resolve_device, split_list
+from common.arguments import add_viz_arguments, build_parser, resolve_device, split_list
 from common.datasets.h36m import H36MDataset
-from common.experiment import entry_point, load_for_evaluation, make_sampler, run_evaluation, run_training
+from common.experiment import (entry_point, load_for_evaluation, make_sampler, pbest_group, run_evaluation,
+                               run_training)
 from common.outputs import check_writable_file
+from in_the_wild import lifting
 from in_the_wild.keypoints import read_keypoints
-from main import layout_of
-from main_draw import add_viz_arguments
 
 
 def build_wild_parser():
@@ -64,8 +63,8 @@ def run(argv=None) -> int:
     # Training / Human3.6M evaluation: main.py's flow on a (usually COCO-layout) 2D file.
     dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
     args.input_layout = dataset.layout_name      # recorded in the checkpoint's args for inference
-    layout, actions = layout_of(dataset), split_list(args.actions)
-    test = dataset.sequences(split_list(args.subjects_test), actions)
+    layout, actions = dataset.layout(), split_list(args.actions)
+    test = dataset.sequences(split_list(args.subjects_test), actions, downsample=args.downsample)
     if args.evaluate:
         model = load_for_evaluation(args, device)
         run_evaluation(args, model, test, layout, device, Path(args.checkpoint),
@@ -96,7 +95,7 @@ def lift(args, device) -> int:
           f"F={model.cfg.frames} H={args.num_proposals} K={args.sampling_timesteps} on {device}")
     sampler = make_sampler(args, args.sampling_timesteps)
     result = lifting.lift_keypoints(model, sampler, keypoints, size, layout, args.num_proposals, focal=args.focal,
-                                 flip=args.test_time_augmentation, batch=args.eval_batch or args.batch_size,
+                                    flip=args.test_time_augmentation, batch=args.eval_batch or pbest_group(args),
                                  seed=args.seed, device=device)
     for note in lifting.doubtful_input(result, keypoints):
         print(f"warning: {note}", file=sys.stderr)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -48,23 +49,29 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     g.add_argument("--data-dir", default="data", help="folder holding the dataset files")
     g.add_argument("-str", "--subjects-train", type=subject_list, default="S1,S5,S6,S7,S8", help="training subjects, comma-separated")
     g.add_argument("-ste", "--subjects-test", type=subject_list, default="S9,S11", help="test subjects, comma-separated")
-    g.add_argument("-a", "--actions", default="*", help="action groups to use, comma-separated, * for all")
-    g.add_argument("--subset", type=float, default=1.0, help="fraction of each training sequence to use")
-    g.add_argument("--downsample", type=int, default=1, help="take every n-th frame of the training data")
+    g.add_argument("-a", "--actions", default="*",
+                   help="actions to use, comma-separated, * for all: an action is kept when its name starts with "
+                        "one of them (-a Walk keeps Walking and WalkDog, -a Sitting keeps Sitting and SittingDown)")
+    g.add_argument("--subset", type=float, default=1.0,
+                   help="fraction of each training sequence to use (a deterministic contiguous part); training only")
+    g.add_argument("--downsample", type=int, default=1,
+                   help="use every n-th frame of the training sequences and, in evaluation, of the test sequences "
+                        "(before cutting windows); Human3.6M-format data")
 
     g = p.add_argument_group("run")
     g.add_argument("-c", "--checkpoint", default="checkpoint", help="folder for checkpoints and result logs")
     g.add_argument("-l", "--log", default="log/default", help="TensorBoard log folder")
     g.add_argument("--nolog", action="store_true", help="no TensorBoard logging")
-    g.add_argument("-r", "--resume", default="", metavar="FILE",
-                   help="resume training from this checkpoint: the architecture and the run's hyper-parameters "
-                        "come from the file unless given explicitly")
+    g.add_argument("-r", "--resume", default="", metavar="NAME",
+                   help="resume training from the checkpoint <-c folder>/NAME (or the path NAME): the architecture "
+                        "and the run's hyper-parameters come from the file unless given explicitly")
     g.add_argument("--overwrite", action="store_true",
                    help="start a new training run in a -c folder that holds an earlier run's checkpoints; "
                         "they are moved to a time-stamped subfolder, not deleted")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
-    g.add_argument("--evaluate", default="", metavar="FILE", help="evaluate this checkpoint (ours or the authors')")
+    g.add_argument("--evaluate", default="", metavar="NAME",
+                   help="evaluate the checkpoint <-c folder>/NAME (or the path NAME), ours or the authors'")
     g.add_argument("-cf", "--checkpoint-frequency", type=int, default=20, help="keep a checkpoint every n epochs")
     g.add_argument("-gpu", default="0", help="CUDA device index (as in the authors' scripts); "
                                              "falls back to the CPU when CUDA is unavailable")
@@ -95,8 +102,12 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
 
     g = p.add_argument_group("training")
     g.add_argument("-e", "--epochs", type=int, default=400, help="training epochs")
-    g.add_argument("-b", "--batch-size", type=int, default=4,
-                   help="clips per batch (training); clips per P-Best group (evaluation)")
+    g.add_argument("-b", "--batch-size", type=int, default=1024,
+                   help="training: frames per batch, a batch holds b // s clips; evaluation: clips of one "
+                        "sequence per P-Best group (see --pbest-group)")
+    g.add_argument("-s", "--stride", type=int, default=243,
+                   help="training: the frames per clip -b is divided by (a batch holds b // s clips; -s 1 makes "
+                        "-b a number of clips)")
     g.add_argument("-lr", "--learning-rate", type=float, default=6e-5)
     g.add_argument("-lrd", "--lr-decay", type=float, default=0.993, help="learning-rate factor after each epoch")
     g.add_argument("-wd", "--weight-decay", type=float, default=0.1)
@@ -110,11 +121,15 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     g.add_argument("-no-tta", "--no-test-time-augmentation", dest="test_time_augmentation", action="store_false",
                    help="no flip test-time augmentation")
     g.add_argument("--p2", action="store_true", help="also report protocol 2 (P-MPJPE)")
-    g.add_argument("--by-subject", action="store_true", help="also break results down by subject")
+    g.add_argument("--by-subject", action="store_true",
+                   help="also print, per test subject, every action's numbers and the subject's plain mean over "
+                        "its actions (JSON: 'subjects' rows S9/Directions and S9)")
+    g.add_argument("--pbest-group", type=int, default=None, metavar="N",
+                   help="clips of one sequence per P-Best group in evaluation (None: -b)")
     g.add_argument("--exact-frames", action="store_true",
                    help="count every frame once (the authors' protocol counts the overlap of the last window twice)")
     g.add_argument("--eval-batch", type=int, default=0,
-                   help="clips per denoiser call in evaluation (0: same as -b); changes speed, not results")
+                   help="clips per denoiser call in evaluation (0: one P-Best group); changes speed, not results")
 
     g = p.add_argument_group("speed (results change only by float rounding, except with --amp)")
     g.add_argument("--max-batch-hypotheses", type=int, default=0, metavar="N",
@@ -130,6 +145,49 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
                         "package; with --amp bf16 in bfloat16); auto: OpenVINO on a CPU when it is "
                         "installed and the evaluation is long, else PyTorch")
     return p
+
+
+def add_viz_arguments(parser, limit_help: str = "draw (and evaluate) only the first N frames; None: all"):
+    """The animation flags of main_draw.py and main_in_the_wild.py (VideoPose3D's names)."""
+    g = parser.add_argument_group("visualisation")
+    g.add_argument("--render", action="store_true", help="write the animation")
+    g.add_argument("--viz-output", default="", metavar="FILE",
+                   help="animation file, .mp4 (needs ffmpeg, else a .gif is written) or .gif")
+    g.add_argument("--viz-limit", type=int, default=None, metavar="N", help=limit_help)
+    g.add_argument("--viz-downsample", type=int, default=1, metavar="N", help="animate every N-th frame")
+    g.add_argument("--viz-size", type=float, default=5.0, help="size of each panel, inches (100 dpi)")
+    g.add_argument("--viz-azimuth", type=float, default=-70.0,
+                   help="view azimuth of the 3D panels, degrees (-90 looks from the camera)")
+    return g
+
+
+def build_draw_parser(description: str = "Draw one Human3.6M sequence") -> argparse.ArgumentParser:
+    """The flags of main_draw.py: the shared set, the animation flags and the sequence to draw."""
+    p = build_parser(description)
+    g = add_viz_arguments(p)
+    g.add_argument("--viz-subject", default="S11", help="subject to draw")
+    g.add_argument("--viz-action", default="SittingDown",
+                   help="action: an exact name ('SittingDown 2') or a group (its first sequence)")
+    g.add_argument("--viz-camera", type=int, default=1, help="camera index, 0-3")
+    g.add_argument("--viz-video", default="", metavar="FILE", help="video of that camera to draw the 2D "
+                                                                  "input on (needs ffmpeg)")
+    g.add_argument("--viz-no-ground-truth", action="store_true", help="leave out the ground truth")
+    g.add_argument("--viz-frame", type=int, default=None, metavar="I",
+                   help="frame of the hypotheses still; None: the middle one")
+    g.add_argument("--viz-export", default="", metavar="FILE.npz",
+                   help="also save hypotheses, aggregated poses, ground truth and 2D input to this file")
+    return p
+
+
+def resolve_checkpoint_path(name, folder, flag: str = "--evaluate") -> Path:
+    """A checkpoint named on the command line: <folder>/name as the authors' scripts open it,
+    else name itself when that file exists."""
+    name = str(name)
+    for candidate in (Path(folder) / name, Path(name)):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{flag} {name}: checkpoint not found at {Path(folder) / name} (inside -c {folder}) "
+                            f"nor at {Path(name)}")
 
 
 def explicit_architecture(args) -> dict:

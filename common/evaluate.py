@@ -8,7 +8,14 @@ The authors' protocol (default):
   window count twice; an action's error is the frame-weighted mean of its sequences and the
   reported average is the plain mean over action groups.
 With exact_frames every frame counts once (overlapping frames are dropped from the later
-window, also in P-Best's choice). Compute batching (`compute_batch`) packs several groups
+window, also in P-Best's choice).
+
+Kept per-frame poses (keep_poses: the MPI-INF-3DHP .mat export, drawing) follow the authors'
+export by default: the end-aligned last window's predictions overwrite the earlier window's
+frames in the overlap (with exact_frames the earlier window's frames stay, as they are the
+ones scored), and the kept P-Best poses choose their hypothesis by the mean error over all
+frames of the group, invalid ones included (kept_pbest_valid_only: valid frames, as the
+scored P-Best does). Compute batching (`compute_batch`) packs several groups
 into one denoiser call; it changes speed only: the random draws are made per group.
 """
 from __future__ import annotations
@@ -46,6 +53,7 @@ class EvalSettings:
     kps_right: tuple = tuple(H36M_JOINTS_RIGHT)
     keep_poses: bool = False             # keep aggregated poses per frame (export, rendering)
     keep_hypotheses: bool = False        # keep all hypotheses per frame (rendering)
+    kept_pbest_valid_only: bool = False  # kept P-Best poses: choose over valid frames only (default: all frames)
     progress: bool = True
 
 
@@ -188,67 +196,27 @@ def _score_group(result: SequenceResult, hyps, x2d, group: _Group, g3d, gtraj, g
                 (per_frame * weights[:, None, :]).sum(dim=(0, 2)).double().cpu().numpy()
     result.weight += float(weights.sum())
     if result.poses is not None or result.hypotheses is not None:
-        _keep(result, hyps, x2d, gt, traj, cam, group, choice_weights)
+        keep_choice = choice_weights if settings.kept_pbest_valid_only else (
+            torch.from_numpy(group.new).to(device).float() if settings.exact_frames else None)
+        written = group.new if (settings.exact_frames or seq.num_frames < group.windows.shape[1]) \
+            else np.ones_like(group.new)
+        _keep(result, hyps, x2d, gt, traj, cam, group.windows, written, keep_choice)
 
 
-def _keep(result: SequenceResult, hyps, x2d, gt, traj, cam, group: _Group, choice_weights) -> None:
-    """Write this group's aggregated poses (and hypotheses) into per-frame arrays."""
-    frames = group.windows[group.new]                          # original frame of each new window frame
-    new = torch.from_numpy(group.new).to(hyps.device)
+def _keep(result: SequenceResult, hyps, x2d, gt, traj, cam, windows: np.ndarray, written: np.ndarray,
+          choice_weights) -> None:
+    """Write this group's aggregated poses (and hypotheses) into per-frame arrays: the slots
+    `written` (n, F) of every window, window after window, so a later window's frames replace
+    an earlier one's where both are written."""
+    poses = hyps_np = None
     if result.poses is not None:
-        for mode, p in agg.aggregate(hyps, gt, x2d, traj, cam, choice_weights).items():   # p: (B, K, F, J, 3)
-            result.poses[mode][:, frames] = p.permute(1, 0, 2, 3, 4)[:, new].cpu().numpy()
+        poses = {mode: p.cpu().numpy()                                   # (B, K, F, J, 3)
+                 for mode, p in agg.aggregate(hyps, gt, x2d, traj, cam, choice_weights).items()}
     if result.hypotheses is not None:
-        result.hypotheses[:, :, frames] = hyps.permute(1, 2, 0, 3, 4, 5)[:, :, new].cpu().numpy()
-
-
-# ---------------------------------------------------------------------------- tables
-
-def summarize(results: list[SequenceResult], key=lambda seq: seq.action_group) -> dict:
-    """Frame-weighted mean error per key (default: action group):
-    {key: {(protocol, mode): (K,) metres}}."""
-    sums, weights = defaultdict(lambda: defaultdict(float)), defaultdict(float)
-    for r in results:
-        kk = key(r.sequence)
-        for pm, s in r.sums.items():
-            sums[kk][pm] = sums[kk][pm] + s
-        weights[kk] += r.weight
-    return {kk: {pm: s / weights[kk] for pm, s in sums[kk].items()} for kk in sorted(sums)}
-
-
-def average_over(table: dict) -> dict:
-    """Plain mean over the rows of a summarize() table (the authors' action average)."""
-    keys = next(iter(table.values())).keys()
-    return {pm: np.mean([row[pm] for row in table.values()], axis=0) for pm in keys}
-
-
-def format_table(table: dict, protocol: str, iteration: int, title: str) -> str:
-    """Rows (actions, then the average) x the four modes, in mm, for one iteration k (1-based)."""
-    width = max(12, *(len(str(r)) for r in table)) + 2
-    lines = [title, f"{'':<{width}}" + "".join(f"{m:>10}" for m in AGGREGATION_MODES)]
-    rows = list(table.items()) + [("Average", average_over(table))]
-    for name, row in rows:
-        lines.append(f"{name:<{width}}" + "".join(f"{1000 * row[(protocol, m)][iteration - 1]:>10.2f}"
-                                                   for m in AGGREGATION_MODES))
-    return "\n".join(lines)
-
-
-def format_iterations(table: dict, protocol: str, title: str) -> str:
-    """The action average of each mode for every iteration k."""
-    avg = average_over(table)
-    k = len(next(iter(avg.values())))
-    lines = [title, f"{'k':<6}" + "".join(f"{m:>10}" for m in AGGREGATION_MODES)]
-    for i in range(k):
-        lines.append(f"{i + 1:<6}" + "".join(f"{1000 * avg[(protocol, m)][i]:>10.2f}" for m in AGGREGATION_MODES))
-    return "\n".join(lines)
-
-
-def results_json(table: dict) -> dict:
-    """JSON-ready {protocol: {mode: {row: [K values in mm]}}}, with an 'Average' row."""
-    rows = dict(table)
-    rows["Average"] = average_over(table)
-    out = defaultdict(lambda: defaultdict(dict))
-    for name, row in rows.items():
-        for (protocol, mode), v in row.items():
-            out[protocol][mode][name] = [round(float(x) * 1000, 4) for x in v]
-    return {p: dict(m) for p, m in out.items()}
+        hyps_np = hyps.cpu().numpy()                                       # (B, K, H, F, J, 3)
+    for i, (frames, slots) in enumerate(zip(windows, written)):
+        frames = frames[slots]
+        for mode, p in (poses or {}).items():
+            result.poses[mode][:, frames] = p[i][:, slots]
+        if hyps_np is not None:
+            result.hypotheses[:, :, frames] = hyps_np[i][:, :, slots]

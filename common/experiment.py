@@ -2,14 +2,12 @@
 evaluate a checkpoint and write the result tables. Entry scripts only choose the data."""
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .arguments import explicit_architecture, fill_architecture, model_config
+from .arguments import explicit_architecture, fill_architecture, model_config, resolve_checkpoint_path
 from .checkpoint import (CheckpointError, check_architecture, config_from_checkpoint, load_denoiser,
                          remove_stale_temp_files, safe_load)
 from .clips import ClipSampler
@@ -17,21 +15,30 @@ from .denoiser import Denoiser
 from .device import amp_dtype, compile_wanted, configure_cpu_compile, prepare_model
 from .diffusion import DDIMSampler, Diffusion
 from .distributed import cleanup, init_from_env, wrap
+from .datasets.base import Layout
 from .engine import OpenVINODenoiser, for_sampling, sampling_flops
-from .evaluate import (EvalSettings, average_over, evaluate_sequences, format_iterations, format_table,
-                       results_json, summarize)
+from .evaluate import EvalSettings, evaluate_sequences
 from .outputs import check_writable, guard_previous_run, set_interrupt_hint
+from .report import Report
 from .train import Trainer, TrainConfig
 
 
-@dataclass
-class Layout:
-    """Joint layout of a data set: left/right joints of the 3D output and of the 2D input."""
+def pbest_group(args) -> int:
+    """Clips of one sequence per P-Best group in evaluation: --pbest-group, else -b."""
+    group = getattr(args, "pbest_group", None) or args.batch_size
+    if group < 1:
+        raise ValueError(f"-b {args.batch_size}: evaluation needs at least 1 clip per P-Best group")
+    return group
 
-    joints_left: list
-    joints_right: list
-    kps_left: list
-    kps_right: list
+
+def training_clips(args) -> int:
+    """Clips per training batch: -b frames // -s frames per clip, as the authors' scripts count."""
+    clips = args.batch_size // args.stride
+    if clips < 1:
+        raise ValueError(f"-b {args.batch_size} -s {args.stride} gives {clips} clips per training batch (b // s): "
+                         f"give -b at least -s (the authors' default is -b 1024 -s 243, 4 clips), "
+                         f"or -s 1 to count -b in clips")
+    return clips
 
 
 def show_progress(args) -> bool:
@@ -41,11 +48,13 @@ def show_progress(args) -> bool:
 
 def eval_settings(args, layout: Layout, hypotheses: int, iterations: int, **overrides) -> EvalSettings:
     overrides.setdefault("progress", show_progress(args))
-    return EvalSettings(hypotheses=hypotheses, iterations=iterations, flip=args.test_time_augmentation,
-                        group=args.batch_size, compute_batch=args.eval_batch, protocol2=args.p2,
-                        exact_frames=args.exact_frames, seed=args.seed,
-                        joints_left=tuple(layout.joints_left), joints_right=tuple(layout.joints_right),
-                        kps_left=tuple(layout.kps_left), kps_right=tuple(layout.kps_right), **overrides)
+    settings = dict(hypotheses=hypotheses, iterations=iterations, flip=args.test_time_augmentation,
+                    group=pbest_group(args), compute_batch=args.eval_batch, protocol2=args.p2,
+                    exact_frames=args.exact_frames, seed=args.seed,
+                    kept_pbest_valid_only=getattr(args, "pbest_valid_frames", False),
+                    joints_left=tuple(layout.joints_left), joints_right=tuple(layout.joints_right),
+                    kps_left=tuple(layout.kps_left), kps_right=tuple(layout.kps_right))
+    return EvalSettings(**{**settings, **overrides})
 
 
 def make_sampler(args, steps: int) -> DDIMSampler:
@@ -57,7 +66,7 @@ def make_sampler(args, steps: int) -> DDIMSampler:
 def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path, name: str,
                    log=print, **overrides):
     """Evaluate with H = -num_proposals, K = -sampling_timesteps; print the tables, write
-    <name>.log and <name>.json to out_dir. Returns (action table, per-sequence results)."""
+    <name>.log and <name>.json to out_dir. Returns (report, per-sequence results)."""
     check_writable(out_dir)
     set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
     sampler = make_sampler(args, args.sampling_timesteps)
@@ -68,44 +77,21 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
     if isinstance(model, OpenVINODenoiser):
         sampler.amp_dtype = None                          # the precision is OpenVINO's
     results = evaluate_sequences(model, sampler, sequences, settings, device)
-    table = summarize(results)
-    lines = []
-
-    def log_file(text: str = "") -> None:   # print now, write once every table is printed
-        print(text)
-        lines.append(text)
+    report = Report(results, by_subject=getattr(args, "by_subject", False))
     header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
-    log_file(header)
-    protocols = [("p1", "Protocol #1 (MPJPE, mm)")] + ([("p2", "Protocol #2 (P-MPJPE, mm)")] if args.p2 else [])
-    for protocol, title in protocols:
-        log_file(format_table(table, protocol, settings.iterations, f"{title}, iteration k={settings.iterations}"))
-        log_file(format_iterations(table, protocol, f"{title}, average over actions per iteration"))
-        if getattr(args, "by_subject", False):
-            by_subject = summarize(results, key=lambda s: s.subject)
-            log_file(format_table(by_subject, protocol, settings.iterations, f"{title} by subject"))
-    payload = {"settings": {k: v for k, v in vars(settings).items() if not k.startswith("keep")},
-               "checkpoint": str(getattr(args, "evaluate", "")), "actions": results_json(table)}
-    if getattr(args, "by_subject", False):
-        payload["subjects"] = results_json(summarize(results, key=lambda s: s.subject))
-    done = f"wrote {out_dir / (name + '.log')} and {out_dir / (name + '.json')}"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with open(out_dir / f"{name}.log", "a") as f:
-            f.write("\n".join(lines + [done]) + "\n")
-        (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=1))
-    except OSError as e:
-        raise ValueError(f"the tables above could not be written to {out_dir} ({e.strerror or e}); "
-                         f"free space or fix permissions, or choose another -c folder") from None
-    print(done)
+    meta = {"settings": {k: v for k, v in vars(settings).items() if not k.startswith("keep")},
+            "checkpoint": str(getattr(args, "evaluate", ""))}
+    report.write(out_dir, name, header, meta, log=log)
     set_interrupt_hint(f"the evaluation tables were written to {out_dir}; what came after them was cut short")
-    return table, results
+    return report, results
 
 
 def load_for_evaluation(args, device, with_checkpoint: bool = False):
     """The model of --evaluate, ready to sample on device; its architecture comes from the
     file, checked against the -f/-cs/-dep given (if any). with_checkpoint: also return the
     loaded checkpoint dict."""
+    args.evaluate = str(resolve_checkpoint_path(args.evaluate, args.checkpoint, "--evaluate"))
     model, checkpoint = load_denoiser(args.evaluate, explicit_architecture(args), heads=args.heads)
     fill_architecture(args, model.cfg)
     model = prepare_model(model.to(device).eval(), device, args.compile == "on")
@@ -115,7 +101,7 @@ def load_for_evaluation(args, device, with_checkpoint: bool = False):
 # Hyper-parameters of a run (argparse names -> flags) that a resumed run takes from its
 # checkpoint unless the command line gives them.
 RUN_FLAGS = {"learning_rate": "-lr", "lr_decay": "-lrd", "batch_size": "-b", "weight_decay": "-wd",
-             "epochs": "-e", "data_augmentation": "-no-da", "timestep": "-timestep", "scale": "-scale",
+             "stride": "-s", "epochs": "-e", "data_augmentation": "-no-da", "timestep": "-timestep", "scale": "-scale",
              "seed": "--seed", "checkpoint_frequency": "-cf", "val_proposals": "--val-proposals",
              "val_timesteps": "--val-timesteps", "no_eval": "--no-eval", "drop_path": "--drop-path",
              "heads": "--heads"}
@@ -160,10 +146,15 @@ def _training_interrupted(trainer, args) -> str:
 def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
     """Train per the recipe of docs/method.md; validate on val_sequences with (--val-proposals, --val-timesteps).
     Under torchrun, every process trains its share of each global batch (common.distributed)."""
+    if not train_sequences:
+        raise ValueError("no training sequences were selected (check -str, -a)")
+    if args.resume:
+        args.resume = str(resolve_checkpoint_path(args.resume, args.checkpoint, "-r"))
     info, device = init_from_env(device)
     if not info.is_main:
         log = lambda *_: None
     resumed = resume_arguments(args, log) if args.resume else None
+    batch_clips = training_clips(args)
     if info.is_main:
         check_writable(args.checkpoint)
         guard_previous_run(args.checkpoint, args.resume, getattr(args, "overwrite", False), log)
@@ -172,7 +163,7 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
     cfg = config_from_checkpoint(resumed, args.resume) if resumed else model_config(args)
     model = prepare_model(Denoiser(cfg).to(device), device)
     diffusion = Diffusion(args.timestep, args.scale)
-    clips = ClipSampler(train_sequences, args.number_of_frames, args.batch_size, augment=args.data_augmentation,
+    clips = ClipSampler(train_sequences, args.number_of_frames, batch_clips, augment=args.data_augmentation,
                         kps_left=layout.kps_left, kps_right=layout.kps_right,
                         joints_left=layout.joints_left, joints_right=layout.joints_right, seed=args.seed,
                         rank=info.rank, world_size=info.world_size)
@@ -182,8 +173,7 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
         settings = eval_settings(args, layout, args.val_proposals, args.val_timesteps, progress=False)
 
         def validate(m):
-            table = summarize(evaluate_sequences(m, sampler, val_sequences, settings, device))
-            return float(average_over(table)[("p1", "J-Agg")][-1])
+            return Report(evaluate_sequences(m, sampler, val_sequences, settings, device)).headline()
     writer = None
     if not args.nolog and info.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -192,7 +182,7 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
                       weight_decay=args.weight_decay, seed=args.seed, checkpoint_frequency=args.checkpoint_frequency,
                       amp_dtype=amp_dtype(args.amp), progress=show_progress(args))
     net = wrap(model, info, device)
-    work = args.epochs * clips.num_batches() * args.batch_size * 3 * sampling_flops(model.cfg, 1, 1, False)
+    work = args.epochs * clips.num_batches() * clips.batch_size * 3 * sampling_flops(model.cfg, 1, 1, False)
     if compile_wanted(args.compile, device, work):
         if torch.device(device).type == "cpu":
             configure_cpu_compile()
@@ -207,7 +197,7 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training {n_params / 1e6:.2f}M parameters on {device}"
         f"{f' x {info.world_size} processes' if info.enabled else ''}: {len(train_sequences)} sequences, "
-        f"{clips.num_batches()} batches of {args.batch_size} clips per epoch{' per process' if info.enabled else ''}")
+        f"{clips.num_batches()} batches of {clips.batch_size} clips per epoch{' per process' if info.enabled else ''}")
     trainer.fit(log)
     if writer is not None:
         writer.close()
@@ -217,8 +207,7 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
 
 def entry_point(main):
     """Run an entry script's main(), turning our exceptions into a one-line message."""
-    from .datasets.h36m import DatasetError
-
+    from .datasets.base import DatasetError
     from .outputs import interrupt_hint
 
     set_interrupt_hint("")

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -155,13 +154,3 @@ def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
     devices = {p.device.type for p in model.parameters()}
     fused = devices <= {"cpu", "cuda"}
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fused or None)
-
-
-def mean_pose_baseline(train_sequences, test_sequences) -> float:
-    """MPJPE (metres) of always predicting the mean root-relative training pose, averaged like
-    the evaluation tables: frame-weighted per action group, then the plain mean over groups."""
-    mean = np.concatenate([s.pose_3d for s in train_sequences]).mean(axis=0)
-    per_group: dict[str, list] = {}
-    for s in test_sequences:
-        per_group.setdefault(s.action_group, []).append(np.linalg.norm(s.pose_3d - mean, axis=-1).mean(axis=-1))
-    return float(np.mean([np.concatenate(v).mean() for v in per_group.values()]))

@@ -45,23 +45,28 @@ def main(argv=None) -> int:
         print(f"error: {args.checkpoint} not found: train the demo model first with `python main.py --demo`",
               file=sys.stderr)
         return 2
+    from common.arguments import build_draw_parser
     from common.datasets.synthetic import ensure_synthetic
-    import main_draw
+    from common.draw import DrawPaths, draw_sequence
 
     ensure_synthetic(args.data_dir)
     out = Path(args.out)
-    with tempfile.TemporaryDirectory() as tmp:
-        export = Path(tmp) / "demo.npz"
-        rc = main_draw.main(DRAW_FLAGS + ["--data-dir", args.data_dir, "--evaluate", args.checkpoint, "--render",
-                                          "--viz-output", str(out / "demo.gif"), "--viz-size", "2",
-                                          "--viz-downsample", "2", "--viz-azimuth", "-60",
-                                          "--viz-frame", str(args.frame), "--viz-export", str(export)])
-        if rc:
-            return rc
-        (out / "demo_hypotheses.png").replace(out / "frame.png")
-        (out / "demo_errors.png").replace(out / "errors.png")
-        with np.load(export) as d:
-            method_figure(out / "method.png", {k: d[k] for k in d.files})
+    draw_args = build_draw_parser().parse_args(DRAW_FLAGS + [
+        "--data-dir", args.data_dir, "--evaluate", args.checkpoint, "--viz-size", "2", "--viz-downsample", "2",
+        "--viz-azimuth", "-60", "--viz-frame", str(args.frame)])
+    from common.experiment import entry_point
+
+    def draw() -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            export = Path(tmp) / "demo.npz"
+            draw_sequence(draw_args, DrawPaths(errors=out / "errors.png", frame=out / "frame.png",
+                                               animation=out / "demo.gif", export=export))
+            with np.load(export) as d:
+                method_figure(out / "method.png", {k: d[k] for k in d.files})
+        return 0
+
+    if entry_point(draw):
+        return 2
     print(f"wrote {out / 'method.png'}, {out / 'frame.png'}, {out / 'errors.png'}, {out / 'demo.gif'}")
     return 0
 

@@ -71,7 +71,7 @@ def test_torchrun_drives_main_py(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            str(ROOT / "main.py"), "-d", "synthetic", "-k", "gt", "--data-dir", str(tmp_path), "-c", str(tmp_path / "ck"),
-           "-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "4", "--nolog", "-a", "Walking",
+           "-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "4", "-s", "1", "--nolog", "-a", "Walking",
            "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

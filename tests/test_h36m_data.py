@@ -74,10 +74,10 @@ def test_reduction_32_to_17_gives_the_skeleton_17_of_the_metadata():
     assert skeleton.joints_right == meta["skeleton_17"]["joints_right"]
 
 
-def test_action_filter_matches_the_group_before_the_space_or_an_exact_name(synthetic_dir):
+def test_action_filter_matches_names_by_prefix_as_the_authors(synthetic_dir):
     data = H36MDataset(synthetic_dir, "gt", dataset="tiny")
     assert {s.action for s in data.sequences(["S1"], actions=["Walking"])} == {"Walking", "Walking 1"}
-    assert {s.action for s in data.sequences(["S1"], actions=["Walk"])} == set()
+    assert {s.action for s in data.sequences(["S1"], actions=["Walk"])} == {"Walking", "Walking 1", "WalkDog"}
     assert {s.action for s in data.sequences(["S1"], actions=["Sitting", "WalkDog"])} == {"Sitting 1", "WalkDog"}
     assert {s.action for s in data.sequences(["S1"], actions=["Walking 1"])} == {"Walking 1"}
 

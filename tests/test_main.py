@@ -9,7 +9,7 @@ import pytest
 import main as main_script
 from common.datasets.synthetic import write_synthetic_h36m
 
-TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "--nolog"]
+TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "-s", "1", "--nolog"]
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +34,15 @@ def test_authors_training_command_then_evaluation_of_our_checkpoint(h36m_dir, tm
                            "-b", "4", "-a", "Walking,Greeting", "--p2", "--by-subject", "--heads", "2"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "Protocol #1" in out and "Protocol #2" in out and "Average" in out and "by subject" in out
+    assert "Protocol #1" in out and "Protocol #2" in out and "Average" in out and "subject S11" in out
     result = json.loads((ck / "eval_best_epoch.json").read_text())
     assert set(result["actions"]["p1"]) == {"J-Agg", "P-Agg", "P-Best", "J-Best"}
     assert set(result["actions"]["p1"]["J-Agg"]) == {"Greeting", "Walking", "Average"}
     assert len(result["actions"]["p1"]["J-Agg"]["Average"]) == 2          # one value per iteration
-    assert set(result["subjects"]["p1"]["J-Best"]) == {"S9", "S11", "Average"}
+    subjects = result["subjects"]["p1"]["J-Best"]
+    assert set(subjects) == {"S9/Greeting", "S9/Walking", "S11/Greeting", "S11/Walking", "S9", "S11"}
+    np.testing.assert_allclose(subjects["S9"], np.mean([subjects["S9/Greeting"], subjects["S9/Walking"]], axis=0),
+                               atol=1e-3)
     assert (ck / "eval_best_epoch.log").read_text().count("Protocol #1") >= 2
 
 

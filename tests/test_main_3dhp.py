@@ -14,7 +14,7 @@ from common.denoiser import Denoiser, DenoiserConfig
 from common.mpi_inf_3dhp_eval import read_3dhp_mat
 from conftest import MPI_INF_3DHP_TEST_DIR as TS_DIR, require_3dhp_sequence
 
-TINY = ["-f", "27", "-cs", "32", "-dep", "2", "--heads", "4", "--nolog", "-b", "4", "--drop-path", "0"]
+TINY = ["-f", "27", "-cs", "32", "-dep", "2", "--heads", "4", "--nolog", "-b", "4", "-s", "1", "--drop-path", "0"]
 
 
 @pytest.fixture(scope="module")

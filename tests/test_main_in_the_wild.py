@@ -22,7 +22,7 @@ from in_the_wild import lifting
 from in_the_wild.keypoints import read_keypoints
 from in_the_wild.root_depth import default_intrinsics
 
-TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "--nolog"]
+TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "-s", "1", "--nolog"]
 W, H = 1280, 720
 
 

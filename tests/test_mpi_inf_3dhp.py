@@ -55,13 +55,18 @@ def test_ts5_loads_with_pelvis_root_valid_mask_and_activities(ts5_gt):
 
 
 def test_linear_projection_of_annot3_reproduces_annot2(ts5_gt):
-    (seq,) = load_3dhp_test(TS5_FOLDER)
-    projected = project_to_2d(torch.from_numpy(seq.pose_3d + seq.traj), torch.from_numpy(seq.cam))
-    error = np.linalg.norm(image_coordinates(projected.numpy(), 1920, 1080)
-                           - read_test_annotations(TS5_FILE)["data_2d"], axis=-1)  # (320, 17) px
+    def reprojection_error(seq):
+        projected = project_to_2d(torch.from_numpy(seq.pose_3d + seq.traj), torch.from_numpy(seq.cam))
+        return np.linalg.norm(image_coordinates(projected.numpy(), 1920, 1080)
+                              - read_test_annotations(TS5_FILE)["data_2d"], axis=-1)  # (320, 17) px
+
+    (seq,) = load_3dhp_test(TS5_FOLDER, calibrated_camera=True)
+    error = reprojection_error(seq)
     annotated = [j for j in range(17) if j not in (8, 11, 15)]  # hips and spine are interpolated in 2D
     assert error.mean() < 0.5 and error.max() < 5
     assert error[:, annotated].max() < 0.05
+    (authors,) = load_3dhp_test(TS5_FOLDER)                     # the authors' fx = fy camera, the default
+    assert reprojection_error(authors)[:, annotated].mean() > 1.0
 
 
 def test_skeleton_flip_swaps_named_left_and_right_joints():

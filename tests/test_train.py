@@ -8,7 +8,8 @@ from common.clips import ClipSampler
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import Diffusion
 from common.skeleton import H36M_JOINTS_LEFT as L, H36M_JOINTS_RIGHT as R
-from common.train import Trainer, TrainConfig, make_optimizer, mean_pose_baseline
+from common.report import mean_pose_baseline
+from common.train import Trainer, TrainConfig, make_optimizer
 from conftest import make_sequences, random_inputs, tiny_model
 
 CFG = DenoiserConfig(frames=5, channels=16, depth=2, heads=2, drop_path=0.3)

@@ -48,3 +48,14 @@ class Sequence:
     @property
     def name(self) -> str:
         return f"{self.subject}/{self.action}/cam{self.camera}"
+
+
+@dataclass
+class Layout:
+    """Joint layout of a data set: left/right joints of the 3D output and of the 2D input
+    (for flip augmentation and flip test-time augmentation)."""
+
+    joints_left: list
+    joints_right: list
+    kps_left: list
+    kps_right: list

@@ -19,7 +19,7 @@ import numpy as np
 
 from common.camera import normalize_screen_coordinates, normalized_intrinsics, world_to_camera_np
 from common.coco import coco_to_h36m
-from common.datasets.base import DatasetError, Sequence
+from common.datasets.base import DatasetError, Layout, Sequence
 from common.safe_pickle import UnsafePickleError, item, load_npz
 from common.skeleton import Skeleton, h36m_metadata, h36m_skeleton_17, h36m_skeleton_32
 
@@ -106,18 +106,29 @@ class H36MDataset:
     def subjects(self) -> list[str]:
         return list(self.positions_3d)
 
+    def layout(self) -> Layout:
+        """Left/right joints of the 3D output (Human3.6M-17) and of this file's 2D input."""
+        return Layout(self.joints_left, self.joints_right, list(self.kps_left), list(self.kps_right))
+
     def actions(self, subject: str) -> list[str]:
         """Action names of a subject, in the order of the 2D file (as VideoPose3D iterates)."""
         self._check_subject(subject)
         return [a for a in self.positions_2d[subject] if a in self.positions_3d[subject]]
 
     def sequences(self, subjects, actions=None, subset: float = 1.0, downsample: int = 1) -> list[Sequence]:
-        """One Sequence per subject, action and camera. actions: keep only these action
-        groups (the name before the first space, so 'Walking' keeps 'Walking 1' but not
-        'WalkDog') or exact names; None keeps all. subset < 1 keeps a deterministic
+        """One Sequence per subject, action and camera. subjects: None for all. actions: keep
+        the actions whose name starts with one of these strings, as the authors' -a does
+        ('Walk' keeps 'Walking', 'Walking 1' and 'WalkDog'); None keeps all. An empty
+        selection is an error naming what there is. subset < 1 keeps a deterministic
         contiguous part of each sequence and downsample every k-th frame, as VideoPose3D."""
+        subjects = self.subjects() if subjects is None else list(subjects)
+        if not subjects:
+            raise DatasetError(f"no subject selected; {self.path_3d.name} has {', '.join(self.subjects())}")
+        if downsample < 1:
+            raise ValueError(f"--downsample {downsample}: give a positive frame stride")
+
         def wanted(action):
-            return actions is None or action in actions or action.split(" ")[0] in actions
+            return actions is None or any(action.startswith(a) for a in actions)
 
         out = []
         for subject in (self.subjects() if subjects is None else subjects):
@@ -143,6 +154,10 @@ class H36MDataset:
                                         traj=np.ascontiguousarray(traj[keep], dtype=np.float32),
                                         cam=camera["intrinsics"],
                                         res_w=camera["res_w"], res_h=camera["res_h"], extra=extra))
+        if not out:
+            groups = sorted({a.split(" ")[0] for s in subjects for a in self.actions(s)})
+            raise DatasetError(f"no action of {', '.join(subjects)} starts with {', '.join(actions)} (-a); "
+                               f"the actions are: {', '.join(groups)}")
         return out
 
     def _check_subject(self, subject: str) -> None:

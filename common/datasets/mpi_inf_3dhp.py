@@ -23,7 +23,7 @@ import numpy as np
 import scipy.io
 
 from common.camera import normalize_screen_coordinates, normalized_intrinsics
-from common.datasets.base import DatasetError, Sequence
+from common.datasets.base import DatasetError, Layout, Sequence
 from common.safe_pickle import UnsafePickleError, item, load_npz
 from common.skeleton import Skeleton
 
@@ -47,6 +47,7 @@ JOINTS_LEFT: list[int] = _META["joints_left"]
 JOINTS_RIGHT: list[int] = _META["joints_right"]
 TRAIN_CAMERAS: tuple[int, ...] = tuple(_META["train"]["cameras"])
 TEST_SEQUENCES: tuple[str, ...] = tuple(_META["test_sequences"])
+LAYOUT = Layout(JOINTS_LEFT, JOINTS_RIGHT, JOINTS_LEFT, JOINTS_RIGHT)  # 2D and 3D share the 17 joints
 
 
 def mpi_inf_3dhp_skeleton() -> Skeleton:
@@ -54,22 +55,29 @@ def mpi_inf_3dhp_skeleton() -> Skeleton:
     return Skeleton(_META["parents"], JOINTS_LEFT, JOINTS_RIGHT, _META["joint_names"])
 
 
-def camera_pixels_of_test_sequence(seq: str) -> dict:
-    """Pinhole camera of a test sequence in pixels: width, height, fx, fy, cx, cy."""
+def camera_pixels_of_test_sequence(seq: str, calibrated: bool = False) -> dict:
+    """Pinhole camera of a test sequence in pixels: width, height, fx, fy, cx, cy.
+
+    Default: the authors' camera, each focal length converted from millimetres with its own
+    axis (fx = focal / sensor_w x width, fy = focal / sensor_h x height; fx = fy on every test
+    camera, e.g. 1683.98 px on TS5/TS6). calibrated: fy = fx x the calibrated pixel aspect,
+    which reprojects annot3 onto annot2 more closely."""
     for cam in _META["test_cameras"].values():
         if seq in cam["sequences"]:
             w, h = cam["width"], cam["height"]
             sensor_w, sensor_h = cam["sensor_mm"]
             fx = cam["focal_mm"] / sensor_w * w
-            return {"width": w, "height": h, "fx": fx, "fy": fx * cam["pixel_aspect"],
+            fy = fx * cam["pixel_aspect"] if calibrated else cam["focal_mm"] / sensor_h * h
+            return {"width": w, "height": h, "fx": fx, "fy": fy,
                     "cx": cam["center_offset_mm"][0] / sensor_w * w + w / 2,
                     "cy": cam["center_offset_mm"][1] / sensor_h * h + h / 2}
     raise ValueError(f"unknown MPI-INF-3DHP test sequence {seq!r}: expected one of {', '.join(TEST_SEQUENCES)}")
 
 
-def intrinsics_of_test_sequence(seq: str) -> np.ndarray:
-    """Normalised 9-vector intrinsics of a test camera; no distortion, as annot2 is undistorted."""
-    c = camera_pixels_of_test_sequence(seq)
+def intrinsics_of_test_sequence(seq: str, calibrated: bool = False) -> np.ndarray:
+    """Normalised 9-vector intrinsics of a test camera (see camera_pixels_of_test_sequence); no distortion,
+    as annot2 is undistorted."""
+    c = camera_pixels_of_test_sequence(seq, calibrated)
     return normalized_intrinsics([c["cx"], c["cy"]], [c["fx"], c["fy"]], np.zeros(3), np.zeros(2),
                                  c["width"], c["height"])
 
@@ -339,13 +347,14 @@ def _sequence(subject: str, action: str, camera: int, entry: dict, res_w: int, r
                     extra={"activity": entry["activity"]} if "activity" in entry else {})
 
 
-def load_3dhp_test(path, sequences=None) -> list[Sequence]:
+def load_3dhp_test(path, sequences=None, calibrated_camera: bool = False) -> list[Sequence]:
     """Test sequences (subject = action = 'TS1'.., camera 0) with their valid masks, test-camera
-    intrinsics and, when the source has them, activity ids in extra['activity']."""
+    intrinsics (the authors' camera, or with calibrated_camera the pixel-aspect one; see
+    camera_pixels_of_test_sequence) and, when the source has them, activity ids in extra['activity']."""
     out = []
     for seq, entry in read_test_entries(path, sequences).items():
         c = camera_pixels_of_test_sequence(seq)
-        out.append(_sequence(seq, seq, 0, entry, c["width"], c["height"], intrinsics_of_test_sequence(seq)))
+        out.append(_sequence(seq, seq, 0, entry, c["width"], c["height"], intrinsics_of_test_sequence(seq, calibrated_camera)))
     return out
 
 
