@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import aggregation as agg
-from .clips import eval_window_indices
 from .datasets.base import Sequence
-from .diffusion import DDIMSampler, FlipTTA
+from .diffusion import DDIMSampler
 from .metrics import AGGREGATION_MODES, aggregation_joint_errors
-from .skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+from .sampling import FlipLayout, WindowGroup, sample_windows
+from .skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
 
 PROTOCOLS = ("p1", "p2")
 
@@ -71,56 +70,10 @@ class SequenceResult:
         return self.sums[(protocol, mode)] / self.weight
 
 
-@dataclass
-class _Group:
-    seq_index: int
-    windows: np.ndarray      # (n, F) frame indices into the sequence
-    new: np.ndarray          # (n, F) bool: frame first covered by this window
-    group_id: int
-
-
-def _groups(sequences: list[Sequence], frames: int, group: int) -> list[_Group]:
-    out = []
-    for si, seq in enumerate(sequences):
-        idx, new = eval_window_indices(seq.num_frames, frames)
-        for start in range(0, len(idx), group):
-            out.append(_Group(si, idx[start:start + group], new[start:start + group], len(out)))
-    return out
-
-
-def _batches(groups: list[_Group], compute_batch: int):
-    """Pack whole groups into batches of at most compute_batch clips."""
-    batch, size = [], 0
-    for g in groups:
-        if batch and size + len(g.windows) > compute_batch:
-            yield batch
-            batch, size = [], 0
-        batch.append(g)
-        size += len(g.windows)
-    if batch:
-        yield batch
-
-
-def group_noise(group_id: int, clips: int, shape_tail, iterations: int, seed: int, device) -> list[torch.Tensor]:
-    """The K normal draws (clips, *shape_tail) of one P-Best group, from a generator seeded by
-    (seed, group id): groups are numbered in evaluation order, sequence by sequence."""
-    gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + group_id)
-    return [torch.randn((clips,) + tuple(shape_tail), generator=gen, device=device) for _ in range(iterations)]
-
-
-def _group_noise(groups: list[_Group], shape_tail, iterations: int, seed: int, device) -> list[torch.Tensor]:
-    """The K normal draws of a compute batch, drawn per group, so results do not depend on how
-    groups are packed."""
-    per_group = [group_noise(g.group_id, len(g.windows), shape_tail, iterations, seed, device) for g in groups]
-    return [torch.cat([draws[k] for draws in per_group]) for k in range(iterations)]
-
-
 def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], settings: EvalSettings,
                        device, desc: str = "evaluating") -> list[SequenceResult]:
     """Sample, aggregate and score every sequence (which must carry pose_3d, traj and cam)."""
-    frames = model.cfg.frames
     h, k = settings.hypotheses, settings.iterations
-    groups = _groups(sequences, frames, settings.group)
     results = [SequenceResult(seq) for seq in sequences]
     protocols = PROTOCOLS if settings.protocol2 else PROTOCOLS[:1]
     if settings.keep_poses or settings.keep_hypotheses:
@@ -130,38 +83,20 @@ def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], s
                 r.poses = {m: np.zeros((k, n, j, 3), np.float32) for m in AGGREGATION_MODES}
             if settings.keep_hypotheses:
                 r.hypotheses = np.zeros((k, h, n, j, 3), np.float32)
-
-    model.eval()
-    compute_batch = max(settings.compute_batch or settings.group, settings.group)
-    batches = list(_batches(groups, compute_batch))
-    bar = tqdm(total=len(groups), desc=desc, unit="group", disable=not settings.progress, leave=False)
-    for batch in batches:
-        arrays = [_gather(sequences[g.seq_index], g.windows) for g in batch]
-        x2d = torch.from_numpy(np.concatenate([a[0] for a in arrays])).to(device)       # (B, F, J, 2)
-        flip = None
-        if settings.flip:
-            flip = FlipTTA(flip_pose(x2d, settings.kps_left, settings.kps_right),
-                           settings.joints_left, settings.joints_right)
-        noise = _group_noise(batch, (h, frames, x2d.shape[2], 3), k, settings.seed, device)
-        with torch.no_grad():
-            hyps = sampler.sample(model, x2d, h, flip=flip, noise=noise)                  # (B, K, H, F, J, 3)
-        start = 0
-        for g, (g2d, g3d, gtraj, gcam) in zip(batch, arrays):
-            n = len(g.windows)
-            seq = sequences[g.seq_index]
-            target_2d = _reprojection_target(seq, g.windows, x2d[start:start + n])
-            _score_group(results[g.seq_index], hyps[start:start + n], target_2d, g, g3d, gtraj, gcam,
-                         seq, settings, protocols, device)
-            start += n
-            bar.update(1)
-    bar.close()
+    flip = FlipLayout(settings.kps_left, settings.kps_right, settings.joints_left, settings.joints_right) \
+        if settings.flip else None
+    for g, x2d, hyps in sample_windows(model, sampler, [s.pose_2d for s in sequences], h, settings.group, flip,
+                                       settings.seed, device, settings.compute_batch, desc, settings.progress):
+        seq = sequences[g.seq_index]
+        _score_group(results[g.seq_index], hyps, _reprojection_target(seq, g.windows, x2d), g,
+                     *_gather(seq, g.windows), seq, settings, protocols, device)
     return results
 
 
 def _gather(seq: Sequence, windows: np.ndarray):
-    """Window arrays of a sequence: 2D (n, F, J, 2), 3D (n, F, J, 3), traj (n, F, 1, 3), cam (n, 9)."""
+    """Window arrays of a sequence: 3D (n, F, J, 3), traj (n, F, 1, 3), cam (n, 9)."""
     cam = np.repeat(seq.cam[None], len(windows), axis=0) if seq.cam is not None else None
-    return seq.pose_2d[windows], seq.pose_3d[windows], seq.traj[windows], cam
+    return seq.pose_3d[windows], seq.traj[windows], cam
 
 
 def _reprojection_target(seq: Sequence, windows: np.ndarray, x2d: torch.Tensor) -> torch.Tensor:
@@ -173,7 +108,7 @@ def _reprojection_target(seq: Sequence, windows: np.ndarray, x2d: torch.Tensor) 
     return torch.from_numpy(np.asarray(seq.extra["reproj_2d"], dtype=np.float32)[windows]).to(x2d.device)
 
 
-def _score_group(result: SequenceResult, hyps, x2d, group: _Group, g3d, gtraj, gcam, seq: Sequence,
+def _score_group(result: SequenceResult, hyps, x2d, group: WindowGroup, g3d, gtraj, gcam, seq: Sequence,
                  settings: EvalSettings, protocols, device) -> None:
     root = seq.root_index
     hyps = hyps.clone()

@@ -24,10 +24,10 @@ import torch
 
 from common import aggregation as agg
 from common.camera import normalize_screen_coordinates
-from common.clips import eval_window_indices
 from common.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, LAYOUTS, coco_to_h36m, keypoints_for_model
-from common.diffusion import DDIMSampler, FlipTTA
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+from common.diffusion import DDIMSampler
+from common.sampling import FlipLayout, sample_windows
+from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
 from in_the_wild.keypoints import Keypoints2D
 from in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
 
@@ -144,24 +144,17 @@ def sample_clip(model, sampler: DDIMSampler, x2d: np.ndarray, hypotheses: int, k
     """H hypotheses per frame for a whole clip of any length.
 
     x2d (N, J, 2) normalised input keypoints -> (N, K, H, 17, 3) metres, root-relative. The
-    clip is cut into F-frame evaluation windows (common.clips.eval_window_indices), sampled
-    `batch` windows per denoiser call, and every frame is taken from the first window that
-    covers it. Flip TTA mirrors the input with kps_left/right and the 3D with Human3.6M's joints.
+    clip is cut into F-frame evaluation windows and sampled `batch` windows per denoiser call
+    (common.sampling); every frame is taken from the first window that covers it. Flip TTA
+    mirrors the input with kps_left/right and the 3D with Human3.6M's joints.
     """
-    frames = model.cfg.frames
-    index, new = eval_window_indices(len(x2d), frames)                 # (n, F) each
-    generator = torch.Generator(device=device).manual_seed(seed)
     out = np.zeros((len(x2d), sampler.steps, hypotheses, model.cfg.joints, 3), np.float32)
-    model.eval()
-    for start in range(0, len(index), batch):
-        windows, fresh = index[start:start + batch], new[start:start + batch]
-        clip = torch.from_numpy(np.ascontiguousarray(x2d[windows], dtype=np.float32)).to(device)  # (B, F, J, 2)
-        tta = FlipTTA(flip_pose(clip, kps_left, kps_right), H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT) if flip else None
-        with torch.no_grad():
-            hyps = sampler.sample(model, clip, hypotheses, flip=tta, generator=generator)  # (B, K, H, F, J, 3)
+    tta = FlipLayout(tuple(kps_left), tuple(kps_right), tuple(H36M_JOINTS_LEFT), tuple(H36M_JOINTS_RIGHT)) \
+        if flip else None
+    for g, _, hyps in sample_windows(model, sampler, [x2d], hypotheses, batch, tta, seed, device, progress=False):
         hyps[..., ROOT, :] = 0
-        hyps = hyps.permute(0, 3, 1, 2, 4, 5).cpu().numpy()           # (B, F, K, H, J, 3)
-        out[windows[fresh]] = hyps[fresh]
+        hyps = hyps.permute(0, 3, 1, 2, 4, 5).cpu().numpy()           # (n, F, K, H, J, 3)
+        out[g.windows[g.new]] = hyps[g.new]
     return out
 
 

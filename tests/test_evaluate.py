@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from common.diffusion import DDIMSampler, Diffusion
-from common.evaluate import EvalSettings, SequenceResult, evaluate_sequences, group_noise
+from common.evaluate import EvalSettings, SequenceResult, evaluate_sequences
+from common.sampling import group_noise
 from common.report import average_over, format_table, results_json, summarize
 from common.metrics import AGGREGATION_MODES, aggregation_joint_errors
 from conftest import make_sequences

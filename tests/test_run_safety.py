@@ -9,7 +9,7 @@ import main as main_script
 from common import experiment
 from common.datasets.synthetic import write_synthetic_h36m
 
-TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-b", "8", "--nolog", "-a", "Walking",
+TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-b", "8", "-s", "1", "--nolog", "-a", "Walking",
         "-k", "cpn_ft_h36m_dbb"]
 
 
@@ -66,7 +66,7 @@ def test_resume_takes_architecture_and_hyper_parameters_from_the_run(data, finis
     ckpt = torch.load(ck / "latest_epoch.bin", weights_only=False)
     assert ckpt["epoch"] == 2
     assert ckpt["lr"] == pytest.approx(6e-5 * 0.5 ** 2)            # the run's -lrd 0.5, not the default
-    assert ckpt["args"]["batch_size"] == 8 and ckpt["args"]["lr_decay"] == 0.5
+    assert ckpt["args"]["batch_size"] == 8 and ckpt["args"]["stride"] == 1 and ckpt["args"]["lr_decay"] == 0.5
     assert ckpt["model_config"]["channels"] == 16 and ckpt["model_config"]["heads"] == 2
 
 
