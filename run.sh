@@ -3,6 +3,7 @@
 #   bash run.sh demo   # install into .venv, then train + evaluate on the built-in synthetic set
 #   bash run.sh test   # install into .venv, then run the test suite (python -m pytest -q tests)
 # Set D3DP_TORCH to install another torch build (e.g. a CUDA one) instead of the CPU 2.13.0.
+# The real MPI-INF-3DHP test set, when present, is read from $D3DP_3DHP_TEST_DIR (tests skip without it).
 set -euo pipefail
 cd "$(dirname "$0")"
 job="${1:-}"
@@ -18,6 +19,9 @@ fi
 # torch first and explicitly: an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q --disable-pip-version-check "${D3DP_TORCH:-torch==2.13.0}"
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+# Optional, for faster sampling on CPUs; nothing needs it.
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-engine.txt \
+  || echo "note: OpenVINO could not be installed; sampling runs in PyTorch (slower on CPUs, same results)" >&2
 
 if [ "$job" = demo ]; then
   exec .venv/bin/python main.py --demo "${@:2}"

@@ -2,9 +2,9 @@
 
 The data set formats (VideoPose3D's data_2d_* / data_3d_* files, the processed MPI-INF-3DHP
 files, VideoPose3D's custom-video keypoints) store dicts of numpy arrays as pickled object
-arrays. np.load(allow_pickle=True) would run whatever a pickle asks for; here every entry is
-read with an unpickler that only builds the plain containers, numbers, strings and numpy
-arrays such files hold, and refuses anything else with UnsafePickleError.
+arrays. Plain unpickling (np.load with pickles allowed) would run whatever a pickle asks for;
+here every entry is read with an unpickler that only builds the plain containers, numbers,
+strings and numpy arrays such files hold, and refuses anything else with UnsafePickleError.
 """
 from __future__ import annotations
 
