@@ -18,8 +18,8 @@ Every variant runs the same weights on the same inputs and noise:
 - compile (--compile): eager through torch.compile.
 - openvino, openvino-bf16: the denoiser converted to OpenVINO (optional package), float32
   and bfloat16 inference precision; sampling only.
-- default: what main.py runs for a long evaluation on this machine (--engine auto), and for
-  training (eager).
+- default: what main.py runs on this machine for a long evaluation (--engine auto: OpenVINO
+  when installed, else torch.compile) and for a long training run (--compile auto).
 
 Timings alternate the variants and report medians; ratios are ratios of medians. The
 warm-up is the first call's time above the median (conversion and compilation included).
@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from common.denoiser import Denoiser, DenoiserConfig
-from common.device import AMP_DTYPES, autocast, prepare_model
+from common.device import AMP_DTYPES, autocast, compile_wanted, prepare_model
 from common.diffusion import DDIMSampler, Diffusion, FlipTTA
 from common.engine import OpenVINODenoiser, choose_engine, openvino_available, sampling_flops
 from common.metrics import mpjpe
@@ -334,14 +334,15 @@ def run_benchmark(args) -> dict:
     t2d = torch.randn(args.train_batch, cfg.frames, cfg.joints, 2, device=device, generator=g) * 0.3
     t3d = torch.randn(args.train_batch, cfg.frames, cfg.joints, 3, device=device, generator=g) * 0.2
     peak = matmul_peak(device)
-    default = choose_engine("auto", device, float("inf"))
+    default = choose_engine("auto", device, float("inf"), compile_auto=True)
     report = {
         "config": dict(frames=cfg.frames, channels=cfg.channels, depth=cfg.depth, heads=cfg.heads, hypotheses=h,
                        iterations=k, flip=args.flip, batch=b, train_batch=args.train_batch, amp=args.amp,
                        compile=args.compile, max_batch_hypotheses=args.max_batch_hypotheses),
         "device": _device_name(device), "cpu": cpu_features(), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "matmul_peak_gflops": peak,
-        "default": {"sampling": default, "training": "eager"},
+        "default": {"sampling": default,
+                    "training": "compile" if compile_wanted("auto", device, float("inf")) else "eager"},
         "stand_in_over_authors": STAND_IN_OVER_AUTHORS,
         "command": " ".join(["python -m benchmarks.benchmark"] + args.argv),
     }
@@ -433,7 +434,7 @@ def format_report(r: dict) -> str:
              f"{r['matmul_peak_gflops']:.0f} GFLOP/s (measured)",
              f"CPU features: AVX-512 {'yes' if cpu['avx512f'] else 'no'}, AVX512-BF16 "
              f"{'yes' if cpu['avx512_bf16'] else 'no'}, AMX {' '.join(cpu['amx']) if cpu['amx'] else 'no'}",
-             f"default of main.py: sampling (long evaluation) {r['default']['sampling']}, training "
+             f"default of main.py: sampling (long evaluation) {r['default']['sampling']}, training (long run) "
              f"{r['default']['training']}", ""]
     for section in ("sampling", "training"):
         if section not in r:

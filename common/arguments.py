@@ -139,11 +139,12 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
                    help="mixed precision (torch.autocast) for the denoiser; for GPUs, slower on CPUs")
     g.add_argument("--compile", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
                    help="run the denoiser through torch.compile (--compile = on); auto: for training runs "
-                        "long enough to repay the compilation (about a minute), where a compiler is present")
+                        "long enough to repay the compilation (about a minute), and for long evaluations on a "
+                        "CPU without OpenVINO, where a compiler is present")
     g.add_argument("--engine", choices=("auto", "eager", "openvino"), default="auto",
                    help="what runs the denoiser when evaluating: eager PyTorch, or OpenVINO (optional "
                         "package; with --amp bf16 in bfloat16); auto: OpenVINO on a CPU when it is "
-                        "installed and the evaluation is long, else PyTorch")
+                        "installed and the evaluation is long (else torch.compile under --compile auto), else PyTorch")
     return p
 
 

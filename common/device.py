@@ -33,9 +33,11 @@ def prepare_model(model, device, compile_model: bool = False):
 
 
 # `--compile auto` compiles training runs of at least this many FLOPs (forward and backward;
-# several hours of eager training on 2 CPU cores): compiling the training step took 1-5
-# minutes there for a gain of 1.1-1.2x, so only long runs repay it.
-AUTO_COMPILE_MIN_FLOPS = 1e15
+# about 40 minutes of eager training at the CPU preset's 45 GFLOP/s on 2 cores, 20x the demo).
+# Measured there: compiling the training step took 49 s for a 1.86x faster step on an idle
+# AMD EPYC, and 1-5 minutes for 1.1-1.2x on a loaded Intel Xeon; both repay it well within
+# such a run (benchmarks/README.md).
+AUTO_COMPILE_MIN_FLOPS = 1e14
 
 
 def compiler_available(device) -> bool:

@@ -14,7 +14,9 @@ import warnings
 
 import torch
 
-ENGINES = ("auto", "eager", "openvino")
+from .device import compiler_available, prepare_model
+
+ENGINES = ("auto", "eager", "openvino")   # "compile": what auto may choose when OpenVINO is absent
 
 # `--engine auto` converts for OpenVINO when an evaluation's denoiser work exceeds this many
 # FLOPs (about a minute of eager sampling on 2 cores), so that the conversion (a few seconds)
@@ -73,27 +75,36 @@ def sampling_flops(cfg, clip_hypotheses: int, iterations: int, flip: bool) -> fl
     return 2.0 * per_token * f * j * clip_hypotheses * iterations * (2 if flip else 1)
 
 
-def choose_engine(engine: str, device, work_flops: float | None = None, compiled: bool = False) -> str:
-    """The engine to sample with: `engine` unless it is "auto", which picks OpenVINO on a CPU
-    when it is installed, the model is not already compiled (--compile) and the work is long
-    enough to repay the conversion; else eager PyTorch."""
+def choose_engine(engine: str, device, work_flops: float | None = None, compiled: bool = False,
+                  compile_auto: bool = False) -> str:
+    """How to run the denoiser for sampling: `engine` unless it is "auto". Auto, on a CPU, for
+    work long enough to repay a warm-up and a model not already compiled (--compile on): OpenVINO
+    when it is installed, else torch.compile when compile_auto (--compile auto) and a compiler
+    exists; otherwise, and on other devices, eager PyTorch."""
     if engine not in ENGINES:
         raise ValueError(f"--engine {engine!r} is not known: use one of {', '.join(ENGINES)}")
     if engine != "auto":
         if engine == "openvino" and not openvino_available():
             raise ValueError("--engine openvino needs OpenVINO: pip install openvino (or use --engine eager)")
         return engine
-    if (torch.device(device).type == "cpu" and not compiled and openvino_available()
-            and (work_flops or 0) >= AUTO_MIN_FLOPS):
+    if torch.device(device).type != "cpu" or compiled or (work_flops or 0) < AUTO_MIN_FLOPS:
+        return "eager"
+    if openvino_available():
         return "openvino"
+    if compile_auto and compiler_available(device):
+        return "compile"
     return "eager"
 
 
 def for_sampling(model, engine: str, device, work_flops: float | None = None, amp: str | None = None,
-                 compiled: bool = False, log=print):
-    """The model to sample with on `device` for --engine/--amp: `model` itself (eager or
-    compiled PyTorch) or its OpenVINO conversion (bf16 precision under --amp bf16)."""
-    chosen = choose_engine(engine, device, work_flops, compiled)
+                 compiled: bool = False, compile_auto: bool = False, log=print):
+    """The model to sample with on `device` for --engine/--amp/--compile: `model` itself (eager
+    or already compiled PyTorch), model through torch.compile, or its OpenVINO conversion
+    (bf16 precision under --amp bf16)."""
+    chosen = choose_engine(engine, device, work_flops, compiled, compile_auto)
+    if chosen == "compile":
+        log("sampling through torch.compile (a long evaluation; the first calls compile the model)")
+        return prepare_model(model, device, compile_model=True)
     if chosen != "openvino":
         return model
     if torch.device(device).type != "cpu":

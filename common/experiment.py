@@ -73,7 +73,8 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
     settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
     windows = sum(-(-s.num_frames // model.cfg.frames) for s in sequences)
     work = sampling_flops(model.cfg, windows * settings.hypotheses, settings.iterations, settings.flip)
-    model = for_sampling(model, getattr(args, "engine", "auto"), device, work, args.amp, args.compile == "on", log)
+    model = for_sampling(model, getattr(args, "engine", "auto"), device, work, args.amp, args.compile == "on",
+                         args.compile == "auto", log)
     if isinstance(model, OpenVINODenoiser):
         sampler.amp_dtype = None                          # the precision is OpenVINO's
     results = evaluate_sequences(model, sampler, sequences, settings, device)

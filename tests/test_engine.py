@@ -71,3 +71,18 @@ def test_compile_auto_only_for_long_training(monkeypatch):
     assert compile_wanted("on", "cpu", 0) and not compile_wanted("off", "cpu", 1e30)
     monkeypatch.setattr("common.device.compiler_available", lambda device: False)
     assert not compile_wanted("auto", "cpu", 1e30)          # no compiler: eager, never a crash
+
+
+def test_auto_compiles_long_cpu_sampling_when_openvino_is_absent(monkeypatch):
+    monkeypatch.setattr("common.engine.openvino_available", lambda: False)
+    monkeypatch.setattr("common.engine.compiler_available", lambda device: True)
+    assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS, compile_auto=True) == "compile"
+    assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS / 2, compile_auto=True) == "eager"
+    assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS) == "eager"                 # --compile off
+    assert choose_engine("auto", "cuda", AUTO_MIN_FLOPS, compile_auto=True) == "eager"
+    monkeypatch.setattr("common.engine.compiler_available", lambda device: False)
+    assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS, compile_auto=True) == "eager"
+    monkeypatch.setattr("common.engine.compiler_available", lambda device: True)
+    model, logged = tiny_model(), []
+    compiled = for_sampling(model, "auto", "cpu", AUTO_MIN_FLOPS, compile_auto=True, log=logged.append)
+    assert compiled is not model and compiled._orig_mod is model and "torch.compile" in logged[0]
