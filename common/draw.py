@@ -16,7 +16,7 @@ from .coco import coco_skeleton
 from .datasets.base import Sequence
 from .datasets.h36m import H36MDataset
 from .evaluate import evaluate_sequences
-from .experiment import eval_settings, load_for_evaluation, make_sampler
+from .experiment import eval_settings, load_for_evaluation, make_sampler, show_progress
 from .metrics import AGGREGATION_MODES
 from .render import plot_hypotheses_frame, plot_iteration_errors, render_animation
 from .report import Report
@@ -125,7 +125,7 @@ def draw_sequence(args, paths: DrawPaths | None = None) -> list[Path]:
             paths.animation, keypoints_px, {"J-Agg": j_agg}, h36m_skeleton_17(), fps=H36M_FPS / args.downsample,
             size=args.viz_size, hypotheses=hypotheses, ground_truth=gt, background=args.viz_video or None,
             resolution=(seq.res_w, seq.res_h), downsample=args.viz_downsample, azim=args.viz_azimuth,
-            skeleton_2d=coco_skeleton() if dataset.layout_name == "coco" else None))
+            skeleton_2d=coco_skeleton() if dataset.layout_name == "coco" else None, progress=show_progress(args)))
     return written
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from itertools import chain, islice, repeat
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
                      ground_truth: np.ndarray | None = None, background=None,
                      resolution: tuple[int, int] | None = None, limit: int | None = None,
                      downsample: int = 1, azim: float = -70.0, elev: float = 15.0,
-                     skeleton_2d: Skeleton | None = None) -> Path:
+                     skeleton_2d: Skeleton | None = None, progress: bool | None = None) -> Path:
     """Animate the 2D input next to one 3D panel per pose; returns the written file.
 
     keypoints_2d (F, J2, 2) pixels; poses {label: (F, J, 3)} metres; hypotheses
@@ -49,6 +50,7 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
     draws the 2D input when its layout differs from the 3D one (e.g. COCO input).
     Each panel is size x size inches at dpi. Writes MP4 when the path ends in .mp4 and
     ffmpeg is on PATH, otherwise a GIF (a .mp4 path then becomes .gif, with a message).
+    progress: a progress bar (default: only when stderr is a terminal, never into a log).
     """
     keypoints_2d = np.asarray(keypoints_2d, dtype=np.float32)
     panels = {label: np.asarray(p, dtype=np.float32) for label, p in poses.items()}
@@ -88,7 +90,8 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
         for k, (label, pose) in enumerate(panels.items())]
 
     with writer.saving(fig, str(path), dpi=dpi):
-        for i in tqdm(frame_indices, desc=f"rendering {path.name}", unit="frame"):
+        show = sys.stderr.isatty() if progress is None else progress
+        for i in tqdm(frame_indices, desc=f"rendering {path.name}", unit="frame", disable=not show):
             image = next(images, None)
             if image is None:
                 raise ValueError(f"the background video has fewer frames than the {num_frames} "

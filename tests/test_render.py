@@ -37,6 +37,15 @@ def test_gif_has_one_frame_per_input_frame_and_panel_size(tmp_path):
         assert gif.size == (4 * 90, 90)                             # input + 3 pose panels
 
 
+def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path, capsys):
+    pose, hyps, pixels = clip(3)
+    args = (pixels, {"J-Agg": pose}, h36m_skeleton_17())
+    render.render_animation(tmp_path / "quiet.gif", *args, size=1.0, dpi=40)   # stderr captured: not a terminal
+    assert "rendering" not in capsys.readouterr().err
+    render.render_animation(tmp_path / "shown.gif", *args, size=1.0, dpi=40, progress=True)
+    assert "rendering shown.gif" in capsys.readouterr().err
+
+
 def test_limit_and_downsample_select_frames(tmp_path):
     pose, _, pixels = clip(10)
     out = render.render_animation(tmp_path / "b.gif", pixels, {"P-Agg": pose}, h36m_skeleton_17(),
