@@ -108,3 +108,16 @@ def sample_poses(model, x2d, noise, flip=True, batched=True, **sampler_kw):
         tta = FlipTTA(flip_pose(x2d, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT), H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT,
                       batched=batched)
     return sampler.sample(model, x2d, noise[0].shape[1], flip=tta, noise=noise)
+
+
+def synthetic_as_h36m(folder: Path, **options) -> Path:
+    """Write the synthetic set into folder under the Human3.6M file names the authors' commands
+    read (data_3d_h36m.npz, data_2d_h36m_cpn_ft_h36m_dbb.npz); options go to the generator."""
+    import shutil
+
+    from common.datasets.synthetic import write_synthetic_h36m
+
+    paths = write_synthetic_h36m(folder, name="synthetic", **options)
+    shutil.copy(paths["3d"], folder / "data_3d_h36m.npz")
+    shutil.copy(paths["det"], folder / "data_2d_h36m_cpn_ft_h36m_dbb.npz")
+    return folder

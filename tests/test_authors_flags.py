@@ -1,7 +1,6 @@
 """The authors' flags with the authors' meaning: checkpoint names inside -c, -a by prefix,
 --downsample at test time, the --by-subject layout, -b/-s, and the MPI-INF-3DHP export rules."""
 import json
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,12 +16,11 @@ from common.datasets.base import Sequence
 from common.datasets.h36m import H36MDataset
 from common.datasets import mpi_inf_3dhp as threedhp
 from common.datasets.mpi_inf_3dhp import LAYOUT
-from common.datasets.synthetic import write_synthetic_h36m
 from common.denoiser import Denoiser, DenoiserConfig
 from common.evaluate import EvalSettings, SequenceResult, evaluate_sequences
 from common.experiment import eval_settings, pbest_group, training_clips
 from common.report import Report
-from conftest import make_sequences
+from conftest import make_sequences, synthetic_as_h36m
 
 ACTIONS = ("Walking", "WalkDog 1", "WalkTogether", "Sitting 1", "SittingDown 2", "Directions")
 ARCH = ["--heads", "2", "--nolog", "-str", "S1"]
@@ -31,11 +29,8 @@ ARCH = ["--heads", "2", "--nolog", "-str", "S1"]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """A synthetic set under the authors' file names, and a tiny checkpoint in a -c folder."""
-    d = tmp_path_factory.mktemp("data")
-    paths = write_synthetic_h36m(d, name="synthetic", frames_per_sequence=40, subjects=("S1", "S9", "S11"),
-                                 actions=ACTIONS)
-    shutil.copy(paths["3d"], d / "data_3d_h36m.npz")
-    shutil.copy(paths["det"], d / "data_2d_h36m_cpn_ft_h36m_dbb.npz")
+    d = synthetic_as_h36m(tmp_path_factory.mktemp("data"), frames_per_sequence=40, subjects=("S1", "S9", "S11"),
+                          actions=ACTIONS)
     ck = tmp_path_factory.mktemp("checkpoint")
     torch.manual_seed(0)
     atomic_save(make_checkpoint(Denoiser(DenoiserConfig(frames=9, channels=16, depth=1, heads=2))),

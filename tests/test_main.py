@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import main as main_script
-from common.datasets.synthetic import write_synthetic_h36m
+from conftest import synthetic_as_h36m
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "-s", "1", "--nolog"]
 
@@ -15,11 +15,7 @@ TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8
 @pytest.fixture(scope="module")
 def h36m_dir(tmp_path_factory):
     """The synthetic set renamed to the Human3.6M file names the authors' commands read."""
-    d = tmp_path_factory.mktemp("data")
-    paths = write_synthetic_h36m(d, name="synthetic", frames_per_sequence=30)
-    shutil.copy(paths["3d"], d / "data_3d_h36m.npz")
-    shutil.copy(paths["det"], d / "data_2d_h36m_cpn_ft_h36m_dbb.npz")
-    return d
+    return synthetic_as_h36m(tmp_path_factory.mktemp("data"), frames_per_sequence=30)
 
 
 def test_authors_training_command_then_evaluation_of_our_checkpoint(h36m_dir, tmp_path, capsys):

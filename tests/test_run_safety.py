@@ -7,7 +7,7 @@ import torch
 
 import main as main_script
 from common import experiment
-from common.datasets.synthetic import write_synthetic_h36m
+from conftest import synthetic_as_h36m
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-b", "8", "-s", "1", "--nolog", "-a", "Walking",
         "-k", "cpn_ft_h36m_dbb"]
@@ -15,11 +15,7 @@ TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-b", "8", "-s", "1
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    paths = write_synthetic_h36m(d, name="synthetic", frames_per_sequence=24)
-    shutil.copy(paths["3d"], d / "data_3d_h36m.npz")
-    shutil.copy(paths["det"], d / "data_2d_h36m_cpn_ft_h36m_dbb.npz")
-    return d
+    return synthetic_as_h36m(tmp_path_factory.mktemp("data"), frames_per_sequence=24)
 
 
 @pytest.fixture(scope="module")
