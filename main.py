@@ -28,9 +28,8 @@ def apply_demo(args) -> None:
     """Demo settings, unless the user gave a flag explicitly; writes the synthetic set if absent."""
     from common.datasets.synthetic import ensure_synthetic
 
-    defaults = build_parser().parse_args([])
     for key, value in DEMO_FLAGS.items():
-        if getattr(args, key) == getattr(defaults, key):
+        if key not in args.given:
             setattr(args, key, value)
     ensure_synthetic(args.data_dir, name=args.dataset)
 

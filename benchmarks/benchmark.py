@@ -398,8 +398,7 @@ def demo_table_effect(checkpoint, data_dir="data") -> dict:
             start = time.perf_counter()
             subprocess.run(cmd, check=True, cwd=root, capture_output=True, text=True)
             result = json.loads(next(folder.glob("eval_*.json")).read_text())["actions"]["p1"]
-            j_agg = result.get("J-Agg") or result.get("J_Agg")
-            out[name] = {"j_agg_mm": j_agg["Average"][-1], "seconds": time.perf_counter() - start, "flags": extra}
+            out[name] = {"j_agg_mm": result["J-Agg"]["Average"][-1], "seconds": time.perf_counter() - start, "flags": extra}
     out["difference_mm"] = out["bf16"]["j_agg_mm"] - out["fp32"]["j_agg_mm"]
     return out
 

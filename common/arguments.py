@@ -136,7 +136,8 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
                    help="clip-hypotheses per denoiser call when sampling; larger batches are split "
                         "(0: automatic, cache-sized on the CPU, half the free memory on a GPU)")
     g.add_argument("--amp", choices=("bf16", "fp16"), default=None,
-                   help="mixed precision (torch.autocast) for the denoiser; for GPUs, slower on CPUs")
+                   help="reduced precision for the denoiser: torch.autocast (for GPUs; slower on CPUs "
+                        "without AMX), or with OpenVINO its bf16 inference precision; changes results slightly")
     g.add_argument("--compile", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
                    help="run the denoiser through torch.compile (--compile = on); auto: for training runs "
                         "long enough to repay the compilation (about a minute), and for long evaluations on a "

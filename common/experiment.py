@@ -161,8 +161,8 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
         guard_previous_run(args.checkpoint, args.resume, getattr(args, "overwrite", False), log)
         remove_stale_temp_files(args.checkpoint)
     torch.manual_seed(args.seed)
-    cfg = config_from_checkpoint(resumed, args.resume) if resumed else model_config(args)
-    model = prepare_model(Denoiser(cfg).to(device), device)
+    model_cfg = config_from_checkpoint(resumed, args.resume) if resumed else model_config(args)
+    model = prepare_model(Denoiser(model_cfg).to(device), device)
     diffusion = Diffusion(args.timestep, args.scale)
     clips = ClipSampler(train_sequences, args.number_of_frames, batch_clips, augment=args.data_augmentation,
                         kps_left=layout.kps_left, kps_right=layout.kps_right,

@@ -202,27 +202,20 @@ def _select_person(detections, track_id, path: Path, warnings: list) -> dict:
         if crowded > 1:
             warnings.append(f"every detection has track id {track_id}, so the ids do not tell people apart; "
                             f"following one person by position instead")
-    if track_id is not None and ids_usable:
-        groups = {track_id: {}}
-        for frame, dets in per_frame.items():
-            for score, kpts, t in dets:
-                if t == track_id and (frame not in groups[track_id] or score > groups[track_id][frame][0]):
-                    groups[track_id][frame] = (score, kpts)
-        if not groups[track_id]:
-            raise ValueError(f"{path}: no detection with track id {track_id}; track ids in the file: "
-                             f"{sorted(all_tracks)}")
-        return groups[track_id]
     if ids_usable:
-        groups: dict = {}
+        groups: dict = {}                                             # track id -> {frame: (score, (17, 3))}
         for frame, dets in per_frame.items():
             for score, kpts, t in dets:
                 if frame not in groups.setdefault(t, {}) or score > groups[t][frame][0]:
                     groups[t][frame] = (score, kpts)
-        tracks = list(groups.values())
+        if track_id is not None:
+            if track_id not in groups:
+                raise ValueError(f"{path}: no detection with track id {track_id}; track ids in the file: "
+                                 f"{sorted(all_tracks)}")
+            return groups[track_id]
         chosen = max(groups, key=lambda t: (len(groups[t]), sum(v[0] for v in groups[t].values())))
-        if len(groups) > 1:
-            warnings.append(f"{len(groups)} tracked people in the file; following track id {chosen} "
-                            f"({len(groups[chosen])} frames), the longest (choose another with --track-id)")
+        warnings.append(f"{len(groups)} tracked people in the file; following track id {chosen} "
+                        f"({len(groups[chosen])} frames), the longest (choose another with --track-id)")
         return groups[chosen]
     if crowded == 1:
         return {frame: dets[0][:2] for frame, dets in per_frame.items()}
