@@ -1,70 +1,10 @@
 """Human3.6M: train D3DP, or evaluate a checkpoint (ours or the authors').
 
-    python main.py -k cpn_ft_h36m_dbb -c checkpoint -gpu 0 --nolog
-    python main.py -k cpn_ft_h36m_dbb -c checkpoint -gpu 0 --nolog --evaluate h36m_best_epoch.bin \
-        -num_proposals 5 -sampling_timesteps 5 -b 4
-    python main.py --demo            # synthetic data, small model, a few minutes on a CPU
-
---evaluate NAME and -r NAME open <-c folder>/NAME, as the authors' scripts do (a path that
-exists as given works too).
+The code lives in common/cli/h36m.py (installed: `d3dp-train, d3dp-evaluate`); `python main.py --help` lists the flags.
 """
-from __future__ import annotations
-
 import sys
-from pathlib import Path
 
-from common.arguments import build_parser, resolve_device, split_list
-from common.datasets.h36m import H36MDataset
-from common.experiment import entry_point, load_for_evaluation, run_evaluation, run_training
-
-# The demo: a small model on the built-in synthetic set, sized for a few minutes on 2 CPU cores.
-# -b 8 -s 1: 8 clips per training batch (b // s) and 8 clips per P-Best group in evaluation.
-DEMO_FLAGS = dict(dataset="synthetic", keypoints="det", number_of_frames=27, cs=64, dep=2, epochs=12,
-                  learning_rate=1e-3, lr_decay=0.9, batch_size=8, stride=1, nolog=True, checkpoint="checkpoint/demo",
-                  num_proposals=5, sampling_timesteps=5, val_timesteps=1, val_proposals=1)
-
-
-def apply_demo(args) -> None:
-    """Demo settings, unless the user gave a flag explicitly; writes the synthetic set if absent."""
-    from common.datasets.synthetic import ensure_synthetic
-
-    for key, value in DEMO_FLAGS.items():
-        if key not in args.given:
-            setattr(args, key, value)
-    ensure_synthetic(args.data_dir, name=args.dataset)
-
-
-def run(argv=None) -> int:
-    args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
-    if args.demo:
-        apply_demo(args)
-    device = resolve_device(args)
-    dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
-    actions = split_list(args.actions)
-    test = dataset.sequences(split_list(args.subjects_test), actions, downsample=args.downsample)
-    out_dir = Path(args.checkpoint)
-
-    if args.evaluate:
-        model = load_for_evaluation(args, device)
-        run_evaluation(args, model, test, dataset.layout(), device, out_dir, name=f"eval_{Path(args.evaluate).stem}")
-        return 0
-
-    train = dataset.sequences(split_list(args.subjects_train), actions, args.subset, args.downsample)
-    trainer = run_training(args, train, test, dataset.layout(), device)
-    if args.demo:
-        from common.report import mean_pose_baseline
-
-        report, _ = run_evaluation(args, trainer.model.eval(), test, dataset.layout(), device, out_dir,
-                                   name="demo_eval")
-        j_agg, baseline = 1000 * report.headline(), 1000 * mean_pose_baseline(train, test)
-        print(f"\nDemo result: J-Agg MPJPE {j_agg:.1f} mm vs {baseline:.1f} mm for the mean training pose "
-              f"({j_agg / baseline:.0%} of the baseline).")
-    return 0
-
-
-def main(argv=None) -> int:
-    return entry_point(lambda: run(argv))
-
+from common.cli.h36m import main
 
 if __name__ == "__main__":
     sys.exit(main())

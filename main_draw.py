@@ -1,34 +1,10 @@
-"""Draw one Human3.6M sequence: evaluate a checkpoint on it, animate the 2D input, the H hypotheses
-and the J-Agg pose beside the ground truth, and plot its errors per sampling iteration.
+"""Draw one Human3.6M sequence: its hypotheses, J-Agg pose and errors per iteration.
 
-    python main_draw.py -k cpn_ft_h36m_dbb -b 2 -c checkpoint -gpu 0 --nolog --evaluate h36m_best_epoch.bin \
-        -num_proposals 5 -sampling_timesteps 5 --render --viz-subject S11 --viz-action SittingDown --viz-camera 1
-    python main_draw.py -d synthetic -k det -c checkpoint/demo --evaluate best_epoch.bin \
-        -num_proposals 5 -sampling_timesteps 5 --render --viz-subject S9 --viz-action Walking --viz-camera 0
-
-Writes <out>.mp4 (or .gif without ffmpeg) with --render, and always <out>_errors.png (the four
-aggregation modes against the iteration k) and <out>_hypotheses.png (one frame, all hypotheses),
-where <out> is --viz-output (default plot/<dataset>/<subject>_<action>_cam<k>).
+The code lives in common/cli/draw.py (installed: `d3dp-draw`); `python main_draw.py --help` lists the flags.
 """
-from __future__ import annotations
-
 import sys
 
-from common.arguments import build_draw_parser
-from common.draw import draw_sequence
-from common.experiment import entry_point
-
-
-def run(argv=None) -> int:
-    args = build_draw_parser(__doc__.splitlines()[0]).parse_args(argv)
-    written = draw_sequence(args)
-    print("wrote " + ", ".join(str(p) for p in written) + ("" if args.render else " (--render for the animation)"))
-    return 0
-
-
-def main(argv=None) -> int:
-    return entry_point(lambda: run(argv))
-
+from common.cli.draw import main
 
 if __name__ == "__main__":
     sys.exit(main())

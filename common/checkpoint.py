@@ -47,9 +47,43 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message says why and what to do."""
 
 
+def _mt19937_class():
+    """MT19937 that also takes the (state, seed sequence) pickle state of numpy 2 under numpy 1."""
+    from numpy.random import MT19937 as NumpyMT19937
+
+    class MT19937(NumpyMT19937):                  # the name numpy's state check expects
+        def __setstate__(self, state):
+            if isinstance(state, tuple):         # numpy >= 2: (state dict, seed sequence)
+                state = state[0]
+            self.state = state
+
+    return MT19937
+
+
+_PICKLED_MT19937 = _mt19937_class()
+
+
+def _mt19937(bit_generator="MT19937"):
+    """The bit generator of a pickled RandomState, given by class (numpy 2 pickles) or by name
+    (numpy 1): the authors' files hold numpy 2 pickles, which numpy 1's own constructor refuses."""
+    name = bit_generator if isinstance(bit_generator, str) else getattr(bit_generator, "__name__", "")
+    if name != "MT19937":
+        raise ValueError(f"unexpected bit generator {name!r} in a pickled RandomState (expected MT19937)")
+    return _PICKLED_MT19937()
+
+
+def _random_state(bit_generator_name="MT19937", bit_generator_ctor=None):
+    """numpy's pickled-RandomState constructor, for numpy 1 and 2 pickles alike: numpy 2
+    passes the unpickled bit generator itself, numpy 1 its name."""
+    from numpy.random import MT19937
+
+    bit_generator = bit_generator_name if isinstance(bit_generator_name, MT19937) else _mt19937(bit_generator_name)
+    return np.random.RandomState(bit_generator)
+
+
 def _numpy_safe_globals() -> list:
-    """The numpy globals a pickled numpy RandomState needs, under numpy 1 and 2 names."""
-    from numpy.random import _pickle as np_random_pickle
+    """The numpy globals a pickled numpy RandomState needs, under numpy 1 and 2 names; the two
+    constructors are ours (they accept numpy 1 and numpy 2 pickles under either numpy)."""
     from numpy.random import MT19937
 
     try:
@@ -57,9 +91,10 @@ def _numpy_safe_globals() -> list:
     except ImportError:  # numpy 1.x
         from numpy.core.multiarray import _reconstruct
     globs = [
-        np_random_pickle.__randomstate_ctor,
-        np_random_pickle.__bit_generator_ctor,
+        (_random_state, "numpy.random._pickle.__randomstate_ctor"),
+        (_mt19937, "numpy.random._pickle.__bit_generator_ctor"),
         MT19937,
+        _PICKLED_MT19937,
         np.random.RandomState,
         np.ndarray,
         np.dtype,

@@ -16,8 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from common.camera import flip_intrinsics
-from common.skeleton import flip_pose
+from .camera import flip_intrinsics
+from .skeleton import flip_pose
 
 
 def clip_bounds(num_frames: int, clip_length: int) -> np.ndarray:

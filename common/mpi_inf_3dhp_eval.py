@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from common.datasets.mpi_inf_3dhp import ROOT_INDEX, mpi_inf_3dhp_metadata, read_mat, read_test_entries
+from .datasets.mpi_inf_3dhp import ROOT_INDEX, mpi_inf_3dhp_metadata, read_mat, read_test_entries
 
 _META = mpi_inf_3dhp_metadata()
 _SCORING = _META["scoring"]

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 from tqdm import tqdm
 
-from common.skeleton import Skeleton
+from .skeleton import Skeleton
 
 LEFT_COLOR, RIGHT_COLOR, CENTER_COLOR = "tab:blue", "tab:red", "0.25"
 HYPOTHESIS_STYLE = dict(colors="0.55", linewidths=1.0, alpha=0.35)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-import main as main_script
-import main_3dhp
-import main_draw
+from common.cli import h36m as main_script
+from common.cli import mpi_inf_3dhp as main_3dhp
+from common.cli import draw as main_draw
 from common.arguments import build_parser, resolve_checkpoint_path
 from common.checkpoint import atomic_save, make_checkpoint
 from common.datasets.base import Sequence

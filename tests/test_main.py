@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-import main as main_script
+from common.cli import h36m as main_script
 from conftest import synthetic_as_h36m
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "-s", "1", "--nolog"]

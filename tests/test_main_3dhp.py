@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import main_3dhp
+from common.cli import mpi_inf_3dhp as main_3dhp
 from common.checkpoint import atomic_save, make_checkpoint
 from common.datasets.mpi_inf_3dhp import read_test_entries
 from common.denoiser import Denoiser, DenoiserConfig

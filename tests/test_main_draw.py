@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-import main_draw
+from common.cli import draw as main_draw
 from common.checkpoint import atomic_save, make_checkpoint
 from common.datasets.synthetic import write_synthetic_h36m
 from common.denoiser import Denoiser, DenoiserConfig

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-import main_in_the_wild as wild_script
+from common.cli import in_the_wild as wild_script
 from common.camera import image_coordinates, normalize_screen_coordinates, project_to_2d, world_to_camera_np
 from common.checkpoint import atomic_save, make_checkpoint, safe_load
 from common.coco import coco_to_h36m
@@ -18,9 +18,9 @@ from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings, evaluate_sequences
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
-from in_the_wild import lifting
-from in_the_wild.keypoints import read_keypoints
-from in_the_wild.root_depth import default_intrinsics
+from common.in_the_wild import lifting
+from common.in_the_wild.keypoints import read_keypoints
+from common.in_the_wild.root_depth import default_intrinsics
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "-s", "1", "--nolog"]
 W, H = 1280, 720

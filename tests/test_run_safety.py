@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-import main as main_script
+from common.cli import h36m as main_script
 from common import experiment
 from conftest import synthetic_as_h36m
 

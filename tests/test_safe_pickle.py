@@ -5,8 +5,8 @@ import pytest
 from common.datasets.h36m import DatasetError, H36MDataset
 from common.datasets.mpi_inf_3dhp import TRAIN_NPZ, read_train_entries
 from common.safe_pickle import UnsafePickleError, item, load_npz
-from in_the_wild.keypoints import read_keypoints
-from main import main
+from common.in_the_wild.keypoints import read_keypoints
+from common.cli.h36m import main
 
 
 class Payload:

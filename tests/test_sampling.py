@@ -8,7 +8,7 @@ from common.evaluate import EvalSettings, evaluate_sequences
 from common.sampling import FlipLayout, pack, sample_windows, window_groups
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
 from conftest import make_sequences, tiny_model
-from in_the_wild.lifting import sample_clip
+from common.in_the_wild.lifting import sample_clip
 
 
 def test_window_groups_mark_every_frame_new_exactly_once():

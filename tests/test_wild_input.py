@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import main_in_the_wild as wild_script
-from in_the_wild import lifting
+from common.cli import in_the_wild as wild_script
+from common.in_the_wild import lifting
 from common.checkpoint import atomic_save, make_checkpoint
 from common.denoiser import Denoiser, DenoiserConfig
-from in_the_wild.keypoints import Keypoints2D, link_by_position, read_keypoints
+from common.in_the_wild.keypoints import Keypoints2D, link_by_position, read_keypoints
 
 RNG = np.random.default_rng(0)
 SHAPE = RNG.uniform(-50, 50, (17, 2))                 # a person about 100 px tall

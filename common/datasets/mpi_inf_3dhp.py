@@ -22,10 +22,10 @@ import h5py
 import numpy as np
 import scipy.io
 
-from common.camera import normalize_screen_coordinates, normalized_intrinsics
-from common.datasets.base import DatasetError, Layout, Sequence
-from common.safe_pickle import UnsafePickleError, item, load_npz
-from common.skeleton import Skeleton
+from ..camera import normalize_screen_coordinates, normalized_intrinsics
+from ..datasets.base import DatasetError, Layout, Sequence
+from ..safe_pickle import UnsafePickleError, item, load_npz
+from ..skeleton import Skeleton
 
 METADATA_PATH = Path(__file__).resolve().parents[1] / "data" / "mpi_inf_3dhp.json"
 TRAIN_NPZ = "data_train_3dhp_ori.npz"

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.camera import image_coordinates, project_to_2d, world_to_camera_np
-from common.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT
-from common.datasets.h36m import h36m_cameras
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_metadata
+from ...camera import image_coordinates, project_to_2d, world_to_camera_np
+from ...coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT
+from ...datasets.h36m import h36m_cameras
+from ...skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_metadata
 
 from .coco_face import coco_points
 from .motion import check_actions, sequence_motion, subject_bones

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.skeleton import H36M_FPS as FPS, h36m_metadata
+from ...skeleton import H36M_FPS as FPS, h36m_metadata
 
 # Arm poses, degrees: (flexion forward, abduction sideways, twist about the upper arm,
 # elbow flexion, elbow oscillation amplitude). Written for the left arm; the right one

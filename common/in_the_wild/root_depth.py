@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.camera import normalized_intrinsics
+from ..camera import normalized_intrinsics
 
 
 def default_intrinsics(res_w: int, res_h: int, focal_px: float | None = None) -> np.ndarray:

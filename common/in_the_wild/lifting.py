@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import aggregation as agg
-from common.camera import normalize_screen_coordinates
-from common.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, LAYOUTS, coco_to_h36m, keypoints_for_model
-from common.diffusion import DDIMSampler
-from common.sampling import FlipLayout, sample_windows
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
-from in_the_wild.keypoints import Keypoints2D
-from in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
+from .. import aggregation as agg
+from ..camera import normalize_screen_coordinates
+from ..coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, LAYOUTS, coco_to_h36m, keypoints_for_model
+from ..diffusion import DDIMSampler
+from ..sampling import FlipLayout, sample_windows
+from ..skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
+from .keypoints import Keypoints2D
+from .root_depth import default_intrinsics, estimate_root_trajectory
 
 # Left / right 2D joints of each input layout (for flipping the input).
 INPUT_SYMMETRY = {"coco": (COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT), "h36m": (H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT)}
@@ -205,9 +205,9 @@ def render_result(result: WildResult, out_path, video=None, fps: float = 25, siz
     present, else GIF."""
     from itertools import islice
 
-    from common.coco import coco_skeleton
-    from common.render import read_video_frames, render_animation
-    from common.skeleton import h36m_skeleton_17
+    from ..coco import coco_skeleton
+    from ..render import read_video_frames, render_animation
+    from ..skeleton import h36m_skeleton_17
 
     if video is not None and shutil.which("ffmpeg") is None:
         raise ValueError(f"drawing on the video {video} needs ffmpeg; install it, or render without --video "
