@@ -47,7 +47,7 @@ from torch import nn
 from common.denoiser import Denoiser, DenoiserConfig
 from common.device import AMP_DTYPES, autocast, compile_wanted, prepare_model
 from common.diffusion import DDIMSampler, Diffusion, FlipTTA
-from common.engine import OpenVINODenoiser, choose_engine, openvino_available, sampling_flops
+from common.engine import OpenVINODenoiser, choose_engine, openvino_available
 from common.metrics import mpjpe
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 from common.train import make_optimizer
@@ -355,7 +355,7 @@ def run_benchmark(args) -> dict:
     reference = run_sampling(variants[0], x2d, h, args.flip, noise).float()
     deviation = {v.name: float((run_sampling(v, x2d, h, args.flip, noise).float() - reference).abs().max())
                  for v in variants}
-    flops = sampling_flops(cfg, b * h, k, args.flip)
+    flops = cfg.flops(b * h, k, args.flip)
     report["sampling"] = _section(times, first, {v.name: v.build_s for v in variants}, work=b * cfg.frames,
                                   flops=flops, peak=peak, unit="frames/s", deviation=deviation)
     if args.memory:
@@ -374,7 +374,7 @@ def run_benchmark(args) -> dict:
 
         first = {}
         times = interleaved({v.name: (lambda v=v: steps(v)) for v in tv}, device, args.repeats, first)
-        flops = args.train_steps * 3 * sampling_flops(cfg, args.train_batch, 1, False)
+        flops = args.train_steps * 3 * cfg.flops(args.train_batch)
         report["training"] = _section(times, first, {}, work=args.train_steps * args.train_batch, flops=flops,
                                       peak=peak, unit="clips/s")
     if args.demo_checkpoint:

@@ -1,28 +1,31 @@
 """Aggregating H hypotheses into one pose (docs/method.md, 'Aggregating H hypotheses').
 
 Hypotheses are (B, K, H, F, J, 3): clips, sampling iterations, hypotheses, frames, joints,
-root-relative metres. Every function returns the aggregated poses (B, K, F, J, 3) and, where
-a choice is made, the chosen hypothesis index.
+root-relative metres. Each mode is written once, as the per-joint choice of a hypothesis it
+makes (or MEAN); the aggregated poses and the scored errors (common.metrics) are both gathered
+from that choice.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from .camera import project_to_2d
 
 HYP_DIM = 2
-AGGREGATION_MODES = ("J-Agg", "P-Agg", "P-Best", "J-Best")   # the order of every table
+MEAN = None   # the "choice" of P-Agg: no hypothesis is picked, they are averaged
 
 
-def _gather_joints(hyps: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
-    """Pick, per (clip, iteration, frame, joint), the joint of hypothesis choice (B, K, F, J)."""
-    index = choice.unsqueeze(HYP_DIM).unsqueeze(-1).expand(*choice.shape[:2], 1, *choice.shape[2:], hyps.shape[-1])
-    return torch.gather(hyps, HYP_DIM, index).squeeze(HYP_DIM)
-
-
-def p_agg(hyps: torch.Tensor) -> torch.Tensor:
-    """P-Agg: the mean pose over hypotheses."""
-    return hyps.mean(dim=HYP_DIM)
+def gather(values: torch.Tensor, choice: torch.Tensor | None) -> torch.Tensor:
+    """Per (clip, iteration, frame, joint), the value of the hypothesis `choice` (B, K, F, J)
+    picks from values (B, K, H, F, J, ...); the mean over hypotheses where choice is MEAN."""
+    if choice is MEAN:
+        return values.mean(dim=HYP_DIM)
+    index = choice.unsqueeze(HYP_DIM)
+    index = index.reshape(index.shape + (1,) * (values.dim() - index.dim())).expand(
+        *choice.shape[:2], 1, *values.shape[3:])
+    return torch.gather(values, HYP_DIM, index).squeeze(HYP_DIM)
 
 
 def reproject(hyps: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor, project=project_to_2d) -> torch.Tensor:
@@ -33,40 +36,73 @@ def reproject(hyps: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor, project
     return project(hyps + traj[:, None, None], cam)
 
 
-def j_agg(hyps: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor,
-          project=project_to_2d):
-    """J-Agg (JPMA): per frame and joint, the hypothesis joint whose reprojection is
-    nearest the 2D input x2d (B, F, J, 2). Returns (poses, choice (B, K, F, J))."""
-    dist = torch.linalg.vector_norm(reproject(hyps, traj, cam, project) - x2d[:, None, None], dim=-1)
-    choice = dist.argmin(dim=HYP_DIM)
-    return _gather_joints(hyps, choice), choice
+def hypothesis_errors(hyps: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-joint distance of every hypothesis to the ground truth gt (B, F, J, 3): (B, K, H, F, J)."""
+    return torch.linalg.vector_norm(hyps - gt[:, None, None], dim=-1)
 
 
-def p_best(hyps: torch.Tensor, gt: torch.Tensor, errors: torch.Tensor | None = None,
-           weights: torch.Tensor | None = None):
-    """P-Best (oracle): per iteration, the hypothesis index with the lowest error averaged
-    over all clips, frames and joints of the batch (the authors' rule, so the choice depends
-    on how clips are batched). errors: per-joint errors (B, K, H, F, J) if already computed;
-    weights: optional (B, F) frame weights of that average. Returns (poses, choice (K,))."""
-    if errors is None:
-        errors = torch.linalg.vector_norm(hyps - gt[:, None, None], dim=-1)
+@dataclass
+class Candidates:
+    """What a mode may choose by: the hypotheses (B, K, H, F, J, 3), their per-joint errors
+    (B, K, H, F, J) against the ground truth (the oracles), and the 2D input x2d (B, F, J, 2)
+    with root trajectory traj (B, F, 1, 3) and intrinsics cam (J-Agg). weights (B, F) weight
+    P-Best's batch-level choice."""
+
+    hyps: torch.Tensor
+    errors: torch.Tensor | None = None
+    x2d: torch.Tensor | None = None
+    traj: torch.Tensor | None = None
+    cam: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+    project: object = project_to_2d
+
+
+# ---------------------------------------------------------------------------- the four modes
+# Each returns its per-joint choice (B, K, F, J) of hypothesis, or MEAN.
+
+def choose_j_agg(c: Candidates) -> torch.Tensor:
+    """J-Agg (JPMA): per frame and joint, the hypothesis whose reprojection is nearest the 2D input."""
+    dist = torch.linalg.vector_norm(reproject(c.hyps, c.traj, c.cam, c.project) - c.x2d[:, None, None], dim=-1)
+    return dist.argmin(dim=HYP_DIM)
+
+
+def choose_p_agg(c: Candidates):
+    """P-Agg: the mean pose over hypotheses."""
+    return MEAN
+
+
+def p_best_index(errors: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """P-Best's hypothesis per iteration (K,): lowest error averaged over all clips, frames and
+    joints of the batch (the authors' rule, so the choice depends on how clips are batched);
+    weights (B, F) weight that average."""
     if weights is None:
         per_hyp = errors.mean(dim=(0, 3, 4))                                    # (K, H)
     else:
         w = weights[:, None, None, :, None].to(errors)
         per_hyp = (errors * w).sum(dim=(0, 3, 4)) / (w.sum() * errors.shape[-1])
-    choice = per_hyp.argmin(dim=1)
-    poses = hyps[:, torch.arange(hyps.shape[1], device=hyps.device), choice]
-    return poses, choice
+    return per_hyp.argmin(dim=1)
 
 
-def j_best(hyps: torch.Tensor, gt: torch.Tensor, errors: torch.Tensor | None = None):
-    """J-Best (oracle): per frame and joint, the hypothesis joint nearest the ground truth
-    gt (B, F, J, 3). Returns (poses, choice (B, K, F, J))."""
-    if errors is None:
-        errors = torch.linalg.vector_norm(hyps - gt[:, None, None], dim=-1)
-    choice = errors.argmin(dim=HYP_DIM)
-    return _gather_joints(hyps, choice), choice
+def choose_p_best(c: Candidates) -> torch.Tensor:
+    """P-Best (oracle): one hypothesis per iteration for the whole batch (p_best_index)."""
+    b, k, _, f, j = c.errors.shape
+    return p_best_index(c.errors, c.weights)[None, :, None, None].expand(b, k, f, j)
+
+
+def choose_j_best(c: Candidates) -> torch.Tensor:
+    """J-Best (oracle): per frame and joint, the hypothesis joint nearest the ground truth."""
+    return c.errors.argmin(dim=HYP_DIM)
+
+
+# The aggregation modes, in the order of every table. A new mode: one function above, one entry here.
+MODES = {"J-Agg": choose_j_agg, "P-Agg": choose_p_agg, "P-Best": choose_p_best, "J-Best": choose_j_best}
+AGGREGATION_MODES = tuple(MODES)
+ORACLE_MODES = ("P-Best", "J-Best")        # they choose by the ground truth
+
+
+def choices(c: Candidates, modes=AGGREGATION_MODES) -> dict:
+    """Every mode's per-joint choice {mode: (B, K, F, J) or MEAN}."""
+    return {mode: MODES[mode](c) for mode in modes}
 
 
 def aggregate(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor,
@@ -74,6 +110,31 @@ def aggregate(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Tensor, traj: tor
     """The four aggregated poses {'J-Agg', 'P-Agg', 'P-Best', 'J-Best': (B, K, F, J, 3)} of
     hypotheses (B, K, H, F, J, 3), with the oracle choices made against gt (B, F, J, 3) and
     J-Agg's against the 2D x2d; weights (B, F) weight P-Best's batch-level choice."""
-    errors = torch.linalg.vector_norm(hyps - gt[:, None, None], dim=-1)
-    return {"J-Agg": j_agg(hyps, x2d, traj, cam, project)[0], "P-Agg": p_agg(hyps),
-            "P-Best": p_best(hyps, gt, errors, weights)[0], "J-Best": j_best(hyps, gt, errors)[0]}
+    c = Candidates(hyps, hypothesis_errors(hyps, gt), x2d, traj, cam, weights, project)
+    return {mode: gather(hyps, choice) for mode, choice in choices(c).items()}
+
+
+# ---------------------------------------------------------------------------- one mode at a time
+
+def p_agg(hyps: torch.Tensor) -> torch.Tensor:
+    """P-Agg poses (B, K, F, J, 3)."""
+    return gather(hyps, MEAN)
+
+
+def j_agg(hyps: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor, project=project_to_2d):
+    """J-Agg poses and their choice (B, K, F, J), without ground truth."""
+    choice = choose_j_agg(Candidates(hyps, x2d=x2d, traj=traj, cam=cam, project=project))
+    return gather(hyps, choice), choice
+
+
+def p_best(hyps: torch.Tensor, gt: torch.Tensor, errors: torch.Tensor | None = None,
+           weights: torch.Tensor | None = None):
+    """P-Best poses and the chosen hypothesis per iteration (K,)."""
+    index = p_best_index(hypothesis_errors(hyps, gt) if errors is None else errors, weights)
+    return hyps[:, torch.arange(hyps.shape[1], device=hyps.device), index], index
+
+
+def j_best(hyps: torch.Tensor, gt: torch.Tensor, errors: torch.Tensor | None = None):
+    """J-Best poses and their choice (B, K, F, J)."""
+    choice = choose_j_best(Candidates(hyps, hypothesis_errors(hyps, gt) if errors is None else errors))
+    return gather(hyps, choice), choice

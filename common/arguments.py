@@ -1,17 +1,16 @@
-"""The command-line flags shared by every entry script (names follow the authors' scripts)."""
+"""The command-line flags shared by every entry script (names follow the authors' scripts).
+The entry scripts turn the parsed flags into a RunConfig (common/config.py) at once."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
 from .denoiser import DenoiserConfig
+from .device import choose_device
 
 
-# The architecture flags (checkpoint.ARCHITECTURE_FLAGS): DenoiserConfig field -> (attribute on
-# args, default for training); the one place they are mapped to the config.
-ARCHITECTURE_ARGS = {"frames": ("number_of_frames", 243), "channels": ("cs", 512), "depth": ("dep", 8)}
+_DEFAULT_MODEL = DenoiserConfig()   # the architecture of a new run unless -f/-cs/-dep say otherwise
 
 
 class Parser(argparse.ArgumentParser):
@@ -82,11 +81,11 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
 
     g = p.add_argument_group("model")
     g.add_argument("-f", "--number-of-frames", type=int, default=None,
-                   help=f"clip length F (default {ARCHITECTURE_ARGS['frames'][1]}; with --evaluate: the file's)")
+                   help=f"clip length F (default {_DEFAULT_MODEL.frames}; with --evaluate: the file's)")
     g.add_argument("-cs", "--cs", type=int, default=None,
-                   help=f"channel size C (default {ARCHITECTURE_ARGS['channels'][1]}; with --evaluate: the file's)")
+                   help=f"channel size C (default {_DEFAULT_MODEL.channels}; with --evaluate: the file's)")
     g.add_argument("-dep", "--dep", type=int, default=None,
-                   help=f"depth D, spatial/temporal block pairs (default {ARCHITECTURE_ARGS['depth'][1]}; "
+                   help=f"depth D, spatial/temporal block pairs (default {_DEFAULT_MODEL.depth}; "
                         f"with --evaluate: the file's)")
     g.add_argument("--heads", type=int, default=8, help="attention heads")
     g.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate of the last block")
@@ -181,50 +180,6 @@ def build_draw_parser(description: str = "Draw one Human3.6M sequence") -> argpa
     return p
 
 
-def resolve_checkpoint_path(name, folder, flag: str = "--evaluate") -> Path:
-    """A checkpoint named on the command line: <folder>/name as the authors' scripts open it,
-    else name itself when that file exists."""
-    name = str(name)
-    for candidate in (Path(folder) / name, Path(name)):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{flag} {name}: checkpoint not found at {Path(folder) / name} (inside -c {folder}) "
-                            f"nor at {Path(name)}")
-
-
-def explicit_architecture(args) -> dict:
-    """The architecture fields the user gave on the command line (DenoiserConfig names)."""
-    given = {field: getattr(args, attr) for field, (attr, _) in ARCHITECTURE_ARGS.items()}
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def fill_architecture(args, cfg: DenoiserConfig | None = None) -> None:
-    """Set -f/-cs/-dep left unset from cfg (a loaded checkpoint's) or the defaults."""
-    for field, (attr, default) in ARCHITECTURE_ARGS.items():
-        if getattr(args, attr) is None:
-            setattr(args, attr, getattr(cfg, field) if cfg is not None else default)
-
-
-def model_config(args) -> DenoiserConfig:
-    fill_architecture(args)
-    return DenoiserConfig(**explicit_architecture(args), heads=args.heads, drop_path=args.drop_path)
-
-
 def resolve_device(args) -> torch.device:
     """--device wins; else -gpu N selects cuda:N when CUDA is present, the CPU otherwise."""
-    if args.device:
-        device = torch.device(args.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise SystemExit(f"--device {args.device} was asked for, but CUDA is not available here: "
-                             f"use --device cpu")
-        return device
-    if torch.cuda.is_available():
-        return torch.device(f"cuda:{int(args.gpu.split(',')[0])}")
-    return torch.device("cpu")
-
-
-def split_list(text: str) -> list[str] | None:
-    """'S1,S5' -> ['S1', 'S5']; '*' or '' -> None (no filter)."""
-    if text in ("*", ""):
-        return None
-    return [s.strip() for s in text.split(",") if s.strip()]
+    return choose_device(args.device, args.gpu)

@@ -6,7 +6,7 @@ Our format: {'format': 'd3dp-pytorch', 'version': 1, 'model_config': DenoiserCon
 
 Authors' format: {'epoch', 'lr', 'random_state' (a pickled numpy RandomState), 'optimizer',
 'model_pos'} with keys like 'module.pose_estimator.STEblocks.0.attn.qkv.weight' and the
-diffusion schedule buffers stored beside them. Both load with torch.load(weights_only=True);
+diffusion schedule buffers stored beside them (the name mapping is denoiser.AUTHORS_NAMES). Both load with torch.load(weights_only=True);
 only the numpy globals the authors' pickle needs are allow-listed.
 """
 from __future__ import annotations
@@ -20,27 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .denoiser import Denoiser, DenoiserConfig
+from .denoiser import ARCHITECTURE_FIELDS, Denoiser, DenoiserConfig, config_of_state_dict, from_authors_state_dict
 
 FORMAT = "d3dp-pytorch"
-
-# Authors' parameter names -> ours (applied after stripping 'module.pose_estimator.').
-_RENAMES = [
-    (r"^Spatial_patch_to_embedding\.", "joint_embed."),
-    (r"^Spatial_pos_embed$", "spatial_pos"),
-    (r"^Temporal_pos_embed$", "temporal_pos"),
-    (r"^STEblocks\.", "spatial_blocks."),
-    (r"^TTEblocks\.", "temporal_blocks."),
-    (r"^Spatial_norm\.", "spatial_norm."),
-    (r"^Temporal_norm\.", "temporal_norm."),
-]
-# The diffusion schedule buffers the authors store beside the network (we recompute them).
-_SCHEDULE_BUFFERS = {
-    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
-    "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
-    "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
-    "posterior_mean_coef1", "posterior_mean_coef2",
-}
 
 
 class CheckpointError(Exception):
@@ -165,44 +147,22 @@ def is_authors_format(ckpt: dict) -> bool:
     return ckpt.get("format") != FORMAT
 
 
-def convert_authors_state_dict(state: dict) -> dict:
-    """Authors' model_pos -> our Denoiser state dict (prefixes stripped, names mapped,
-    schedule buffers dropped)."""
-    out = {}
-    for key, value in state.items():
-        name = re.sub(r"^module\.", "", key)
-        if name in _SCHEDULE_BUFFERS:
-            continue
-        name = re.sub(r"^pose_estimator\.", "", name)
-        for pattern, repl in _RENAMES:
-            name = re.sub(pattern, repl, name)
-        out[name] = value
-    return out
-
-
 def infer_config(state: dict, heads: int = 8, mlp_ratio: float | None = None) -> DenoiserConfig:
     """Architecture implied by an (our-names) state dict's shapes."""
     try:
-        _, frames, channels = state["temporal_pos"].shape
-        joints = state["spatial_pos"].shape[1]
-        depth = len({k.split(".")[1] for k in state if k.startswith("spatial_blocks.")})
-        hidden = state["spatial_blocks.0.mlp.fc1.weight"].shape[0]
+        return config_of_state_dict(state, heads, mlp_ratio)
     except KeyError as e:
         raise CheckpointError(f"checkpoint weights lack {e}: not a D3DP denoiser") from e
-    return DenoiserConfig(frames=frames, channels=channels, depth=depth, heads=heads, joints=joints,
-                          mlp_ratio=mlp_ratio or hidden / channels)
-
-
-# The command-line flags (the authors' names) of the architecture fields a checkpoint fixes.
-ARCHITECTURE_FLAGS = {"frames": "-f", "channels": "-cs", "depth": "-dep"}
 
 
 def check_architecture(path, expected: dict, found: DenoiserConfig) -> None:
+    """A CheckpointError naming the flags that fit when `found` differs from the architecture
+    fields in `expected` (DenoiserConfig names -> values)."""
     diffs = [(name, want, getattr(found, name)) for name, want in expected.items()
-             if name in ARCHITECTURE_FLAGS and getattr(found, name) != want]
+             if name in ARCHITECTURE_FIELDS and getattr(found, name) != want]
     if diffs:
-        have = ", ".join(f"{ARCHITECTURE_FLAGS[n]} {w}" for n, w, _ in diffs)
-        need = " ".join(f"{ARCHITECTURE_FLAGS[n]} {f}" for n, _, f in diffs)
+        have = ", ".join(f"{ARCHITECTURE_FIELDS[n][1]} {w}" for n, w, _ in diffs)
+        need = " ".join(f"{ARCHITECTURE_FIELDS[n][1]} {f}" for n, _, f in diffs)
         raise CheckpointError(f"{path} was trained with a different architecture than the flags ask "
                               f"for ({have}). Run with `{need}` to match the file.")
 
@@ -216,10 +176,10 @@ def load_denoiser(path, expected: DenoiserConfig | dict | None = None, heads: in
     """
     if isinstance(expected, DenoiserConfig):
         heads = expected.heads
-        expected = {k: getattr(expected, k) for k in ARCHITECTURE_FLAGS}
+        expected = {k: getattr(expected, k) for k in ARCHITECTURE_FIELDS}
     ckpt = safe_load(path, map_location)
     if is_authors_format(ckpt):
-        state = convert_authors_state_dict(ckpt["model_pos"])
+        state = from_authors_state_dict(ckpt["model_pos"])
         found = infer_config(state, heads=heads)
     else:
         state = dict(ckpt["model_pos"])

@@ -33,11 +33,10 @@ def auto_hypothesis_limit(cfg, device) -> int:
     on the CPU, half the free memory on a GPU (about 16 activations per clip-hypothesis
     plus the temporal attention scores when attention is not fused)."""
     device = torch.device(device)
-    activation = cfg.frames * cfg.joints * cfg.channels * 4
+    activation = cfg.activation_bytes()
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        scores = cfg.heads * cfg.joints * cfg.frames * cfg.frames * 4
-        return max(1, int(0.5 * free) // (16 * activation + 2 * scores))
+        return max(1, int(0.5 * free) // (16 * activation + 2 * cfg.attention_score_bytes()))
     return max(1, CPU_ACTIVATION_BUDGET // activation)
 
 

@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from .camera import flip_intrinsics
+from .datasets.base import Layout
 from .skeleton import flip_pose
 
 
@@ -47,16 +48,16 @@ class ClipSampler:
     """
 
     def __init__(self, sequences, clip_length: int, batch_size: int, *, augment: bool = False,
-                 kps_left=None, kps_right=None, joints_left=None, joints_right=None,
-                 shuffle: bool = True, seed: int = 1234, rank: int = 0, world_size: int = 1):
-        if augment and None in (kps_left, kps_right, joints_left, joints_right):
-            raise ValueError("flip augmentation needs kps_left/right (2D) and joints_left/right (3D)")
+                 layout: Layout | None = None, shuffle: bool = True, seed: int = 1234, rank: int = 0,
+                 world_size: int = 1):
+        if augment and layout is None:
+            raise ValueError("flip augmentation needs the data set's joint layout (its left/right joints)")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.sequences = list(sequences)
         self.clip_length, self.batch_size = clip_length, batch_size
-        self.kps = (list(kps_left or []), list(kps_right or []))
-        self.joints = (list(joints_left or []), list(joints_right or []))
+        self.kps = (list(layout.kps_left), list(layout.kps_right)) if layout else ([], [])
+        self.joints = (list(layout.joints_left), list(layout.joints_right)) if layout else ([], [])
         self.shuffle, self.rank, self.world_size = shuffle, rank, world_size
         self.random = np.random.RandomState(seed)
         self.with_traj = all(s.traj is not None for s in self.sequences)

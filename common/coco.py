@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .skeleton import Skeleton
+from .datasets.base import Layout
+from .skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, Skeleton
 
 COCO_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
               "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
@@ -88,3 +89,12 @@ def coco_skeleton() -> Skeleton:
     """COCO-17 drawn as a tree rooted at the nose (for plotting 2D detections)."""
     parents = [-1, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14]
     return Skeleton(parents, COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, COCO_NAMES)
+
+
+def input_layout(name: str) -> Layout:
+    """The joint layout of a model taking `name` 2D input ('coco' or 'h36m') and giving
+    Human3.6M-17 3D output."""
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown keypoint layout {name!r}; expected one of {LAYOUTS}")
+    kps = (COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT) if name == "coco" else (H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT)
+    return Layout(H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, *kps, input_name=name)

@@ -8,6 +8,7 @@ Hypotheses are folded into the batch: there is no Python loop over them.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -29,6 +30,72 @@ class DenoiserConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def flops(self, clip_hypotheses: int = 1, iterations: int = 1, flip: bool = False) -> float:
+        """FLOPs of the denoiser calls that sampling `clip_hypotheses` windows x hypotheses over
+        `iterations` DDIM steps takes (dense layers and attention matmuls); one call per
+        clip-hypothesis is one training forward pass."""
+        c, f, j = self.channels, self.frames, self.joints
+        hidden = int(c * self.mlp_ratio)
+        per_token = self.depth * (2 * (4 * c * c + 2 * c * hidden) + 2 * c * j + 2 * c * f)
+        return 2.0 * per_token * f * j * clip_hypotheses * iterations * (2 if flip else 1)
+
+    def activation_bytes(self) -> int:
+        """Size of one (tokens, C) float32 activation of one clip-hypothesis."""
+        return self.frames * self.joints * self.channels * 4
+
+    def attention_score_bytes(self) -> int:
+        """Size of one clip-hypothesis's temporal attention scores (unfused attention)."""
+        return self.heads * self.joints * self.frames * self.frames * 4
+
+
+# The architecture fields a checkpoint fixes: DenoiserConfig field -> (run-configuration
+# field, command-line flag); the defaults of a new run are DenoiserConfig's.
+ARCHITECTURE_FIELDS = {"frames": ("number_of_frames", "-f"), "channels": ("cs", "-cs"), "depth": ("dep", "-dep")}
+
+# The authors' parameter names -> ours (after stripping 'module.pose_estimator.'), and the
+# diffusion schedule buffers they store beside the network (we recompute them).
+AUTHORS_NAMES = [
+    (r"^Spatial_patch_to_embedding\.", "joint_embed."),
+    (r"^Spatial_pos_embed$", "spatial_pos"),
+    (r"^Temporal_pos_embed$", "temporal_pos"),
+    (r"^STEblocks\.", "spatial_blocks."),
+    (r"^TTEblocks\.", "temporal_blocks."),
+    (r"^Spatial_norm\.", "spatial_norm."),
+    (r"^Temporal_norm\.", "temporal_norm."),
+]
+AUTHORS_SCHEDULE_BUFFERS = {
+    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
+    "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
+    "posterior_mean_coef1", "posterior_mean_coef2",
+}
+
+
+def from_authors_state_dict(state: dict) -> dict:
+    """The authors' model_pos -> our Denoiser state dict (prefixes stripped, names mapped,
+    schedule buffers dropped)."""
+    out = {}
+    for key, value in state.items():
+        name = re.sub(r"^module\.", "", key)
+        if name in AUTHORS_SCHEDULE_BUFFERS:
+            continue
+        name = re.sub(r"^pose_estimator\.", "", name)
+        for pattern, repl in AUTHORS_NAMES:
+            name = re.sub(pattern, repl, name)
+        out[name] = value
+    return out
+
+
+def config_of_state_dict(state: dict, heads: int = 8, mlp_ratio: float | None = None) -> DenoiserConfig:
+    """The architecture an (our-names) state dict's shapes imply; KeyError when it lacks a
+    denoiser's parameters. Heads are not visible in shapes: `heads` is taken as given."""
+    _, frames, channels = state["temporal_pos"].shape
+    joints = state["spatial_pos"].shape[1]
+    depth = len({k.split(".")[1] for k in state if k.startswith("spatial_blocks.")})
+    hidden = state["spatial_blocks.0.mlp.fc1.weight"].shape[0]
+    return DenoiserConfig(frames=frames, channels=channels, depth=depth, heads=heads, joints=joints,
+                          mlp_ratio=mlp_ratio or hidden / channels)
 
 
 def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

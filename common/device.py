@@ -95,3 +95,19 @@ def to_device(array: np.ndarray, device) -> torch.Tensor:
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
+
+
+def choose_device(name: str | None = "", gpu: str = "0") -> torch.device:
+    """The device to run on: `name` ('cpu', 'cuda', 'cuda:N') when given; else cuda:<gpu> when
+    CUDA is present (the authors' -gpu), the CPU otherwise."""
+    if name:
+        try:
+            device = torch.device(name)
+        except RuntimeError as e:
+            raise ValueError(f"device {name!r} is not a device name: use cpu, cuda or cuda:N") from e
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name} was asked for, but CUDA is not available here: use cpu")
+        return device
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{int(str(gpu).split(',')[0])}")
+    return torch.device("cpu")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arguments import resolve_device
+from .config import RunConfig
 from .camera import image_coordinates
 from .coco import coco_skeleton
 from .datasets.base import Sequence
@@ -22,6 +22,31 @@ from .render import plot_hypotheses_frame, plot_iteration_errors, render_animati
 from .report import Report
 from .outputs import check_writable
 from .skeleton import H36M_FPS, h36m_skeleton_17
+
+
+@dataclass(frozen=True)
+class DrawView:
+    """What to draw and how (main_draw.py's --viz-* flags and --render)."""
+
+    subject: str = "S11"
+    action: str = "SittingDown"
+    camera: int = 1
+    limit: int | None = None             # first N frames only
+    frame: int | None = None             # frame of the hypotheses still (None: the middle one)
+    render: bool = False                 # write the animation
+    output: str = ""                     # animation file; its stem names the other files
+    export: str = ""                     # .npz of the numbers drawn
+    video: str = ""                      # background video of that camera
+    ground_truth: bool = True
+    size: float = 5.0
+    downsample: int = 1
+    azimuth: float = -70.0
+
+    @classmethod
+    def from_args(cls, args) -> "DrawView":
+        return cls(args.viz_subject, args.viz_action, args.viz_camera, args.viz_limit, args.viz_frame, args.render,
+                   args.viz_output, args.viz_export, args.viz_video, not args.viz_no_ground_truth, args.viz_size,
+                   args.viz_downsample, args.viz_azimuth)
 
 
 @dataclass
@@ -63,69 +88,68 @@ def first_frames(seq: Sequence, n: int | None) -> Sequence:
                                valid=cut(seq.valid), extra={k: v[:n] for k, v in seq.extra.items()})
 
 
-def default_paths(args, seq: Sequence) -> DrawPaths:
+def default_paths(view: DrawView, dataset_name: str, seq: Sequence) -> DrawPaths:
     """main_draw.py's file names: <out>_errors.png, <out>_hypotheses.png, <out>.mp4 (.gif without
     ffmpeg) with --render, --viz-export; <out> is --viz-output without its suffix or
     plot/<dataset>/<subject>_<action>_cam<k>."""
-    if args.viz_output:
-        stem = Path(args.viz_output).with_suffix("")
+    if view.output:
+        stem = Path(view.output).with_suffix("")
     else:
-        stem = Path("plot") / args.dataset / f"{seq.subject}_{seq.action.replace(' ', '_')}_cam{seq.camera}"
-    suffix = Path(args.viz_output).suffix if args.viz_output else (".mp4" if shutil.which("ffmpeg") else ".gif")
+        stem = Path("plot") / dataset_name / f"{seq.subject}_{seq.action.replace(' ', '_')}_cam{seq.camera}"
+    suffix = Path(view.output).suffix if view.output else (".mp4" if shutil.which("ffmpeg") else ".gif")
     return DrawPaths(errors=Path(f"{stem}_errors.png"), frame=Path(f"{stem}_hypotheses.png"),
-                     animation=stem.with_suffix(suffix) if args.render else None,
-                     export=Path(args.viz_export) if args.viz_export else None)
+                     animation=stem.with_suffix(suffix) if view.render else None,
+                     export=Path(view.export) if view.export else None)
 
 
-def selected_sequence(args, dataset: H36MDataset) -> Sequence:
-    """The sequence the --viz-* flags name, cut to --viz-limit frames."""
-    seq = pick_sequence(dataset, args.viz_subject, args.viz_action, args.viz_camera, args.downsample)
-    return first_frames(seq, args.viz_limit)
+def selected_sequence(view: DrawView, dataset: H36MDataset, downsample: int = 1) -> Sequence:
+    """The sequence the view names, cut to its first `limit` frames."""
+    seq = pick_sequence(dataset, view.subject, view.action, view.camera, downsample)
+    return first_frames(seq, view.limit)
 
 
-def draw_sequence(args, paths: DrawPaths | None = None) -> list[Path]:
-    """Evaluate --evaluate on the sequence of --viz-subject/--viz-action/--viz-camera (flags of
-    common.arguments.build_draw_parser) and write the files of paths (default_paths when None).
-    Prints the sequence's errors per iteration; returns the files written."""
-    if not args.evaluate:
+def draw_sequence(run: RunConfig, view: DrawView, device, paths: DrawPaths | None = None) -> list[Path]:
+    """Evaluate the run's --evaluate checkpoint on the sequence the view names and write the
+    files of paths (default_paths when None). Prints the sequence's errors per iteration;
+    returns the files written."""
+    if not run.evaluate:
         raise ValueError("drawing needs a trained model: pass --evaluate CHECKPOINT")
-    device = resolve_device(args)
-    dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
-    seq = selected_sequence(args, dataset)
-    paths = paths or default_paths(args, seq)
+    dataset = H36MDataset(run.data_dir, run.keypoints, run.dataset)
+    seq = selected_sequence(view, dataset, run.downsample)
+    paths = paths or default_paths(view, run.dataset, seq)
     for path, flag in ((paths.errors, "--viz-output"), (paths.frame, "--viz-output"),
                        (paths.animation, "--viz-output"), (paths.export, "--viz-export")):
         if path is not None:
             check_writable(Path(path).parent, flag)
-    model = load_for_evaluation(args, device)
+    model, _, run = load_for_evaluation(run, device)
 
     # Evaluate the one sequence, keeping per-frame poses and hypotheses.
-    sampler = make_sampler(args, args.sampling_timesteps)
-    settings = eval_settings(args, dataset.layout(), args.num_proposals, args.sampling_timesteps,
+    sampler = make_sampler(run, run.sampling_timesteps)
+    settings = eval_settings(run, dataset.layout, run.num_proposals, run.sampling_timesteps,
                              keep_poses=True, keep_hypotheses=True)
     result = evaluate_sequences(model, sampler, [seq], settings, device, desc=seq.name)[0]
     print(Report([result]).iterations_text("p1", f"{seq.name}, {seq.num_frames} frames: MPJPE (mm) per iteration, "
-                                                 f"H={args.num_proposals}"))
+                                                 f"H={run.num_proposals}"))
     j_agg = result.poses["J-Agg"][-1]                                  # (N, 17, 3) last iteration
     hypotheses = result.hypotheses[-1].transpose(1, 0, 2, 3)           # (N, H, 17, 3)
-    gt = None if args.viz_no_ground_truth else seq.pose_3d
-    frame = seq.num_frames // 2 if args.viz_frame is None else args.viz_frame
+    gt = seq.pose_3d if view.ground_truth else None
+    frame = seq.num_frames // 2 if view.frame is None else view.frame
     if not 0 <= frame < seq.num_frames:
         raise ValueError(f"--viz-frame {frame} is outside the {seq.num_frames} frames drawn")
 
     written = [plot_iteration_errors(paths.errors, {m: 1000 * result.error("p1", m) for m in AGGREGATION_MODES})]
     written.append(plot_hypotheses_frame(paths.frame, hypotheses[frame], j_agg[frame],
                                          None if gt is None else gt[frame], h36m_skeleton_17(),
-                                         azim=args.viz_azimuth))
+                                         azim=view.azimuth))
     keypoints_px = image_coordinates(seq.pose_2d, seq.res_w, seq.res_h)  # (N, J2, 2) pixels
     if paths.export is not None:
         written.append(export(paths.export, result, seq, keypoints_px))
     if paths.animation is not None:
         written.append(render_animation(
-            paths.animation, keypoints_px, {"J-Agg": j_agg}, h36m_skeleton_17(), fps=H36M_FPS / args.downsample,
-            size=args.viz_size, hypotheses=hypotheses, ground_truth=gt, background=args.viz_video or None,
-            resolution=(seq.res_w, seq.res_h), downsample=args.viz_downsample, azim=args.viz_azimuth,
-            skeleton_2d=coco_skeleton() if dataset.layout_name == "coco" else None, progress=show_progress(args)))
+            paths.animation, keypoints_px, {"J-Agg": j_agg}, h36m_skeleton_17(), fps=H36M_FPS / run.downsample,
+            size=view.size, hypotheses=hypotheses, ground_truth=gt, background=view.video or None,
+            resolution=(seq.res_w, seq.res_h), downsample=view.downsample, azim=view.azimuth,
+            skeleton_2d=coco_skeleton() if dataset.layout_name == "coco" else None, progress=show_progress(run)))
     return written
 
 

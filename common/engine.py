@@ -66,15 +66,6 @@ class OpenVINODenoiser:
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
 
 
-def sampling_flops(cfg, clip_hypotheses: int, iterations: int, flip: bool) -> float:
-    """FLOPs of the denoiser calls that sampling `clip_hypotheses` windows x hypotheses takes
-    (dense layers and attention matmuls)."""
-    c, f, j = cfg.channels, cfg.frames, cfg.joints
-    hidden = int(c * cfg.mlp_ratio)
-    per_token = cfg.depth * (2 * (4 * c * c + 2 * c * hidden) + 2 * c * j + 2 * c * f)
-    return 2.0 * per_token * f * j * clip_hypotheses * iterations * (2 if flip else 1)
-
-
 def choose_engine(engine: str, device, work_flops: float | None = None, compiled: bool = False,
                   compile_auto: bool = False) -> str:
     """How to run the denoiser for sampling: `engine` unless it is "auto". Auto, on a CPU, for

@@ -27,17 +27,17 @@ import numpy as np
 import torch
 
 from . import aggregation as agg
-from .datasets.base import Sequence
+from .datasets.base import Layout, Sequence
 from .diffusion import DDIMSampler
 from .metrics import AGGREGATION_MODES, aggregation_joint_errors
-from .sampling import FlipLayout, WindowGroup, sample_windows
-from .skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
+from .sampling import WindowGroup, sample_windows
 
 PROTOCOLS = ("p1", "p2")
 
 
 @dataclass
 class EvalSettings:
+    layout: Layout                       # the data's joints (flip test-time augmentation)
     hypotheses: int = 1                  # H
     iterations: int = 1                  # K
     flip: bool = True                    # test-time flip augmentation
@@ -46,10 +46,6 @@ class EvalSettings:
     protocol2: bool = False
     exact_frames: bool = False
     seed: int = 0
-    joints_left: tuple = tuple(H36M_JOINTS_LEFT)    # 3D, for flipping noisy poses
-    joints_right: tuple = tuple(H36M_JOINTS_RIGHT)
-    kps_left: tuple = tuple(H36M_JOINTS_LEFT)       # 2D, for flipping the input
-    kps_right: tuple = tuple(H36M_JOINTS_RIGHT)
     keep_poses: bool = False             # keep aggregated poses per frame (export, rendering)
     keep_hypotheses: bool = False        # keep all hypotheses per frame (rendering)
     kept_pbest_valid_only: bool = False  # kept P-Best poses: choose over valid frames only (default: all frames)
@@ -83,8 +79,7 @@ def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], s
                 r.poses = {m: np.zeros((k, n, j, 3), np.float32) for m in AGGREGATION_MODES}
             if settings.keep_hypotheses:
                 r.hypotheses = np.zeros((k, h, n, j, 3), np.float32)
-    flip = FlipLayout(settings.kps_left, settings.kps_right, settings.joints_left, settings.joints_right) \
-        if settings.flip else None
+    flip = settings.layout if settings.flip else None
     for g, x2d, hyps in sample_windows(model, sampler, [s.pose_2d for s in sequences], h, settings.group, flip,
                                        settings.seed, device, settings.compute_batch, desc, settings.progress):
         seq = sequences[g.seq_index]

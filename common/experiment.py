@@ -1,200 +1,188 @@
 """What every entry script does once it has its sequences: build the model, train it, or
-evaluate a checkpoint and write the result tables. Entry scripts only choose the data."""
+evaluate a checkpoint and write the result tables. Entry scripts only choose the data; every
+setting arrives as one RunConfig (common/config.py), which nothing here changes."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import torch
 
-from .arguments import explicit_architecture, fill_architecture, model_config, resolve_checkpoint_path
 from .checkpoint import (CheckpointError, check_architecture, config_from_checkpoint, load_denoiser,
                          remove_stale_temp_files, safe_load)
 from .clips import ClipSampler
+from .config import RESUME_FIELDS, RunConfig
 from .denoiser import Denoiser
 from .device import amp_dtype, compile_wanted, configure_cpu_compile, prepare_model
 from .diffusion import DDIMSampler, Diffusion
 from .distributed import cleanup, init_from_env, wrap
 from .datasets.base import Layout
-from .engine import OpenVINODenoiser, for_sampling, sampling_flops
+from .engine import OpenVINODenoiser, for_sampling
 from .evaluate import EvalSettings, evaluate_sequences
 from .outputs import check_writable, guard_previous_run, set_interrupt_hint
 from .report import Report
 from .train import Trainer, TrainConfig
 
 
-def pbest_group(args) -> int:
-    """Clips of one sequence per P-Best group in evaluation: --pbest-group, else -b."""
-    group = getattr(args, "pbest_group", None) or args.batch_size
-    if group < 1:
-        raise ValueError(f"-b {args.batch_size}: evaluation needs at least 1 clip per P-Best group")
-    return group
-
-
-def training_clips(args) -> int:
-    """Clips per training batch: -b frames // -s frames per clip, as the authors' scripts count."""
-    clips = args.batch_size // args.stride
-    if clips < 1:
-        raise ValueError(f"-b {args.batch_size} -s {args.stride} gives {clips} clips per training batch (b // s): "
-                         f"give -b at least -s (the authors' default is -b 1024 -s 243, 4 clips), "
-                         f"or -s 1 to count -b in clips")
-    return clips
-
-
-def show_progress(args) -> bool:
+def show_progress(run: RunConfig) -> bool:
     """Progress bars only on a terminal (never into a redirected log) and not with --no-progress."""
-    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+    return not run.no_progress and sys.stderr.isatty()
 
 
-def eval_settings(args, layout: Layout, hypotheses: int, iterations: int, **overrides) -> EvalSettings:
-    overrides.setdefault("progress", show_progress(args))
-    settings = dict(hypotheses=hypotheses, iterations=iterations, flip=args.test_time_augmentation,
-                    group=pbest_group(args), compute_batch=args.eval_batch, protocol2=args.p2,
-                    exact_frames=args.exact_frames, seed=args.seed,
-                    kept_pbest_valid_only=getattr(args, "pbest_valid_frames", False),
-                    joints_left=tuple(layout.joints_left), joints_right=tuple(layout.joints_right),
-                    kps_left=tuple(layout.kps_left), kps_right=tuple(layout.kps_right))
+def eval_settings(run: RunConfig, layout: Layout, hypotheses: int, iterations: int, **overrides) -> EvalSettings:
+    overrides.setdefault("progress", show_progress(run))
+    settings = dict(layout=layout, hypotheses=hypotheses, iterations=iterations, flip=run.test_time_augmentation,
+                    group=run.pbest_clips(), compute_batch=run.eval_batch, protocol2=run.p2,
+                    exact_frames=run.exact_frames, seed=run.seed, kept_pbest_valid_only=run.pbest_valid_frames)
     return EvalSettings(**{**settings, **overrides})
 
 
-def make_sampler(args, steps: int) -> DDIMSampler:
-    """The DDIM sampler of the command line: -timestep, -scale, --eta and the speed flags."""
-    return DDIMSampler(Diffusion(args.timestep, args.scale), steps, args.eta,
-                       max_batch_hypotheses=args.max_batch_hypotheses, amp_dtype=amp_dtype(args.amp))
+def make_sampler(run: RunConfig, steps: int) -> DDIMSampler:
+    """The DDIM sampler of a run: -timestep, -scale, --eta and the speed settings."""
+    return DDIMSampler(Diffusion(run.timestep, run.scale), steps, run.eta,
+                       max_batch_hypotheses=run.max_batch_hypotheses, amp_dtype=amp_dtype(run.amp))
 
 
-def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path, name: str,
-                   log=print, **overrides):
-    """Evaluate with H = -num_proposals, K = -sampling_timesteps; print the tables, write
-    <name>.log and <name>.json to out_dir. Returns (report, per-sequence results)."""
-    check_writable(out_dir)
-    set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
-    sampler = make_sampler(args, args.sampling_timesteps)
-    settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
+def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log=print, **overrides):
+    """Sample and score the sequences with H = -num_proposals, K = -sampling_timesteps (the
+    engine chosen for the amount of work); returns (settings, per-sequence results)."""
+    sampler = make_sampler(run, run.sampling_timesteps)
+    settings = eval_settings(run, layout, run.num_proposals, run.sampling_timesteps, **overrides)
     windows = sum(-(-s.num_frames // model.cfg.frames) for s in sequences)
-    work = sampling_flops(model.cfg, windows * settings.hypotheses, settings.iterations, settings.flip)
-    model = for_sampling(model, getattr(args, "engine", "auto"), device, work, args.amp, args.compile == "on",
-                         args.compile == "auto", log)
+    work = model.cfg.flops(windows * settings.hypotheses, settings.iterations, settings.flip)
+    model = for_sampling(model, run.engine, device, work, run.amp, run.compile == "on", run.compile == "auto", log)
     if isinstance(model, OpenVINODenoiser):
         sampler.amp_dtype = None                          # the precision is OpenVINO's
-    results = evaluate_sequences(model, sampler, sequences, settings, device)
-    report = Report(results, by_subject=getattr(args, "by_subject", False))
+    return settings, evaluate_sequences(model, sampler, sequences, settings, device)
+
+
+def run_evaluation(run: RunConfig, model, sequences, layout: Layout, device, out_dir: Path, name: str,
+                   log=print, **overrides):
+    """Evaluate (evaluate_model), print the tables, write <name>.log and <name>.json to out_dir.
+    Returns (report, per-sequence results)."""
+    check_writable(out_dir)
+    set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
+    settings, results = evaluate_model(run, model, sequences, layout, device, log, **overrides)
+    report = Report(results, by_subject=run.by_subject)
     header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
-    meta = {"settings": {k: v for k, v in vars(settings).items() if not k.startswith("keep")},
-            "checkpoint": str(getattr(args, "evaluate", ""))}
+    meta = {"settings": {k: v for k, v in dataclasses.asdict(settings).items() if not k.startswith("keep")},
+            "checkpoint": run.evaluate}
     report.write(out_dir, name, header, meta, log=log)
     set_interrupt_hint(f"the evaluation tables were written to {out_dir}; what came after them was cut short")
     return report, results
 
 
-def load_for_evaluation(args, device, with_checkpoint: bool = False):
+def load_for_evaluation(run: RunConfig, device):
     """The model of --evaluate, ready to sample on device; its architecture comes from the
-    file, checked against the -f/-cs/-dep given (if any). with_checkpoint: also return the
-    loaded checkpoint dict."""
-    args.evaluate = str(resolve_checkpoint_path(args.evaluate, args.checkpoint, "--evaluate"))
-    model, checkpoint = load_denoiser(args.evaluate, explicit_architecture(args), heads=args.heads)
-    fill_architecture(args, model.cfg)
-    model = prepare_model(model.to(device).eval(), device, args.compile == "on")
-    return (model, checkpoint) if with_checkpoint else model
+    file, checked against the -f/-cs/-dep given (if any). Returns (model, checkpoint dict,
+    the configuration with the resolved checkpoint path and the file's architecture)."""
+    path = resolve_checkpoint_path(run.evaluate, run.checkpoint, "--evaluate")
+    model, checkpoint = load_denoiser(path, run.architecture_given(), heads=run.heads)
+    model = prepare_model(model.to(device).eval(), device, run.compile == "on")
+    return model, checkpoint, run.replace(evaluate=str(path)).with_architecture(model.cfg)
 
 
-# Hyper-parameters of a run (argparse names -> flags) that a resumed run takes from its
-# checkpoint unless the command line gives them.
-RUN_FLAGS = {"learning_rate": "-lr", "lr_decay": "-lrd", "batch_size": "-b", "weight_decay": "-wd",
-             "stride": "-s", "epochs": "-e", "data_augmentation": "-no-da", "timestep": "-timestep", "scale": "-scale",
-             "seed": "--seed", "checkpoint_frequency": "-cf", "val_proposals": "--val-proposals",
-             "val_timesteps": "--val-timesteps", "no_eval": "--no-eval", "drop_path": "--drop-path",
-             "heads": "--heads"}
+def resolve_checkpoint_path(name, folder, flag: str = "--evaluate") -> Path:
+    """A checkpoint named on the command line: <folder>/name as the authors' scripts open it,
+    else name itself when that file exists."""
+    name = str(name)
+    for candidate in (Path(folder) / name, Path(name)):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{flag} {name}: checkpoint not found at {Path(folder) / name} (inside -c {folder}) "
+                            f"nor at {Path(name)}")
 
 
-def resume_arguments(args, log=print) -> dict:
+def resume_settings(run: RunConfig, log=print) -> tuple[RunConfig, dict]:
     """Load the checkpoint of -r and take the run's architecture and hyper-parameters from it:
     a flag given on the command line wins (and is reported) except -lr and an architecture
-    flag, which cannot change without breaking the exact resume. Returns the checkpoint."""
-    ckpt = safe_load(args.resume)
+    flag, which cannot change without breaking the exact resume. Returns (the resumed run's
+    configuration, the checkpoint)."""
+    ckpt = safe_load(run.resume)
     if "train_generator" not in ckpt or "model_config" not in ckpt:
-        raise CheckpointError(f"{args.resume} holds no training state (an authors' or evaluation-only "
+        raise CheckpointError(f"{run.resume} holds no training state (an authors' or evaluation-only "
                               f"checkpoint); it can be evaluated with --evaluate but not resumed with -r")
-    cfg = config_from_checkpoint(ckpt, args.resume)
-    check_architecture(args.resume, explicit_architecture(args), cfg)
-    fill_architecture(args, cfg)
-    args.heads, args.drop_path = cfg.heads, cfg.drop_path
+    cfg = config_from_checkpoint(ckpt, run.resume)
+    check_architecture(run.resume, run.architecture_given(), cfg)
+    run = run.with_architecture(cfg).replace(heads=cfg.heads, drop_path=cfg.drop_path)
     stored = ckpt.get("args") or {}
-    given = getattr(args, "given", set())
-    for name, flag in RUN_FLAGS.items():
-        if name not in stored or name in ("heads", "drop_path"):
+    taken = {}
+    for name, flag in RESUME_FIELDS.items():
+        if name not in stored:
             continue
-        if name not in given:
-            setattr(args, name, stored[name])
-        elif getattr(args, name) != stored[name]:
+        if name not in run.given:
+            taken[name] = stored[name]
+        elif getattr(run, name) != stored[name]:
             if name == "learning_rate":
-                raise ValueError(f"-lr {args.learning_rate} differs from the resumed run's {stored[name]}: a resumed "
+                raise ValueError(f"-lr {run.learning_rate} differs from the resumed run's {stored[name]}: a resumed "
                                  f"run continues at its own decayed rate ({ckpt['lr']:.3e}); drop -lr, or start a "
                                  f"new run")
-            log(f"resuming with {flag} {getattr(args, name)} from the command line (the run used {stored[name]})")
-    return ckpt
+            log(f"resuming with {flag} {getattr(run, name)} from the command line (the run used {stored[name]})")
+    return run.replace(**taken), ckpt
 
 
-def _training_interrupted(trainer, args) -> str:
-    latest = Path(args.checkpoint) / "latest_epoch.bin"
+def _training_interrupted(trainer, run: RunConfig) -> str:
+    latest = Path(run.checkpoint) / "latest_epoch.bin"
     if trainer.epoch and latest.is_file():
         return (f"training interrupted during epoch {trainer.epoch + 1}; continue from the end of epoch "
                 f"{trainer.epoch} with: -r {latest}")
     return "training interrupted before its first epoch ended; nothing was saved: run the command again"
 
 
-def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
+def run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
     """Train per the recipe of docs/method.md; validate on val_sequences with (--val-proposals, --val-timesteps).
     Under torchrun, every process trains its share of each global batch (common.distributed)."""
     if not train_sequences:
         raise ValueError("no training sequences were selected (check -str, -a)")
-    if args.resume:
-        args.resume = str(resolve_checkpoint_path(args.resume, args.checkpoint, "-r"))
+    if run.resume:
+        run = run.replace(resume=str(resolve_checkpoint_path(run.resume, run.checkpoint, "-r")))
     info, device = init_from_env(device)
     if not info.is_main:
         log = lambda *_: None
-    resumed = resume_arguments(args, log) if args.resume else None
-    batch_clips = training_clips(args)
+    resumed = None
+    if run.resume:
+        run, resumed = resume_settings(run, log)
+    batch_clips = run.training_clips()
     if info.is_main:
-        check_writable(args.checkpoint)
-        guard_previous_run(args.checkpoint, args.resume, getattr(args, "overwrite", False), log)
-        remove_stale_temp_files(args.checkpoint)
-    torch.manual_seed(args.seed)
-    model_cfg = config_from_checkpoint(resumed, args.resume) if resumed else model_config(args)
+        check_writable(run.checkpoint)
+        guard_previous_run(run.checkpoint, run.resume, run.overwrite, log)
+        remove_stale_temp_files(run.checkpoint)
+    torch.manual_seed(run.seed)
+    model_cfg = config_from_checkpoint(resumed, run.resume) if resumed else run.model_config()
+    run = run.with_architecture(model_cfg)
     model = prepare_model(Denoiser(model_cfg).to(device), device)
-    diffusion = Diffusion(args.timestep, args.scale)
-    clips = ClipSampler(train_sequences, args.number_of_frames, batch_clips, augment=args.data_augmentation,
-                        kps_left=layout.kps_left, kps_right=layout.kps_right,
-                        joints_left=layout.joints_left, joints_right=layout.joints_right, seed=args.seed,
-                        rank=info.rank, world_size=info.world_size)
+    diffusion = Diffusion(run.timestep, run.scale)
+    clips = ClipSampler(train_sequences, model_cfg.frames, batch_clips, augment=run.data_augmentation, layout=layout,
+                        seed=run.seed, rank=info.rank, world_size=info.world_size)
     validate = None
-    if not args.no_eval and val_sequences:
-        sampler = make_sampler(args, args.val_timesteps)
-        settings = eval_settings(args, layout, args.val_proposals, args.val_timesteps, progress=False)
+    if not run.no_eval and val_sequences:
+        sampler = make_sampler(run, run.val_timesteps)
+        settings = eval_settings(run, layout, run.val_proposals, run.val_timesteps, progress=False)
 
         def validate(m):
             return Report(evaluate_sequences(m, sampler, val_sequences, settings, device)).headline()
     writer = None
-    if not args.nolog and info.is_main:
+    if not run.nolog and info.is_main:
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(args.log)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.learning_rate, lr_decay=args.lr_decay,
-                      weight_decay=args.weight_decay, seed=args.seed, checkpoint_frequency=args.checkpoint_frequency,
-                      amp_dtype=amp_dtype(args.amp), progress=show_progress(args))
+        writer = SummaryWriter(run.log)
+    cfg = TrainConfig(epochs=run.epochs, lr=run.learning_rate, lr_decay=run.lr_decay,
+                      weight_decay=run.weight_decay, seed=run.seed, checkpoint_frequency=run.checkpoint_frequency,
+                      amp_dtype=amp_dtype(run.amp), progress=show_progress(run))
     net = wrap(model, info, device)
-    work = args.epochs * clips.num_batches() * clips.batch_size * 3 * sampling_flops(model.cfg, 1, 1, False)
-    if compile_wanted(args.compile, device, work):
+    work = run.epochs * clips.num_batches() * clips.batch_size * 3 * model.cfg.flops()
+    if compile_wanted(run.compile, device, work):
         if torch.device(device).type == "cpu":
             configure_cpu_compile()
         net = torch.compile(model if net is None else net)
         log("training through torch.compile (the first steps compile the model)")
-    trainer = Trainer(model, diffusion, clips, cfg, device, args.checkpoint, validate=validate, writer=writer,
-                      dist=info, ddp_model=net, extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}})
+    trainer = Trainer(model, diffusion, clips, cfg, device, run.checkpoint, validate=validate, writer=writer,
+                      dist=info, ddp_model=net, extra_state={"args": {**run.to_dict(), "input_layout": layout.input_name}})
     if resumed:
-        trainer.resume(resumed, args.resume)
-        log(f"resumed from {args.resume} after epoch {trainer.epoch}")
-    set_interrupt_hint(lambda: _training_interrupted(trainer, args))
+        trainer.resume(resumed, run.resume)
+        log(f"resumed from {run.resume} after epoch {trainer.epoch}")
+    set_interrupt_hint(lambda: _training_interrupted(trainer, run))
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training {n_params / 1e6:.2f}M parameters on {device}"
         f"{f' x {info.world_size} processes' if info.enabled else ''}: {len(train_sequences)} sequences, "

@@ -60,22 +60,18 @@ def mpjve(pred: torch.Tensor, target: torch.Tensor, frame_dim: int = -3) -> torc
 def aggregation_joint_errors(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor,
                              cam: torch.Tensor, protocol2: bool = False, weights: torch.Tensor | None = None,
                              project=None) -> dict[str, torch.Tensor]:
-    """Per-joint errors (B, K, F, J) of the four aggregation modes, for hypotheses
-    (B, K, H, F, J, 3) against root-relative ground truth gt (B, F, J, 3).
+    """Per-joint errors (B, K, F, J) of the aggregation modes, for hypotheses (B, K, H, F, J, 3)
+    against root-relative ground truth gt (B, F, J, 3), gathered from each mode's choice
+    (common.aggregation.choices).
 
-    Protocol 2 aligns every hypothesis (and, for P-Agg, the mean pose) to the ground truth
-    per frame before the selection; J-Agg's choice still comes from the unaligned
-    reprojection to the 2D input x2d (B, F, J, 2) with root trajectory traj (B, F, 1, 3) and
-    intrinsics cam. weights (B, F) only weight P-Best's batch-level choice.
-
-    The errors come from the per-hypothesis errors and the choices of common.aggregation, not
-    from aggregation.aggregate's poses: under protocol 2 every hypothesis is aligned before the
-    choice, which an aligned aggregated pose would not reproduce.
+    Protocol 2 aligns every hypothesis (and, for P-Agg, the mean pose) to the ground truth per
+    frame before the selection, so the oracles choose by aligned errors; J-Agg's choice still
+    comes from the unaligned reprojection to the 2D input x2d (B, F, J, 2) with root trajectory
+    traj (B, F, 1, 3) and intrinsics cam. weights (B, F) only weight P-Best's batch-level choice.
     """
     from . import aggregation as agg
     from .camera import project_to_2d
 
-    project = project or project_to_2d
     target = gt[:, None, None]                                   # (B, 1, 1, F, J, 3)
     mean_pose = agg.p_agg(hyps)                                  # (B, K, F, J, 3)
     if protocol2:
@@ -84,15 +80,9 @@ def aggregation_joint_errors(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Te
     else:
         errors = joint_errors(hyps, target)                      # (B, K, H, F, J)
         mean_errors = joint_errors(mean_pose, gt[:, None])
-    _, j_agg_choice = agg.j_agg(hyps, x2d, traj, cam, project)
-    _, p_best_choice = agg.p_best(hyps, gt, errors, weights)
-    k = torch.arange(hyps.shape[1], device=hyps.device)
-    return {
-        "J-Agg": torch.gather(errors, agg.HYP_DIM, j_agg_choice.unsqueeze(agg.HYP_DIM)).squeeze(agg.HYP_DIM),
-        "P-Agg": mean_errors,
-        "P-Best": errors[:, k, p_best_choice],
-        "J-Best": errors.min(dim=agg.HYP_DIM).values,
-    }
+    c = agg.Candidates(hyps, errors, x2d, traj, cam, weights, project or project_to_2d)
+    return {mode: mean_errors if choice is agg.MEAN else agg.gather(errors, choice)
+            for mode, choice in agg.choices(c).items()}
 
 
 def aggregation_errors(hyps, gt, x2d, traj, cam, protocol2: bool = False, project=None) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .clips import eval_window_indices
+from .datasets.base import Layout
 from .diffusion import DDIMSampler, FlipTTA
 from .skeleton import flip_pose
 
@@ -31,16 +32,6 @@ class WindowGroup:
     windows: np.ndarray      # (n, F) frame indices into the sequence
     new: np.ndarray          # (n, F) bool: frame first covered by this window
     group_id: int            # position in sampling order, seeds the group's noise
-
-
-@dataclass
-class FlipLayout:
-    """Left/right joints for flip test-time augmentation: of the 2D input and of the 3D output."""
-
-    kps_left: tuple
-    kps_right: tuple
-    joints_left: tuple
-    joints_right: tuple
 
 
 def window_groups(lengths: list[int], frames: int, group: int) -> list[WindowGroup]:
@@ -74,10 +65,11 @@ def group_noise(group_id: int, clips: int, shape_tail, iterations: int, seed: in
 
 
 def sample_windows(model, sampler: DDIMSampler, inputs_2d: list[np.ndarray], hypotheses: int, group: int,
-                   flip: FlipLayout | None, seed: int, device, compute_batch: int = 0, desc: str = "sampling",
+                   flip: Layout | None, seed: int, device, compute_batch: int = 0, desc: str = "sampling",
                    progress: bool = True) -> Iterator[tuple[WindowGroup, torch.Tensor, torch.Tensor]]:
     """Sample every window of every sequence; yields (group, x2d (n, F, J, 2), hypotheses
-    (n, K, H, F, J, 3)) per group, in order. inputs_2d: one (N_i, J, 2) normalised array per sequence."""
+    (n, K, H, F, J, 3)) per group, in order. inputs_2d: one (N_i, J, 2) normalised array per sequence;
+    flip: the joint layout to mirror with for flip test-time augmentation, None for none."""
     frames = model.cfg.frames
     groups = window_groups([len(x) for x in inputs_2d], frames, group)
     model.eval()

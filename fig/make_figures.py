@@ -45,9 +45,10 @@ def main(argv=None) -> int:
         print(f"error: {args.checkpoint} not found: train the demo model first with `python main.py --demo`",
               file=sys.stderr)
         return 2
-    from common.arguments import build_draw_parser
+    from common.arguments import build_draw_parser, resolve_device
+    from common.config import RunConfig
     from common.datasets.synthetic import ensure_synthetic
-    from common.draw import DrawPaths, draw_sequence
+    from common.draw import DrawPaths, DrawView, draw_sequence
 
     ensure_synthetic(args.data_dir)
     out = Path(args.out)
@@ -59,8 +60,9 @@ def main(argv=None) -> int:
     def draw() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             export = Path(tmp) / "demo.npz"
-            draw_sequence(draw_args, DrawPaths(errors=out / "errors.png", frame=out / "frame.png",
-                                               animation=out / "demo.gif", export=export))
+            draw_sequence(RunConfig.from_args(draw_args), DrawView.from_args(draw_args), resolve_device(draw_args),
+                          DrawPaths(errors=out / "errors.png", frame=out / "frame.png", animation=out / "demo.gif",
+                                    export=export))
             with np.load(export) as d:
                 method_figure(out / "method.png", {k: d[k] for k in d.files})
         return 0

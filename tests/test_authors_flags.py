@@ -10,7 +10,8 @@ import torch
 from common.cli import h36m as main_script
 from common.cli import mpi_inf_3dhp as main_3dhp
 from common.cli import draw as main_draw
-from common.arguments import build_parser, resolve_checkpoint_path
+from common.arguments import build_parser
+from common.config import RunConfig
 from common.checkpoint import atomic_save, make_checkpoint
 from common.datasets.base import Sequence
 from common.datasets.h36m import H36MDataset
@@ -18,7 +19,7 @@ from common.datasets import mpi_inf_3dhp as threedhp
 from common.datasets.mpi_inf_3dhp import LAYOUT
 from common.denoiser import Denoiser, DenoiserConfig
 from common.evaluate import EvalSettings, SequenceResult, evaluate_sequences
-from common.experiment import eval_settings, pbest_group, training_clips
+from common.experiment import eval_settings, resolve_checkpoint_path
 from common.report import Report
 from conftest import make_sequences, synthetic_as_h36m
 
@@ -185,14 +186,14 @@ def test_empty_report_is_a_clear_error():
 def test_b_counts_frames_in_training_and_clips_per_pbest_group_in_evaluation():
     args = build_parser().parse_args([])
     assert (args.batch_size, args.stride) == (1024, 243)
-    assert training_clips(args) == 4 and pbest_group(args) == 1024
+    assert RunConfig.from_args(args).training_clips() == 4 and RunConfig.from_args(args).pbest_clips() == 1024
     args = build_parser().parse_args(["-b", "2048", "-s", "81"])
-    assert training_clips(args) == 25 and pbest_group(args) == 2048
+    assert RunConfig.from_args(args).training_clips() == 25 and RunConfig.from_args(args).pbest_clips() == 2048
     args = build_parser().parse_args(["-b", "4"])
-    assert pbest_group(args) == 4
+    assert RunConfig.from_args(args).pbest_clips() == 4
     with pytest.raises(ValueError, match="0 clips per training batch"):
-        training_clips(args)
-    assert pbest_group(build_parser().parse_args(["-b", "4", "--pbest-group", "7"])) == 7
+        RunConfig.from_args(args).training_clips()
+    assert RunConfig.from_args(build_parser().parse_args(["-b", "4", "--pbest-group", "7"])).pbest_clips() == 7
     assert main_3dhp.parser().parse_args(["-b", "4"]).pbest_group == 2     # the authors' 3DHP script: 2 clips
 
 
@@ -202,7 +203,7 @@ def test_demo_trains_and_evaluates_with_8_clips_as_before():
     for key, value in main_script.DEMO_FLAGS.items():
         if getattr(args, key) == getattr(defaults, key):
             setattr(args, key, value)
-    assert training_clips(args) == 8 and pbest_group(args) == 8
+    assert RunConfig.from_args(args).training_clips() == 8 and RunConfig.from_args(args).pbest_clips() == 8
 
 
 def test_training_batch_holds_b_over_s_clips(data, tmp_path, capsys):
@@ -245,9 +246,8 @@ def _sequence(frames, valid=None):
 
 def _kept(seq, sampler, **settings):
     model = SimpleNamespace(cfg=SimpleNamespace(frames=9), eval=lambda: None)
-    s = EvalSettings(hypotheses=2, iterations=1, flip=False, group=1, keep_poses=True, progress=False,
-                     joints_left=tuple(LAYOUT.joints_left), joints_right=tuple(LAYOUT.joints_right),
-                     kps_left=tuple(LAYOUT.kps_left), kps_right=tuple(LAYOUT.kps_right), **settings)
+    s = EvalSettings(LAYOUT, hypotheses=2, iterations=1, flip=False, group=1, keep_poses=True, progress=False,
+                     **settings)
     return evaluate_sequences(model, sampler, [seq], s, "cpu")[0]
 
 
@@ -286,8 +286,8 @@ def test_authors_test_cameras_have_fx_equal_fy_and_the_calibrated_one_the_pixel_
 
 def test_3dhp_eval_settings_default_to_the_authors_rules():
     args = main_3dhp.parser().parse_args(["--evaluate", "x.bin"])
-    s = eval_settings(args, LAYOUT, 1, 1)
+    s = eval_settings(RunConfig.from_args(args), LAYOUT, 1, 1)
     assert (s.group, s.kept_pbest_valid_only, args.calibrated_camera) == (2, False, False)
     args = main_3dhp.parser().parse_args(["--pbest-valid-frames", "--calibrated-camera", "--pbest-group", "4"])
-    s = eval_settings(args, LAYOUT, 1, 1)
+    s = eval_settings(RunConfig.from_args(args), LAYOUT, 1, 1)
     assert (s.group, s.kept_pbest_valid_only, args.calibrated_camera) == (4, True, True)

@@ -9,7 +9,7 @@ from benchmarks import benchmark
 from benchmarks.benchmark import NaiveDenoiser, naive_training_input, run_sampling, sampling_variants
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import Diffusion
-from common.engine import openvino_available, sampling_flops
+from common.engine import openvino_available
 from conftest import random_inputs, tiny_model
 
 
@@ -21,11 +21,11 @@ def test_flop_count_matches_pytorchs_counter():
     with counter, torch.no_grad():
         model(x2d, x3d, t)
     counted = counter.get_total_flops()
-    blocks = sampling_flops(cfg, 2 * 3, iterations=1, flip=False)
+    blocks = cfg.flops(2 * 3, iterations=1, flip=False)
     # the counter also sees the embedding, head and timestep MLP, which the analytic count leaves out
     extra = 2 * (5 * 32 + 32 * 3) * 2 * 3 * 9 * 17 + 2 * 2 * (32 * 64 + 64 * 32)
     assert counted == blocks + extra
-    assert sampling_flops(cfg, 6, iterations=3, flip=True) == 6 * blocks
+    assert cfg.flops(6, iterations=3, flip=True) == 6 * blocks
 
 
 def test_benchmark_reports_side_by_side(tmp_path, capsys):

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.checkpoint import (CheckpointError, atomic_save, convert_authors_state_dict, load_denoiser,
-                               make_checkpoint, safe_load)
-from common.denoiser import Denoiser, DenoiserConfig
+from common.checkpoint import CheckpointError, atomic_save, load_denoiser, make_checkpoint, safe_load
+from common.denoiser import Denoiser, DenoiserConfig, from_authors_state_dict
 
 
 def test_authors_checkpoint_loads_with_no_missing_or_unexpected_keys(fixture_a):
@@ -15,7 +14,7 @@ def test_authors_checkpoint_loads_with_no_missing_or_unexpected_keys(fixture_a):
     ckpt = safe_load(folder / "checkpoint.bin")
     assert set(ckpt) == {"epoch", "lr", "random_state", "optimizer", "model_pos"}
     assert isinstance(ckpt["random_state"], np.random.RandomState)
-    state = convert_authors_state_dict(ckpt["model_pos"])
+    state = from_authors_state_dict(ckpt["model_pos"])
     model = Denoiser(DenoiserConfig(frames=cfg["frames"], channels=cfg["channels"], depth=cfg["depth"]))
     result = model.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys

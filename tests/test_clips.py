@@ -9,10 +9,10 @@ from common.clips import ClipSampler, clip_bounds, eval_window_indices, eval_win
 from common.datasets.base import Sequence
 from common.datasets.h36m import H36MDataset
 from common.datasets.synthetic import write_synthetic_h36m
+from common.coco import input_layout
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
 
-SYM = dict(kps_left=H36M_JOINTS_LEFT, kps_right=H36M_JOINTS_RIGHT,
-           joints_left=H36M_JOINTS_LEFT, joints_right=H36M_JOINTS_RIGHT)
+SYM = dict(layout=input_layout("h36m"))
 
 
 def tagged_sequence(index, num_frames):
@@ -117,7 +117,7 @@ def test_ranks_get_disjoint_equal_shares_of_each_epoch():
 
 
 def test_augment_without_symmetry_is_refused():
-    with pytest.raises(ValueError, match="kps_left"):
+    with pytest.raises(ValueError, match="joint layout"):
         ClipSampler([tagged_sequence(0, 5)], clip_length=4, batch_size=2, augment=True)
 
 

@@ -14,7 +14,7 @@ from common.clips import ClipSampler
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import Diffusion
 from common.distributed import DistInfo, cleanup, init_from_env, wrap
-from common.skeleton import H36M_JOINTS_LEFT as L, H36M_JOINTS_RIGHT as R
+from common.coco import input_layout
 from common.train import Trainer, TrainConfig
 from conftest import make_sequences
 
@@ -32,8 +32,8 @@ def _free_port() -> int:
 def _train(out_dir: Path, batch: int, info: DistInfo, device="cpu"):
     torch.manual_seed(0)
     model = Denoiser(CFG)
-    clips = ClipSampler(make_sequences(3, 25), CFG.frames, batch, augment=True, kps_left=L, kps_right=R,
-                        joints_left=L, joints_right=R, seed=3, rank=info.rank, world_size=info.world_size)
+    clips = ClipSampler(make_sequences(3, 25), CFG.frames, batch, augment=True, layout=input_layout("h36m"),
+                        seed=3, rank=info.rank, world_size=info.world_size)
     cfg = TrainConfig(epochs=2, lr=1e-3, seed=5, checkpoint_frequency=0, progress=False)
     trainer = Trainer(model, Diffusion(), clips, cfg, device, out_dir, dist=info,
                       ddp_model=wrap(model, info, torch.device(device)))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.coco import input_layout
 from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings, SequenceResult, evaluate_sequences
 from common.sampling import group_noise
@@ -33,7 +34,7 @@ class Lifter(torch.nn.Module):
 
 
 def _settings(**kw):
-    return EvalSettings(**{"hypotheses": 3, "iterations": 2, "flip": False, "group": 2, "progress": False, **kw})
+    return EvalSettings(**{"layout": input_layout("h36m"), "hypotheses": 3, "iterations": 2, "flip": False, "group": 2, "progress": False, **kw})
 
 
 def _sampler():

@@ -10,7 +10,7 @@ from torch import nn
 from common.cli import in_the_wild as wild_script
 from common.camera import image_coordinates, normalize_screen_coordinates, project_to_2d, world_to_camera_np
 from common.checkpoint import atomic_save, make_checkpoint, safe_load
-from common.coco import coco_to_h36m
+from common.coco import coco_to_h36m, input_layout
 from common.datasets.h36m import H36MDataset, h36m_cameras
 from common.datasets.synthetic import (STYLES, animate, coco_points, subject_bones, write_synthetic_coco,
                                        write_synthetic_h36m)
@@ -109,7 +109,7 @@ def test_j_agg_with_coco_input_reprojects_to_the_mapped_2d(coco_dir):
     offsets[1:, 1:, 0] = [[0.3], [0.5]]
     model = LookupModel(np.concatenate([s.pose_2d for s in seqs]), np.concatenate([s.pose_3d for s in seqs]),
                         9, [1, 3, 5, 7, 9, 11, 13, 15], [2, 4, 6, 8, 10, 12, 14, 16], offsets)
-    settings = EvalSettings(hypotheses=3, iterations=1, flip=False, progress=False)
+    settings = EvalSettings(input_layout("h36m"), hypotheses=3, iterations=1, flip=False, progress=False)
     results = evaluate_sequences(model, DDIMSampler(Diffusion(), 1), seqs, settings, "cpu")
     for r in results:
         assert r.error("p1", "J-Agg")[-1] < 1e-6
@@ -129,7 +129,8 @@ def test_true_poses_give_the_true_root_depth(tmp_path, layout, frames):
     pose = coco_to_h36m(points)                                        # (N, 17, 3) camera space
     root = pose[:, :1].copy()
     model_2d = normalize_screen_coordinates(coco_to_h36m(pixels) if layout == "h36m" else pixels, W, H)
-    model = LookupModel(model_2d, pose - root, 9, *lifting.INPUT_SYMMETRY[layout])
+    flip = input_layout(layout)
+    model = LookupModel(model_2d, pose - root, 9, flip.kps_left, flip.kps_right)
     sampler = DDIMSampler(Diffusion(), 2)
     result = lifting.lift_keypoints(model, sampler, keypoints, (W, H), layout, hypotheses=3, flip=True, batch=2)
     assert result.hypotheses.shape == (frames, 2, 3, 17, 3)

@@ -5,8 +5,8 @@ import torch
 
 from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings, evaluate_sequences
-from common.sampling import FlipLayout, pack, sample_windows, window_groups
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
+from common.coco import input_layout
+from common.sampling import pack, sample_windows, window_groups
 from conftest import make_sequences, tiny_model
 from common.in_the_wild.lifting import sample_clip
 
@@ -34,7 +34,7 @@ def test_packing_groups_into_calls_changes_no_sample():
     model = tiny_model(frames=9)
     sampler = DDIMSampler(Diffusion(), 2)
     x = [np.random.default_rng(i).normal(size=(n, 17, 2)).astype(np.float32) * 0.3 for i, n in enumerate([20, 31])]
-    flip = FlipLayout(*(tuple(v) for v in (H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT)))
+    flip = input_layout("h36m")
     one = [h for _, _, h in sample_windows(model, sampler, x, 3, 2, flip, 7, "cpu", compute_batch=2, progress=False)]
     many = [h for _, _, h in sample_windows(model, sampler, x, 3, 2, flip, 7, "cpu", compute_batch=8, progress=False)]
     assert len(one) == len(many) == 4                              # 3 + 4 windows in groups of 2
@@ -45,10 +45,10 @@ def test_lifting_samples_the_same_hypotheses_as_the_evaluation():
     (seq,) = make_sequences(count=1, frames=20)                     # windows 0-8, 9-17 and the end-aligned 11-19
     model = tiny_model(frames=9)
     sampler = DDIMSampler(Diffusion(), 2)
-    settings = EvalSettings(hypotheses=3, iterations=2, group=2, exact_frames=True, keep_hypotheses=True,
+    settings = EvalSettings(input_layout("h36m"), hypotheses=3, iterations=2, group=2, exact_frames=True, keep_hypotheses=True,
                             seed=5, progress=False)
     evaluated = evaluate_sequences(model, sampler, [seq], settings, "cpu")[0].hypotheses   # (K, H, N, J, 3)
-    lifted = sample_clip(model, sampler, seq.pose_2d, 3, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, batch=2, seed=5)
+    lifted = sample_clip(model, sampler, seq.pose_2d, 3, input_layout("h36m"), batch=2, seed=5)
     assert lifted.shape == (20, 2, 3, 17, 3)
     assert np.abs(lifted.transpose(1, 2, 0, 3, 4) - evaluated).max() < 1e-6
     assert np.all(lifted[:, :, :, 0] == 0) and np.abs(lifted).sum(axis=(1, 2, 3, 4)).min() > 0

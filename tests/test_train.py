@@ -7,7 +7,7 @@ from common.checkpoint import load_denoiser
 from common.clips import ClipSampler
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import Diffusion
-from common.skeleton import H36M_JOINTS_LEFT as L, H36M_JOINTS_RIGHT as R
+from common.coco import input_layout
 from common.report import mean_pose_baseline
 from common.train import Trainer, TrainConfig, make_optimizer
 from conftest import make_sequences, random_inputs, tiny_model
@@ -18,8 +18,7 @@ CFG = DenoiserConfig(frames=5, channels=16, depth=2, heads=2, drop_path=0.3)
 def _trainer(out_dir, epochs, sequences, amp_dtype=None):
     torch.manual_seed(0)
     model = Denoiser(CFG)
-    clips = ClipSampler(sequences, CFG.frames, 2, augment=True, kps_left=L, kps_right=R,
-                        joints_left=L, joints_right=R, seed=3)
+    clips = ClipSampler(sequences, CFG.frames, 2, augment=True, layout=input_layout("h36m"), seed=3)
     cfg = TrainConfig(epochs=epochs, lr=1e-3, lr_decay=0.9, seed=5, checkpoint_frequency=1, progress=False,
                       amp_dtype=amp_dtype)
     return Trainer(model, Diffusion(), clips, cfg, "cpu", out_dir, validate=lambda m: float(len(str(m)) % 7))

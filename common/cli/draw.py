@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import sys
 
-from ..arguments import build_draw_parser
-from ..draw import draw_sequence
+from ..arguments import build_draw_parser, resolve_device
+from ..config import RunConfig
+from ..draw import DrawView, draw_sequence
 from ..experiment import entry_point
 
 
 def run(argv=None) -> int:
     args = build_draw_parser(__doc__.splitlines()[0]).parse_args(argv)
-    written = draw_sequence(args)
+    written = draw_sequence(RunConfig.from_args(args), DrawView.from_args(args), resolve_device(args))
     print("wrote " + ", ".join(str(p) for p in written) + ("" if args.render else " (--render for the animation)"))
     return 0
 

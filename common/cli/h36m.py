@@ -13,7 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..arguments import build_parser, resolve_device, split_list
+from ..arguments import build_parser, resolve_device
+from ..config import RunConfig
 from ..datasets.h36m import H36MDataset
 from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training
 
@@ -39,22 +40,22 @@ def run(argv=None) -> int:
     if args.demo:
         apply_demo(args)
     device = resolve_device(args)
-    dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
-    actions = split_list(args.actions)
-    test = dataset.sequences(split_list(args.subjects_test), actions, downsample=args.downsample)
-    out_dir = Path(args.checkpoint)
+    config = RunConfig.from_args(args)
+    dataset = H36MDataset(config.data_dir, config.keypoints, config.dataset)
+    test = dataset.test_sequences(config.selection())
+    out_dir = Path(config.checkpoint)
 
-    if args.evaluate:
-        model = load_for_evaluation(args, device)
-        run_evaluation(args, model, test, dataset.layout(), device, out_dir, name=f"eval_{Path(args.evaluate).stem}")
+    if config.evaluate:
+        model, _, config = load_for_evaluation(config, device)
+        run_evaluation(config, model, test, dataset.layout, device, out_dir, name=f"eval_{Path(config.evaluate).stem}")
         return 0
 
-    train = dataset.sequences(split_list(args.subjects_train), actions, args.subset, args.downsample)
-    trainer = run_training(args, train, test, dataset.layout(), device)
+    train = dataset.train_sequences(config.selection())
+    trainer = run_training(config, train, test, dataset.layout, device)
     if args.demo:
         from ..report import mean_pose_baseline
 
-        report, _ = run_evaluation(args, trainer.model.eval(), test, dataset.layout(), device, out_dir,
+        report, _ = run_evaluation(config, trainer.model.eval(), test, dataset.layout, device, out_dir,
                                    name="demo_eval")
         j_agg, baseline = 1000 * report.headline(), 1000 * mean_pose_baseline(train, test)
         print(f"\nDemo result: J-Agg MPJPE {j_agg:.1f} mm vs {baseline:.1f} mm for the mean training pose "

@@ -16,10 +16,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..arguments import add_viz_arguments, build_parser, resolve_device, split_list
+from ..arguments import add_viz_arguments, build_parser, resolve_device
+from ..config import RunConfig
 from ..datasets.h36m import H36MDataset
-from ..experiment import (entry_point, load_for_evaluation, make_sampler, pbest_group, run_evaluation,
-                               run_training)
+from ..api import Lifter
+from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training
 from ..outputs import check_writable_file
 from ..in_the_wild import lifting
 from ..in_the_wild.keypoints import read_keypoints
@@ -60,18 +61,17 @@ def run(argv=None) -> int:
     if args.keypoints_file:
         return lift(args, device)
 
-    # Training / Human3.6M evaluation: main.py's flow on a (usually COCO-layout) 2D file.
-    dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
-    args.input_layout = dataset.layout_name      # recorded in the checkpoint's args for inference
-    layout, actions = dataset.layout(), split_list(args.actions)
-    test = dataset.sequences(split_list(args.subjects_test), actions, downsample=args.downsample)
-    if args.evaluate:
-        model = load_for_evaluation(args, device)
-        run_evaluation(args, model, test, layout, device, Path(args.checkpoint),
-                       name=f"eval_{Path(args.evaluate).stem}")
+    # Training / Human3.6M evaluation: main.py's flow on a (usually COCO-layout) 2D file; the
+    # 2D layout is recorded in the checkpoint for inference (dataset.layout.input_name).
+    config = RunConfig.from_args(args)
+    dataset = H36MDataset(config.data_dir, config.keypoints, config.dataset)
+    test = dataset.test_sequences(config.selection())
+    if config.evaluate:
+        model, _, config = load_for_evaluation(config, device)
+        run_evaluation(config, model, test, dataset.layout, device, Path(config.checkpoint),
+                       name=f"eval_{Path(config.evaluate).stem}")
         return 0
-    train = dataset.sequences(split_list(args.subjects_train), actions, args.subset, args.downsample)
-    run_training(args, train, test, layout, device)
+    run_training(config, dataset.train_sequences(config.selection()), test, dataset.layout, device)
     return 0
 
 
@@ -83,20 +83,17 @@ def lift(args, device) -> int:
                                    "--output")
     if args.render and args.viz_output:
         check_writable_file(args.viz_output, "--viz-output")
-    model, checkpoint = load_for_evaluation(args, device, with_checkpoint=True)
-    layout, why = lifting.input_layout_of(checkpoint, args.input_layout)
+    lifter = Lifter.from_config(RunConfig.from_args(args), device, args.input_layout)
     keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold, max_gap=args.max_frame_gap,
                                max_missing=args.max_missing_frames)
     size = lifting.image_size(keypoints, args.width, args.height, args.video)
     for note in keypoints.warnings:
         print(f"warning: {note}", file=sys.stderr)
     print(keypoints.summary())
-    print(f"{keypoints.num_frames} frames of {size[0]}x{size[1]} pixels; {layout} input (from {why}); "
-          f"F={model.cfg.frames} H={args.num_proposals} K={args.sampling_timesteps} on {device}")
-    sampler = make_sampler(args, args.sampling_timesteps)
-    result = lifting.lift_keypoints(model, sampler, keypoints, size, layout, args.num_proposals, focal=args.focal,
-                                    flip=args.test_time_augmentation, batch=args.eval_batch or pbest_group(args),
-                                 seed=args.seed, device=device)
+    print(f"{keypoints.num_frames} frames of {size[0]}x{size[1]} pixels; {lifter.layout} input (from "
+          f"{lifter.layout_source}); F={lifter.model.cfg.frames} H={args.num_proposals} K={args.sampling_timesteps} "
+          f"on {device}")
+    result = lifter.lift_keypoints(keypoints, size, focal=args.focal)
     for note in lifting.doubtful_input(result, keypoints):
         print(f"warning: {note}", file=sys.stderr)
     out = result.save(out_path)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..arguments import build_parser, resolve_device, split_list
-from ..datasets.mpi_inf_3dhp import LAYOUT, TEST_NPZ, load_3dhp_test, load_3dhp_train, prepare_3dhp
+from ..arguments import build_parser, resolve_device
+from ..config import RunConfig, split_list
+from ..datasets.base import Selection
+from ..datasets.mpi_inf_3dhp import TEST_NPZ, MPIINF3DHPDataset, prepare_3dhp
 from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training
 from ..mpi_inf_3dhp_eval import export_evaluation, format_summary, score_prediction_files
 
@@ -52,14 +54,16 @@ def run(argv=None) -> int:
             print(f"wrote {split} data to {path}")
         return 0
     device = resolve_device(args)
+    config = RunConfig.from_args(args)
     test_source = data_dir / TEST_NPZ if (data_dir / TEST_NPZ).is_file() else Path(args.raw_dir or data_dir)
-    test = load_3dhp_test(test_source, split_list(args.test_sequences), calibrated_camera=args.calibrated_camera)
-    out_dir = Path(args.checkpoint)
+    dataset = MPIINF3DHPDataset(data_dir, test_source, calibrated_camera=args.calibrated_camera)
+    test = dataset.test_sequences(Selection(subjects_test=split_list(args.test_sequences)))
+    out_dir = Path(config.checkpoint)
 
-    if args.evaluate:
-        model = load_for_evaluation(args, device)
-        _, results = run_evaluation(args, model, test, LAYOUT, device, out_dir,
-                                    name=f"eval_{Path(args.evaluate).stem}", keep_poses=True)
+    if config.evaluate:
+        model, _, config = load_for_evaluation(config, device)
+        _, results = run_evaluation(config, model, test, dataset.layout, device, out_dir,
+                                    name=f"eval_{Path(config.evaluate).stem}", keep_poses=True)
         files = export_evaluation(results, out_dir)
         print(f"wrote {', '.join(f.name for f in files)} to {out_dir}")
         gt_source = Path(args.raw_dir) if args.raw_dir else test_source
@@ -68,8 +72,8 @@ def run(argv=None) -> int:
         print(f"CSV tables in {out_dir / '3dhp_scores'}")
         return 0
 
-    train = load_3dhp_train(data_dir)
-    run_training(args, train, test, LAYOUT, device)
+    train = dataset.train_sequences(Selection())
+    run_training(config, train, test, dataset.layout, device)
     return 0
 
 

@@ -1,6 +1,7 @@
 """The unit every data source produces: one camera view of one sequence."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,12 +51,48 @@ class Sequence:
         return f"{self.subject}/{self.action}/cam{self.camera}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Layout:
-    """Joint layout of a data set: left/right joints of the 3D output and of the 2D input
-    (for flip augmentation and flip test-time augmentation)."""
+    """Joint layout of a data set, carried from the dataset to the clips, the sampler and the
+    aggregation: left/right joints of the 3D output and of the 2D input (for flip
+    augmentation and flip test-time augmentation), and the 2D input's joint order ('h36m':
+    Human3.6M-17, 'coco': COCO-17; the 3D output is Human3.6M-17 either way)."""
 
-    joints_left: list
-    joints_right: list
-    kps_left: list
-    kps_right: list
+    joints_left: tuple
+    joints_right: tuple
+    kps_left: tuple
+    kps_right: tuple
+    input_name: str = "h36m"
+
+    def __post_init__(self):
+        for name in ("joints_left", "joints_right", "kps_left", "kps_right"):
+            object.__setattr__(self, name, tuple(int(j) for j in getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which sequences of a data set to use (the data flags): training and test subjects
+    (None: all), actions by name prefix (None: all), the training subset fraction and a frame
+    stride."""
+
+    subjects_train: list | None = None
+    subjects_test: list | None = None
+    actions: list | None = None
+    subset: float = 1.0
+    downsample: int = 1
+
+
+class Dataset(ABC):
+    """What every data source offers the training and evaluation code: its joint layout and
+    its training and test sequences (with 3D ground truth, camera-space metres, root-relative)."""
+
+    name: str = ""
+    layout: Layout
+
+    @abstractmethod
+    def train_sequences(self, selection: Selection) -> list[Sequence]:
+        """The training sequences the selection asks for."""
+
+    @abstractmethod
+    def test_sequences(self, selection: Selection) -> list[Sequence]:
+        """The test sequences the selection asks for (every frame; subset does not apply)."""

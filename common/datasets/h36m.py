@@ -19,7 +19,7 @@ import numpy as np
 
 from ..camera import normalize_screen_coordinates, normalized_intrinsics, world_to_camera_np
 from ..coco import coco_to_h36m
-from ..datasets.base import DatasetError, Layout, Sequence
+from .base import Dataset, DatasetError, Layout, Selection, Sequence
 from ..safe_pickle import UnsafePickleError, item, load_npz
 from ..skeleton import Skeleton, h36m_metadata, h36m_skeleton_17, h36m_skeleton_32
 
@@ -85,12 +85,13 @@ def _load_npz(path: Path, keys: tuple[str, ...]) -> dict:
     return loaded
 
 
-class H36MDataset:
+class H36MDataset(Dataset):
     """Loads the 3D and 2D files of Human3.6M (or a data set in its format) once; sequences()
     turns subjects / actions into camera-space Sequences."""
 
     def __init__(self, data_dir, keypoints: str = "gt", dataset: str = "h36m"):
         data_dir = Path(data_dir)
+        self.name = dataset
         self.path_3d = data_dir / f"data_3d_{dataset}.npz"
         self.path_2d = data_dir / f"data_2d_{dataset}_{keypoints}.npz"
         self.positions_3d = _load_npz(self.path_3d, ("positions_3d",))["positions_3d"]
@@ -102,13 +103,17 @@ class H36MDataset:
         self.skeleton = h36m_skeleton_17()
         self.joints_left, self.joints_right = self.skeleton.joints_left, self.skeleton.joints_right
         self._kept_joints = skeleton_32_to_17()[1]
+        # left/right joints of the 3D output (Human3.6M-17) and of this file's 2D input
+        self.layout = Layout(self.joints_left, self.joints_right, self.kps_left, self.kps_right, self.layout_name)
 
     def subjects(self) -> list[str]:
         return list(self.positions_3d)
 
-    def layout(self) -> Layout:
-        """Left/right joints of the 3D output (Human3.6M-17) and of this file's 2D input."""
-        return Layout(self.joints_left, self.joints_right, list(self.kps_left), list(self.kps_right))
+    def train_sequences(self, selection: Selection) -> list[Sequence]:
+        return self.sequences(selection.subjects_train, selection.actions, selection.subset, selection.downsample)
+
+    def test_sequences(self, selection: Selection) -> list[Sequence]:
+        return self.sequences(selection.subjects_test, selection.actions, downsample=selection.downsample)
 
     def actions(self, subject: str) -> list[str]:
         """Action names of a subject, in the order of the 2D file (as VideoPose3D iterates)."""

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.io
 
 from ..camera import normalize_screen_coordinates, normalized_intrinsics
-from ..datasets.base import DatasetError, Layout, Sequence
+from .base import Dataset, DatasetError, Layout, Selection, Sequence
 from ..safe_pickle import UnsafePickleError, item, load_npz
 from ..skeleton import Skeleton
 
@@ -369,3 +369,26 @@ def load_3dhp_train(path, sequences=None, cameras=None) -> list[Sequence]:
             cam = None if k is None else normalized_intrinsics(k[2:], k[:2], np.zeros(3), np.zeros(2), w, h)
             out.append(_sequence(subject, seq, int(c), entry, w, h, cam))
     return out
+
+
+class MPIINF3DHPDataset(Dataset):
+    """MPI-INF-3DHP as a data set: training views from the processed training file, test
+    sequences from the processed test file or the official test release. Test sequences are
+    selected by name (TS1..TS6) through Selection.subjects_test."""
+
+    name = "3dhp"
+    layout = LAYOUT
+
+    def __init__(self, train_source=None, test_source=None, calibrated_camera: bool = False):
+        self.train_source, self.test_source = train_source, test_source
+        self.calibrated_camera = calibrated_camera
+
+    def train_sequences(self, selection: Selection) -> list[Sequence]:
+        if self.train_source is None:
+            raise DatasetError(f"no MPI-INF-3DHP training data was given (the processed {TRAIN_NPZ})")
+        return load_3dhp_train(self.train_source)
+
+    def test_sequences(self, selection: Selection) -> list[Sequence]:
+        if self.test_source is None:
+            raise DatasetError(f"no MPI-INF-3DHP test data was given ({TEST_NPZ} or the official test release)")
+        return load_3dhp_test(self.test_source, selection.subjects_test, calibrated_camera=self.calibrated_camera)

@@ -82,17 +82,41 @@ def read_keypoints(path, track_id: int | None = None, threshold: float = 0.3,
         raw, frame_ids, res_w, res_h = _read_json(path, track_id, max_gap, warnings)
     elif suffix in (".npy", ".npz"):
         raw, res_w, res_h = _read_array_file(path, video)
-        frame_ids = np.arange(raw.shape[0], dtype=np.int64)
+        frame_ids = None
     else:
         raise ValueError(f"{path}: unknown keypoint format {suffix!r}; expected an AlphaPose or "
                          "COCO .json, or a .npy / .npz array of shape (frames, 17, 2 or 3)")
+    return keypoints_from_array(raw, frame_ids, threshold, max_missing, source=str(path), res_w=res_w, res_h=res_h,
+                                warnings=warnings)
+
+
+def keypoints_from_array(raw: np.ndarray, frame_ids=None, threshold: float = 0.3, max_missing: float = 0.5,
+                         source: str = "keypoints", res_w: int | None = None, res_h: int | None = None,
+                         warnings: list | None = None) -> Keypoints2D:
+    """One person's keypoints from an array (F, 17, 2 | 3) of pixels (third channel: confidence,
+    1 when absent; NaN where nothing was detected): frames without any detection and joints that
+    are missing or below `threshold` are filled by interpolation over time; a clip with more
+    than `max_missing` of its frames undetected is refused. frame_ids: (F,) frame numbers
+    (default 0..F-1); source names the input in messages."""
+    raw = np.asarray(raw, dtype=np.float32)
+    if raw.ndim != 3 or raw.shape[1] != NUM_JOINTS or raw.shape[2] not in (2, 3):
+        raise ValueError(f"{source}: keypoint array of shape {raw.shape}; expected (frames, 17, 2) or "
+                         f"(frames, 17, 3) pixels, with confidence as the third channel")
+    if raw.shape[0] == 0:
+        raise ValueError(f"{source}: the keypoint array has no frames")
+    if raw.shape[2] == 2:
+        raw = np.concatenate([raw, np.ones_like(raw[..., :1])], axis=-1)
+    frame_ids = np.arange(raw.shape[0], dtype=np.int64) if frame_ids is None else np.asarray(frame_ids, np.int64)
+    if frame_ids.shape != (raw.shape[0],):
+        raise ValueError(f"{source}: {len(frame_ids)} frame numbers for {raw.shape[0]} frames of keypoints")
+    warnings = [] if warnings is None else warnings
     no_detection = ~np.isfinite(raw[..., :2]).any(axis=(1, 2))
     share = no_detection.mean()
     if share > max_missing:
-        raise ValueError(f"{path}: {no_detection.sum()} of {len(raw)} frames ({share:.0%}) have no detection of "
+        raise ValueError(f"{source}: {no_detection.sum()} of {len(raw)} frames ({share:.0%}) have no detection of "
                          f"the person, so most of the clip would be invented by interpolation; the file does not "
                          f"look like the frames of one video (raise --max-missing-frames to accept it)")
-    keypoints, confidence = fill_missing_joints(raw[..., :2], raw[..., 2], threshold, source=str(path))
+    keypoints, confidence = fill_missing_joints(raw[..., :2], raw[..., 2], threshold, source=source)
     filled_joints = int((confidence < threshold).sum())
     if share > 0.2:
         warnings.append(f"{no_detection.sum()} of {len(raw)} frames ({share:.0%}) have no detection and were "

@@ -24,15 +24,13 @@ import torch
 
 from .. import aggregation as agg
 from ..camera import normalize_screen_coordinates
-from ..coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, LAYOUTS, coco_to_h36m, keypoints_for_model
+from ..coco import LAYOUTS, coco_to_h36m, input_layout, keypoints_for_model
+from ..datasets.base import Layout
 from ..diffusion import DDIMSampler
-from ..sampling import FlipLayout, sample_windows
-from ..skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
+from ..sampling import sample_windows
 from .keypoints import Keypoints2D
 from .root_depth import default_intrinsics, estimate_root_trajectory
 
-# Left / right 2D joints of each input layout (for flipping the input).
-INPUT_SYMMETRY = {"coco": (COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT), "h36m": (H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT)}
 ROOT = 0  # pelvis, Human3.6M-17
 
 
@@ -44,12 +42,13 @@ class WildResult:
     j_agg: np.ndarray         # (N, 17, 3) J-Agg pose of the last iteration
     p_agg: np.ndarray         # (N, 17, 3) mean of the last iteration's hypotheses
     trajectory: np.ndarray    # (N, 3) estimated root position, metres, camera space
-    keypoints_2d: np.ndarray  # (N, 17, 2) the input, COCO-17 pixels
+    keypoints_2d: np.ndarray  # (N, 17, 2) the 2D as given, pixels, in keypoints_layout
     confidence: np.ndarray    # (N, 17) detector confidence (0 where filled in)
     frame_ids: np.ndarray     # (N,) frame number of each row
     intrinsics: np.ndarray    # (9,) normalised [fx, fy, cx, cy, k1, k2, k3, p1, p2] used by JPMA
     image_size: tuple         # (width, height) pixels
-    input_layout: str         # 'coco' or 'h36m'
+    input_layout: str         # the model's 2D input layout, 'coco' or 'h36m'
+    keypoints_layout: str = "coco"  # joint order of keypoints_2d (a detector's COCO-17, or the model's)
 
     def save(self, path) -> Path:
         """Write everything to an .npz (plain arrays, no pickles)."""
@@ -58,7 +57,8 @@ class WildResult:
         np.savez(path, hypotheses=self.hypotheses, j_agg=self.j_agg, p_agg=self.p_agg,
                  trajectory=self.trajectory, keypoints_2d=self.keypoints_2d, confidence=self.confidence,
                  frame_ids=self.frame_ids, intrinsics=self.intrinsics,
-                 image_size=np.asarray(self.image_size, dtype=np.int64), input_layout=np.str_(self.input_layout))
+                 image_size=np.asarray(self.image_size, dtype=np.int64), input_layout=np.str_(self.input_layout),
+                 keypoints_layout=np.str_(self.keypoints_layout))
         return path
 
 
@@ -96,6 +96,15 @@ def image_size(keypoints: Keypoints2D, width: int | None = None, height: int | N
         return _positive_size(*video_size(video), f"the size of {video}")
     raise ValueError("the keypoint file does not state the image size: give --width and --height "
                      "(pixels) or --video (the source video, read with ffprobe)")
+
+
+def checked_image_size(size) -> tuple[int, int]:
+    """An image size (width, height) in pixels given to the API, checked."""
+    try:
+        width, height = size
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size={size!r}: give (width, height) in pixels, e.g. (1920, 1080)") from None
+    return _positive_size(width, height, "image_size")
 
 
 def _positive_size(width, height, source: str) -> tuple[int, int]:
@@ -139,19 +148,18 @@ def video_size(path) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------- sampling
 
-def sample_clip(model, sampler: DDIMSampler, x2d: np.ndarray, hypotheses: int, kps_left, kps_right,
+def sample_clip(model, sampler: DDIMSampler, x2d: np.ndarray, hypotheses: int, layout: Layout,
                 flip: bool = True, batch: int = 4, seed: int = 0, device="cpu") -> np.ndarray:
     """H hypotheses per frame for a whole clip of any length.
 
     x2d (N, J, 2) normalised input keypoints -> (N, K, H, 17, 3) metres, root-relative. The
     clip is cut into F-frame evaluation windows and sampled `batch` windows per denoiser call
     (common.sampling); every frame is taken from the first window that covers it. Flip TTA
-    mirrors the input with kps_left/right and the 3D with Human3.6M's joints.
+    mirrors the input and the 3D with the layout's left/right joints.
     """
     out = np.zeros((len(x2d), sampler.steps, hypotheses, model.cfg.joints, 3), np.float32)
-    tta = FlipLayout(tuple(kps_left), tuple(kps_right), tuple(H36M_JOINTS_LEFT), tuple(H36M_JOINTS_RIGHT)) \
-        if flip else None
-    for g, _, hyps in sample_windows(model, sampler, [x2d], hypotheses, batch, tta, seed, device, progress=False):
+    for g, _, hyps in sample_windows(model, sampler, [x2d], hypotheses, batch, layout if flip else None, seed,
+                                     device, progress=False):
         hyps[..., ROOT, :] = 0
         hyps = hyps.permute(0, 3, 1, 2, 4, 5).cpu().numpy()           # (n, F, K, H, J, 3)
         out[g.windows[g.new]] = hyps[g.new]
@@ -184,18 +192,30 @@ def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tu
                    hypotheses: int, focal: float | None = None, flip: bool = True, batch: int = 4,
                    seed: int = 0, device="cpu") -> WildResult:
     """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h)."""
+    pixels, confidence = keypoints_for_model(keypoints.keypoints, layout, keypoints.confidence)
+    result = lift_pixels(model, sampler, pixels, confidence, keypoints.frame_ids, size, layout, hypotheses,
+                         focal, flip, batch, seed, device)
+    result.keypoints_2d, result.confidence, result.keypoints_layout = keypoints.keypoints, keypoints.confidence, "coco"
+    return result
+
+
+def lift_pixels(model, sampler: DDIMSampler, pixels: np.ndarray, confidence: np.ndarray, frame_ids: np.ndarray,
+                size: tuple[int, int], layout: str, hypotheses: int, focal: float | None = None, flip: bool = True,
+                batch: int = 4, seed: int = 0, device="cpu") -> WildResult:
+    """The pipeline for keypoints already in the model's input layout: pixels (N, 17, 2) and
+    confidence (N, 17), gaps filled, in an image of size (w, h)."""
     w, h = size
-    pixels = keypoints.keypoints                                       # (N, 17, 2) COCO pixels
-    x2d = normalize_screen_coordinates(keypoints_for_model(pixels, layout), w, h)
-    target_px, target_conf = coco_to_h36m(pixels, keypoints.confidence)
+    x2d = normalize_screen_coordinates(pixels, w, h)
+    target_px, target_conf = coco_to_h36m(pixels, confidence) if layout == "coco" else (pixels, confidence)
     target = normalize_screen_coordinates(target_px, w, h)             # (N, 17, 2) Human3.6M layout
     cam = default_intrinsics(w, h, focal)
-    hyps = sample_clip(model, sampler, x2d, hypotheses, *INPUT_SYMMETRY[layout], flip=flip, batch=batch,
+    hyps = sample_clip(model, sampler, x2d, hypotheses, input_layout(layout), flip=flip, batch=batch,
                        seed=seed, device=device)
     poses, traj = aggregate_without_ground_truth(hyps, target, cam, target_conf)
     return WildResult(hypotheses=hyps, j_agg=poses[:, -1], p_agg=hyps[:, -1].mean(axis=1),
-                      trajectory=traj[:, 0], keypoints_2d=pixels, confidence=keypoints.confidence,
-                      frame_ids=keypoints.frame_ids, intrinsics=cam, image_size=(w, h), input_layout=layout)
+                      trajectory=traj[:, 0], keypoints_2d=pixels, confidence=confidence,
+                      frame_ids=frame_ids, intrinsics=cam, image_size=(w, h), input_layout=layout,
+                      keypoints_layout=layout)
 
 
 def render_result(result: WildResult, out_path, video=None, fps: float = 25, size: float = 5.0,
@@ -216,4 +236,4 @@ def render_result(result: WildResult, out_path, video=None, fps: float = 25, siz
     return render_animation(out_path, result.keypoints_2d, {"J-Agg": result.j_agg}, h36m_skeleton_17(),
                             fps=fps, size=size, hypotheses=result.hypotheses[:, -1], background=background,
                             resolution=result.image_size, limit=limit, downsample=downsample, azim=azim,
-                            skeleton_2d=coco_skeleton())
+                            skeleton_2d=coco_skeleton() if result.keypoints_layout == "coco" else None)

@@ -10,7 +10,8 @@ from .files import (COCO_METADATA, DEFAULT_ACTIONS, DEFAULT_FRAMES, DEFAULT_SEED
                     SUBJECTS, detections, ensure_synthetic, project_to_pixels, synthetic_paths, write_synthetic_coco,
                     write_synthetic_h36m)
 from .motion import STYLES, Style, animate, subject_bones
+from .dataset import SyntheticDataset
 
 __all__ = ["COCO_METADATA", "DEFAULT_ACTIONS", "DEFAULT_FRAMES", "DEFAULT_SEED", "GENERATOR_VERSION", "METADATA",
-           "STYLES", "SUBJECTS", "Style", "animate", "coco_points", "detections", "ensure_synthetic",
+           "STYLES", "SUBJECTS", "Style", "SyntheticDataset", "animate", "coco_points", "detections", "ensure_synthetic",
            "project_to_pixels", "subject_bones", "synthetic_paths", "write_synthetic_coco", "write_synthetic_h36m"]

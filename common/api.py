@@ -1,0 +1,138 @@
+"""The Python API: lift 2D keypoints to 3D with a trained model, and evaluate a checkpoint on a
+data set, without the command line.
+
+    import d3dp
+    lifter = d3dp.Lifter.from_checkpoint("best_epoch.bin", device="cpu")
+    result = lifter.lift(keypoints, image_size=(1920, 1080), hypotheses=5, iterations=5, seed=0)
+    result.j_agg, result.p_agg, result.hypotheses, result.trajectory; result.save("out.npz")
+
+    report = d3dp.evaluate_checkpoint("best_epoch.bin", d3dp.H36MDataset("data", "cpn_ft_h36m_dbb"),
+                           num_proposals=5, sampling_timesteps=5, batch_size=4)
+    print(report.text()); report.headline()    # metres
+
+Both run exactly the code of the entry scripts (main_in_the_wild.py --keypoints-file and
+main.py --evaluate): the same settings and seed give the same numbers. Bad input raises the
+same one-line errors (ValueError subclasses) the command line prints.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .config import RunConfig
+from .datasets.base import Dataset, Layout, Sequence
+from .device import choose_device
+from .experiment import evaluate_model, load_for_evaluation, make_sampler
+from .in_the_wild import lifting
+from .in_the_wild.keypoints import Keypoints2D, keypoints_from_array
+from .report import Report
+
+LiftResult = lifting.WildResult
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    pass
+
+
+class Lifter:
+    """A trained denoiser ready to lift one person's 2D keypoints to 3D poses (JPMA without
+    ground truth: an estimated root trajectory and a pinhole camera)."""
+
+    def __init__(self, model, checkpoint: dict, run: RunConfig, device, layout: str, layout_source: str):
+        self.model, self.checkpoint, self.run, self.device = model, checkpoint, run, device
+        self.layout = layout                    # 2D input layout of the model: 'coco' or 'h36m'
+        self.layout_source = layout_source      # why: the checkpoint's training data, or the override
+
+    @classmethod
+    def from_checkpoint(cls, path, device: str = "cpu", layout: str | None = None, **settings) -> "Lifter":
+        """Load our checkpoint or the authors' .bin. layout overrides the 2D layout the checkpoint
+        records ('coco' or 'h36m'; the authors' files record none). settings: RunConfig fields
+        of the diffusion and speed (timestep, scale, eta, heads, max_batch_hypotheses, amp, compile)."""
+        run = RunConfig(evaluate=str(path), checkpoint=str(Path(path).parent), **settings)
+        return cls.from_config(run, choose_device(device), layout or "auto")
+
+    @classmethod
+    def from_config(cls, run: RunConfig, device, layout: str = "auto") -> "Lifter":
+        """The lifter of a run configuration (its --evaluate checkpoint), as the command line builds it."""
+        model, checkpoint, run = load_for_evaluation(run, device)
+        name, why = lifting.input_layout_of(checkpoint, layout)
+        return cls(model, checkpoint, run, device, name, why)
+
+    def _settings(self, hypotheses, iterations, seed, flip, batch) -> dict:
+        run = self.run
+        return dict(hypotheses=run.num_proposals if hypotheses is None else hypotheses,
+                    iterations=run.sampling_timesteps if iterations is None else iterations,
+                    seed=run.seed if seed is None else seed,
+                    flip=run.test_time_augmentation if flip is None else flip,
+                    batch=batch or run.eval_batch or run.pbest_clips())
+
+    def lift_keypoints(self, keypoints: Keypoints2D, image_size, hypotheses: int | None = None,
+                       iterations: int | None = None, seed: int | None = None, focal: float | None = None,
+                       flip: bool | None = None, batch: int | None = None) -> LiftResult:
+        """Lift COCO-17 keypoints as a keypoint file gives them (common.in_the_wild.keypoints),
+        mapped to the model's layout. Unset settings come from the run configuration."""
+        s = self._settings(hypotheses, iterations, seed, flip, batch)
+        size = lifting.checked_image_size(image_size)
+        sampler = make_sampler(self.run, _positive(s["iterations"], "iterations"))
+        return lifting.lift_keypoints(self.model, sampler, keypoints, size, self.layout,
+                                      _positive(s["hypotheses"], "hypotheses"), focal=focal, flip=s["flip"],
+                                      batch=s["batch"], seed=s["seed"], device=self.device)
+
+    def lift(self, keypoints, image_size, hypotheses: int = 5, iterations: int = 5, seed: int | None = None,
+             focal: float | None = None, flip: bool | None = None, batch: int | None = None,
+             threshold: float = 0.3, max_missing: float = 0.5, frame_ids=None) -> LiftResult:
+        """3D poses for one person's 2D keypoints.
+
+        keypoints: (N, 17, 2) or (N, 17, 3) pixels (third channel: detector confidence) in the
+        model's input layout (`self.layout`: COCO-17 or Human3.6M-17); NaN where nothing was
+        detected. Missing and low-confidence (< threshold) joints are interpolated over time, as
+        for keypoint files. image_size: (width, height) pixels; focal: pixels (default as the
+        command line's --focal). Returns a LiftResult: j_agg, p_agg (N, 17, 3) and hypotheses
+        (N, K, H, 17, 3) in metres, camera space, root-relative, Human3.6M-17; trajectory (N, 3).
+        """
+        kp = keypoints_from_array(keypoints, frame_ids, threshold, max_missing, source="keypoints")
+        if self.layout == "coco":     # the keypoint-file path exactly
+            return self.lift_keypoints(kp, image_size, hypotheses, iterations, seed, focal, flip, batch)
+        s = self._settings(hypotheses, iterations, seed, flip, batch)
+        size = lifting.checked_image_size(image_size)
+        sampler = make_sampler(self.run, _positive(s["iterations"], "iterations"))
+        return lifting.lift_pixels(self.model, sampler, kp.keypoints, kp.confidence, kp.frame_ids, size, self.layout,
+                                   _positive(s["hypotheses"], "hypotheses"), focal=focal, flip=s["flip"],
+                                   batch=s["batch"], seed=s["seed"], device=self.device)
+
+
+def _positive(value: int, name: str) -> int:
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name}={value!r}: give a whole number of at least 1")
+    return int(value)
+
+
+def evaluate_checkpoint(checkpoint, dataset: Dataset | list[Sequence], device: str = "cpu",
+                        layout: Layout | None = None, log=_quiet, **settings) -> Report:
+    """Evaluate a checkpoint (ours or the authors') on a data set's test sequences, as
+    `main.py --evaluate` does, and return the Report the command line prints (report.text(),
+    report.to_json(), report.headline() in metres).
+
+    dataset: a Dataset (its test sequences by the selection flags in settings: subjects_test,
+    actions, downsample) or a list of Sequences with their `layout`. settings: RunConfig fields
+    by their flag names (num_proposals, sampling_timesteps, batch_size, pbest_group, p2,
+    exact_frames, seed, ...).
+    """
+    run = RunConfig(evaluate=str(checkpoint), checkpoint=str(Path(checkpoint).parent), **settings)
+    device = choose_device(device)
+    if isinstance(dataset, Dataset):
+        sequences, layout = dataset.test_sequences(run.selection()), layout or dataset.layout
+    else:
+        sequences = list(dataset)
+        if layout is None:
+            raise ValueError("evaluate() on a list of sequences needs their joint layout: pass layout=")
+    model, _, run = load_for_evaluation(run, device)
+    _, results = evaluate_model(run, model, sequences, layout, device, log)
+    return Report(results, by_subject=run.by_subject)
+
+
+def read_result(path) -> dict[str, np.ndarray]:
+    """A saved LiftResult (.npz) as plain arrays (no pickles)."""
+    with np.load(path, allow_pickle=False) as archive:
+        return {k: archive[k] for k in archive.files}
