@@ -18,7 +18,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch first and explicitly: an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q --disable-pip-version-check "${D3DP_TORCH:-torch==2.13.0}"
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt "setuptools>=64"
+# The project itself, editable: `import d3dp` and the d3dp-* commands in the venv run this clone's code.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 # Optional, for faster sampling on CPUs; nothing needs it.
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-engine.txt \
   || echo "note: OpenVINO could not be installed; sampling runs in PyTorch (slower on CPUs, same results)" >&2

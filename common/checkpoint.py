@@ -25,7 +25,7 @@ from .denoiser import ARCHITECTURE_FIELDS, Denoiser, DenoiserConfig, config_of_s
 FORMAT = "d3dp-pytorch"
 
 
-class CheckpointError(Exception):
+class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message says why and what to do."""
 
 
