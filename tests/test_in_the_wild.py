@@ -213,3 +213,17 @@ def test_root_trajectory_ignores_zero_confidence_joints_and_survives_empty_frame
     traj = estimate_root_trajectory(poses, uv, cam, confidence)
     np.testing.assert_allclose(traj[0, 0], [0.2, 0.1, 5], atol=1e-4)
     assert np.abs(traj[1, 0] - [0.2, 0.1, 5]).max() > 1e-2
+
+
+def test_root_trajectory_of_a_collapsed_detection_is_finite_and_leaves_other_frames_alone():
+    rng = np.random.default_rng(3)
+    poses = rng.normal(0, 0.3, size=(3, 17, 3))
+    poses -= poses[:, :1]
+    cam = default_intrinsics(1000, 1000)
+    uv = cam[:2] * (poses[..., :2] + [0.2, 0.1]) / (poses[..., 2:] + 5) + cam[2:4]
+    alone = estimate_root_trajectory(poses[[0, 2]], uv[[0, 2]], cam)
+    uv[1] = 0.3                                                      # every joint of frame 1 at one point
+    traj = estimate_root_trajectory(poses, uv, cam)
+    assert np.isfinite(traj).all()
+    np.testing.assert_array_equal(traj[[0, 2]], alone)
+    np.testing.assert_allclose(traj[0, 0], [0.2, 0.1, 5], atol=1e-4)

@@ -34,7 +34,8 @@ def estimate_root_trajectory(poses_3d: np.ndarray, keypoints_2d: np.ndarray, cam
     with fy, cy, Y_j). Stacking both rows of all joints gives A T = b (2J x 3) per frame,
     solved in the weighted least-squares sense: minimise sum_j w_j ||(X_j + T)_xy f -
     (u_j - c)(Z_j + tz)||^2 through the normal equations. Frames whose weights are all
-    zero are solved with equal weights.
+    zero are solved with equal weights; frames whose keypoints all coincide (no depth can be
+    told) get the smallest-norm least-squares solution.
     """
     poses_3d = np.asarray(poses_3d, dtype=np.float64)
     uv = np.asarray(keypoints_2d, dtype=np.float64)
@@ -58,5 +59,11 @@ def estimate_root_trajectory(poses_3d: np.ndarray, keypoints_2d: np.ndarray, cam
     w = np.repeat(w, 2, axis=1)                                      # (F, 2J)
     AtA = np.einsum("fri,fr,frk->fik", A, w, A)                      # (F, 3, 3)
     Atb = np.einsum("fri,fr,fr->fi", A, w, b)                        # (F, 3)
-    traj = np.linalg.solve(AtA, Atb[..., None])[..., 0]              # (F, 3)
+    # A frame whose keypoints all coincide (a collapsed detection) leaves the depth undetermined:
+    # it gets the least-squares solution of smallest norm instead of a solver error.
+    scale = np.abs(AtA).max(axis=(1, 2)) ** 3
+    solvable = np.abs(np.linalg.det(AtA)) > 1e-12 * np.maximum(scale, 1e-300)
+    traj = np.empty((num_frames, 3))
+    traj[solvable] = np.linalg.solve(AtA[solvable], Atb[solvable][..., None])[..., 0]
+    traj[~solvable] = (np.linalg.pinv(AtA[~solvable]) @ Atb[~solvable][..., None])[..., 0]
     return traj[:, None, :].astype(np.float32)
