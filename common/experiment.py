@@ -15,6 +15,7 @@ from .denoiser import Denoiser
 from .device import amp_dtype, compile_wanted, configure_cpu_compile, prepare_model
 from .diffusion import DDIMSampler, Diffusion
 from .distributed import cleanup, init_from_env, wrap
+from .distributed_eval import evaluate_distributed
 from .datasets.base import Layout
 from .engine import OpenVINODenoiser, for_sampling, sampling_flops
 from .evaluate import EvalSettings, evaluate_sequences
@@ -66,8 +67,14 @@ def make_sampler(args, steps: int) -> DDIMSampler:
 def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path, name: str,
                    log=print, **overrides):
     """Evaluate with H = -num_proposals, K = -sampling_timesteps; print the tables, write
-    <name>.log and <name>.json to out_dir. Returns (report, per-sequence results)."""
-    check_writable(out_dir)
+    <name>.log and <name>.json to out_dir. Returns (report, per-sequence results). Under
+    torchrun the processes share the work and rank 0 writes (common.distributed_eval); the
+    other ranks return (None, None)."""
+    info, device = init_from_env(device)
+    if info.is_main:
+        check_writable(out_dir)
+    else:
+        log, overrides["progress"] = (lambda *_: None), False
     set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
     sampler = make_sampler(args, args.sampling_timesteps)
     settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
@@ -77,7 +84,13 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
                          args.compile == "auto", log)
     if isinstance(model, OpenVINODenoiser):
         sampler.amp_dtype = None                          # the precision is OpenVINO's
-    results = evaluate_sequences(model, sampler, sequences, settings, device)
+    if info.enabled:
+        results = evaluate_distributed(model, sampler, sequences, settings, device, info, log=log)
+        cleanup(info)
+        if results is None:
+            return None, None
+    else:
+        results = evaluate_sequences(model, sampler, sequences, settings, device)
     report = Report(results, by_subject=getattr(args, "by_subject", False))
     header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..arguments import build_parser, resolve_device, split_list
+from ..distributed import init_from_env
 from ..datasets.mpi_inf_3dhp import LAYOUT, TEST_NPZ, load_3dhp_test, load_3dhp_train, prepare_3dhp
 from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training
 from ..mpi_inf_3dhp_eval import export_evaluation, format_summary, score_prediction_files
@@ -57,9 +58,12 @@ def run(argv=None) -> int:
     out_dir = Path(args.checkpoint)
 
     if args.evaluate:
+        _, device = init_from_env(device)              # under torchrun: this process's device
         model = load_for_evaluation(args, device)
         _, results = run_evaluation(args, model, test, LAYOUT, device, out_dir,
                                     name=f"eval_{Path(args.evaluate).stem}", keep_poses=True)
+        if results is None:                            # under torchrun, rank 0 writes and scores
+            return 0
         files = export_evaluation(results, out_dir)
         print(f"wrote {', '.join(f.name for f in files)} to {out_dir}")
         gt_source = Path(args.raw_dir) if args.raw_dir else test_source
