@@ -274,6 +274,37 @@ def _wait_for_rank0(group) -> None:
         pass
 
 
+_RUNS = [0]          # evaluations so far in this process (every rank counts the same), names store keys
+
+
+def _store():
+    """The process group's key-value store (rank 0's or torchrun's), or None."""
+    try:
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        return _get_default_store()
+    except Exception:                                    # another init method or torch version
+        return None
+
+
+def _finished(store, run: int, rank: int) -> None:
+    if store is not None:
+        try:
+            store.set(f"d3dp_eval/{run}/finished/{rank}", "1")
+        except Exception:
+            pass
+
+
+def _unfinished(store, run: int, world_size: int) -> list[int] | None:
+    """Ranks that did not say they finished their share (None: unknown)."""
+    if store is None:
+        return None
+    try:
+        return [r for r in range(world_size) if not store.check([f"d3dp_eval/{run}/finished/{r}"])]
+    except Exception:
+        return None
+
+
 def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, device, info, desc: str = "evaluating",
                          log=print) -> list[SequenceResult] | None:
     """evaluate_sequences across the processes of info (common.distributed.DistInfo): rank 0
@@ -296,15 +327,20 @@ def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, devi
     except Exception as e:                               # reported through rank 0, then raised again
         error = e
     elapsed = time.perf_counter() - start
+    _RUNS[0] += 1
+    store = _store()
+    _finished(store, _RUNS[0], info.rank)
     timeout = datetime.timedelta(seconds=max(EXCHANGE_TIMEOUT_S, 2 * elapsed))
     try:
         dist.monitored_barrier(group=group, timeout=timeout, wait_all_ranks=True)
     except RuntimeError as e:
-        lost = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        lost = _unfinished(store, _RUNS[0], info.world_size)
+        who = f"rank {', '.join(map(str, lost))}" if lost else "a process"
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise DistributedEvaluationError(
-            f"the evaluation across {info.world_size} processes failed: a process stopped (crashed or was "
-            f"killed) or did not finish within {timeout.total_seconds():.0f} s of this one ({lost}); "
-            f"nothing was written") from None
+            f"the evaluation across {info.world_size} processes failed: {who} stopped (crashed or was "
+            f"killed) before finishing its share, or did not finish within {timeout.total_seconds():.0f} s "
+            f"of this one ({detail}); nothing was written") from None
     owners = frame_owners(plan, lengths, settings.exact_frames) if results is not None else None
     header, blob = {}, np.zeros(0)
     if error is None:
