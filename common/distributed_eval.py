@@ -124,15 +124,23 @@ def frame_owners(plan: Plan, lengths: list[int], exact_frames: bool) -> list[np.
 
 # ---------------------------------------------------------------- one process's share
 
-class Shard:
-    """One process's denoiser calls, and the per-group results its evaluation scores into."""
+class Aborted(Exception):
+    """This process stopped its share because another process failed."""
 
-    def __init__(self, batches: set[int]):
+
+class Shard:
+    """One process's denoiser calls, and the per-group results its evaluation scores into.
+    should_stop: called before each group; True stops the share (raises Aborted)."""
+
+    def __init__(self, batches: set[int], should_stop=None):
         self.batches = batches
         self.per_group: dict[int, SequenceResult] = {}
+        self.should_stop = should_stop
 
     def target(self, group: WindowGroup, result: SequenceResult) -> SequenceResult:
         """A fresh result for one group's sums and weight, sharing the sequence's kept arrays."""
+        if self.should_stop is not None and self.should_stop():
+            raise Aborted()
         part = SequenceResult(result.sequence, poses=result.poses, hypotheses=result.hypotheses)
         self.per_group[group.group_id] = part
         return part
@@ -287,22 +295,28 @@ def _store():
         return None
 
 
-def _finished(store, run: int, rank: int) -> None:
+def _mark(store, key: str) -> None:
     if store is not None:
         try:
-            store.set(f"d3dp_eval/{run}/finished/{rank}", "1")
+            store.set(key, "1")
         except Exception:
             pass
 
 
-def _unfinished(store, run: int, world_size: int) -> list[int] | None:
+def _marked(store, key: str) -> bool:
+    if store is None:
+        return False
+    try:
+        return bool(store.check([key]))
+    except Exception:
+        return False
+
+
+def _unfinished(store, prefix: str, world_size: int) -> list[int] | None:
     """Ranks that did not say they finished their share (None: unknown)."""
     if store is None:
         return None
-    try:
-        return [r for r in range(world_size) if not store.check([f"d3dp_eval/{run}/finished/{r}"])]
-    except Exception:
-        return None
+    return [r for r in range(world_size) if not _marked(store, f"{prefix}/finished/{r}")]
 
 
 def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, device, info, desc: str = "evaluating",
@@ -318,23 +332,26 @@ def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, devi
         log(f"warning: the evaluation makes only {len(plan.batches)} denoiser calls (of up to "
             f"{max(plan.costs)} windows) for {info.world_size} processes, so some processes idle; "
             f"a smaller --eval-batch, or -b / --pbest-group (it changes P-Best's groups), gives more calls")
-    shard = Shard(plan.batches_of(info.rank))
+    _RUNS[0] += 1
+    store, prefix = _store(), f"d3dp_eval/{_RUNS[0]}"
+    shard = Shard(plan.batches_of(info.rank), should_stop=lambda: _marked(store, f"{prefix}/failed"))
     fingerprint = _fingerprint(model, sequences, settings, plan)
     start = time.perf_counter()
-    error, results = None, None
+    error, results, aborted = None, None, False
     try:
         results = evaluate_sequences(model, sampler, sequences, settings, device, desc, shard=shard)
+    except Aborted:                                      # another process failed: stop early
+        aborted = True
     except Exception as e:                               # reported through rank 0, then raised again
         error = e
+        _mark(store, f"{prefix}/failed")                   # the others stop at their next group
     elapsed = time.perf_counter() - start
-    _RUNS[0] += 1
-    store = _store()
-    _finished(store, _RUNS[0], info.rank)
+    _mark(store, f"{prefix}/finished/{info.rank}")
     timeout = datetime.timedelta(seconds=max(EXCHANGE_TIMEOUT_S, 2 * elapsed))
     try:
         dist.monitored_barrier(group=group, timeout=timeout, wait_all_ranks=True)
     except RuntimeError as e:
-        lost = _unfinished(store, _RUNS[0], info.world_size)
+        lost = _unfinished(store, prefix, info.world_size)
         who = f"rank {', '.join(map(str, lost))}" if lost else "a process"
         detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise DistributedEvaluationError(
@@ -343,12 +360,12 @@ def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, devi
             f"of this one ({detail}); nothing was written") from None
     owners = frame_owners(plan, lengths, settings.exact_frames) if results is not None else None
     header, blob = {}, np.zeros(0)
-    if error is None:
+    if error is None and not aborted:
         try:
             header, blob = _payload(shard, results, owners, info.rank)
         except Exception as e:
             error = e
-    header.update(rank=info.rank, host=socket.gethostname(), fingerprint=fingerprint,
+    header.update(rank=info.rank, host=socket.gethostname(), fingerprint=fingerprint, aborted=aborted,
                   error=None if error is None else _describe_error(error))
     head = torch.frombuffer(bytearray(json.dumps(header).encode()), dtype=torch.uint8)
     sizes = [torch.zeros(2, dtype=torch.int64) for _ in range(info.world_size)]
@@ -363,6 +380,8 @@ def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, devi
         if failed:
             message = "; ".join(f"rank {h['rank']} ({h['host']}): {h['error']}" for h in failed)
             message = f"the evaluation failed on {len(failed)} of {info.world_size} processes, nothing was written: {message}"
+        elif any(h["aborted"] for h in headers):
+            message = "the evaluation was stopped on another process's request; nothing was written"
         elif len({h["fingerprint"] for h in headers}) > 1:
             odd = [h["rank"] for h in headers if h["fingerprint"] != headers[0]["fingerprint"]]
             message = (f"rank(s) {', '.join(map(str, odd))} evaluated other data, settings or weights than rank 0; "

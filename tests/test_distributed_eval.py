@@ -221,26 +221,29 @@ def test_main_3dhp_writes_the_same_mat_files_with_1_2_and_3_processes(tmp_path, 
 # ---------------------------------------------------------------- failures
 
 FAULT_DRIVER = """
-import os, signal, sys
+import atexit, os, signal, sys, time
 import common.evaluate as ev
 from common.cli import {module} as cli
 
 original, calls = ev._score_group, []
 def faulty(*args, **kwargs):
     calls.append(1)
-    if os.environ["RANK"] == "1" and len(calls) == 2:
+    if os.environ["RANK"] == "0":
+        time.sleep(0.25)                     # rank 0 is slow: it is still at work when rank 1 fails
+    elif len(calls) == 2:
         if "{fault}" == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         raise RuntimeError("injected failure in rank 1")
     return original(*args, **kwargs)
 ev._score_group = faulty
+atexit.register(lambda: open("{counts}" + os.environ["RANK"], "w").write(str(len(calls))))
 sys.exit(cli.main(sys.argv[1:]))
 """
 
 
 def _fault_run(tmp_path, module, fault, args):
     driver = tmp_path / f"driver_{fault}.py"
-    driver.write_text(FAULT_DRIVER.format(module=module, fault=fault))
+    driver.write_text(FAULT_DRIVER.format(module=module, fault=fault, counts=tmp_path / "groups_scored_by_rank"))
     start = time.perf_counter()
     proc = _torchrun(2, driver, [*args, "-c", str(tmp_path / "out")], timeout=120)
     return proc, time.perf_counter() - start
@@ -256,6 +259,8 @@ def test_a_rank_that_raises_ends_the_run_with_its_error_on_rank_0_and_nothing_wr
     assert "RuntimeError: injected failure in rank 1" in proc.stderr
     assert "Protocol #1" not in proc.stdout
     assert not list((tmp_path / "out").glob("eval_*"))
+    # rank 0 stopped at its next group instead of finishing its share (24 groups of 2 windows)
+    assert 1 <= int((tmp_path / "groups_scored_by_rank0").read_text()) < 12
 
 
 @linux_only
