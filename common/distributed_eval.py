@@ -319,6 +319,36 @@ def _unfinished(store, prefix: str, world_size: int) -> list[int] | None:
     return [r for r in range(world_size) if not _marked(store, f"{prefix}/finished/{r}")]
 
 
+def _verdict(headers: list[dict], world_size: int) -> str:
+    """Rank 0: why the results cannot be merged ('' when they can)."""
+    failed = [h for h in headers if h["error"]]
+    if failed:
+        why = "; ".join(f"rank {h['rank']} ({h['host']}): {h['error']}" for h in failed)
+        return f"the evaluation failed on {len(failed)} of {world_size} processes, nothing was written: {why}"
+    if any(h["aborted"] for h in headers):
+        return "the evaluation was stopped on another process's request; nothing was written"
+    odd = [h["rank"] for h in headers if h["fingerprint"] != headers[0]["fingerprint"]]
+    if odd:
+        return (f"rank(s) {', '.join(map(str, odd))} evaluated other data, settings or weights than rank 0; "
+                f"give every process the same files and flags (nothing was written)")
+    return ""
+
+
+def _check_in(group, store, prefix: str, world_size: int, elapsed: float) -> None:
+    """Wait for every process to finish its share; a process that died or never comes is named."""
+    timeout = datetime.timedelta(seconds=max(EXCHANGE_TIMEOUT_S, 2 * elapsed))
+    try:
+        dist.monitored_barrier(group=group, timeout=timeout, wait_all_ranks=True)
+    except RuntimeError as e:
+        lost = _unfinished(store, prefix, world_size)
+        who = f"rank {', '.join(map(str, lost))}" if lost else "a process"
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise DistributedEvaluationError(
+            f"the evaluation across {world_size} processes failed: {who} stopped (crashed or was "
+            f"killed) before finishing its share, or did not finish within {timeout.total_seconds():.0f} s "
+            f"of this one ({detail}); nothing was written") from None
+
+
 def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, device, info, desc: str = "evaluating",
                          log=print) -> list[SequenceResult] | None:
     """evaluate_sequences across the processes of info (common.distributed.DistInfo): rank 0
@@ -344,21 +374,12 @@ def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, devi
         aborted = True
     except Exception as e:                               # reported through rank 0, then raised again
         error = e
-        _mark(store, f"{prefix}/failed")                   # the others stop at their next group
+        _mark(store, f"{prefix}/failed")                 # the others stop at their next group
     elapsed = time.perf_counter() - start
     _mark(store, f"{prefix}/finished/{info.rank}")
-    timeout = datetime.timedelta(seconds=max(EXCHANGE_TIMEOUT_S, 2 * elapsed))
-    try:
-        dist.monitored_barrier(group=group, timeout=timeout, wait_all_ranks=True)
-    except RuntimeError as e:
-        lost = _unfinished(store, prefix, info.world_size)
-        who = f"rank {', '.join(map(str, lost))}" if lost else "a process"
-        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise DistributedEvaluationError(
-            f"the evaluation across {info.world_size} processes failed: {who} stopped (crashed or was "
-            f"killed) before finishing its share, or did not finish within {timeout.total_seconds():.0f} s "
-            f"of this one ({detail}); nothing was written") from None
-    owners = frame_owners(plan, lengths, settings.exact_frames) if results is not None else None
+    _check_in(group, store, prefix, info.world_size, elapsed)
+
+    owners = frame_owners(plan, lengths, settings.exact_frames)
     header, blob = {}, np.zeros(0)
     if error is None and not aborted:
         try:
@@ -366,43 +387,35 @@ def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, devi
         except Exception as e:
             error = e
     header.update(rank=info.rank, host=socket.gethostname(), fingerprint=fingerprint, aborted=aborted,
-                  error=None if error is None else _describe_error(error))
-    head = torch.frombuffer(bytearray(json.dumps(header).encode()), dtype=torch.uint8)
-    sizes = [torch.zeros(2, dtype=torch.int64) for _ in range(info.world_size)]
-    dist.all_gather(sizes, torch.tensor([len(head), len(blob)], dtype=torch.int64), group=group)
-    head_len, blob_len = (max(int(s[i]) for s in sizes) for i in (0, 1))
-    heads = _gather_padded(head, head_len, group, info.world_size, info.rank)
-    verdict = torch.zeros(1, dtype=torch.int64)
-    message = ""
-    if info.is_main:
-        headers = [json.loads(bytes(h[:int(s[0])].tolist()).decode()) for h, s in zip(heads, sizes)]
-        failed = [h for h in headers if h["error"]]
-        if failed:
-            message = "; ".join(f"rank {h['rank']} ({h['host']}): {h['error']}" for h in failed)
-            message = f"the evaluation failed on {len(failed)} of {info.world_size} processes, nothing was written: {message}"
-        elif any(h["aborted"] for h in headers):
-            message = "the evaluation was stopped on another process's request; nothing was written"
-        elif len({h["fingerprint"] for h in headers}) > 1:
-            odd = [h["rank"] for h in headers if h["fingerprint"] != headers[0]["fingerprint"]]
-            message = (f"rank(s) {', '.join(map(str, odd))} evaluated other data, settings or weights than rank 0; "
-                       f"give every process the same files and flags (nothing was written)")
-        verdict[0] = 1 if message else 0
-    dist.broadcast(verdict, src=0, group=group)
+                  seconds=elapsed, error=None if error is None else _describe_error(error))
+    try:
+        head = torch.frombuffer(bytearray(json.dumps(header).encode()), dtype=torch.uint8)
+        sizes = [torch.zeros(2, dtype=torch.int64) for _ in range(info.world_size)]
+        dist.all_gather(sizes, torch.tensor([len(head), len(blob)], dtype=torch.int64), group=group)
+        heads = _gather_padded(head, max(int(n[0]) for n in sizes), group, info.world_size, info.rank)
+        verdict, message, headers = torch.zeros(1, dtype=torch.int64), "", None
+        if info.is_main:
+            headers = [json.loads(bytes(h[:int(n[0])].tolist()).decode()) for h, n in zip(heads, sizes)]
+            message = _verdict(headers, info.world_size)
+            verdict[0] = int(bool(message))
+        dist.broadcast(verdict, src=0, group=group)
+        if not int(verdict[0]):
+            blobs = _gather_padded(torch.from_numpy(blob), max(int(n[1]) for n in sizes), group, info.world_size,
+                                   info.rank)
+    except RuntimeError as e:
+        raise DistributedEvaluationError(f"a process stopped while the results were exchanged ({e}); "
+                                         f"nothing was written") from None
     if int(verdict[0]):
         if info.is_main:
-            dist.destroy_process_group(group)             # the others wait for this, then stop too
-            if error is not None:
-                raise DistributedEvaluationError(message) from error
-            raise DistributedEvaluationError(message)
+            dist.destroy_process_group(group)            # the others wait for this, then stop too
+            raise DistributedEvaluationError(message) from error
         _wait_for_rank0(group)
         if error is not None:
             raise error
         raise DistributedEvaluationError("the evaluation failed on another process; rank 0 reports why")
-    blobs = _gather_padded(torch.from_numpy(blob), blob_len, group, info.world_size, info.rank)
-    if not info.is_main:
-        dist.destroy_process_group(group)
-        return None
-    merged = _merge(headers, [b[:int(s[1])].numpy() for b, s in zip(blobs, sizes)], sequences, plan, owners,
-                    results)
     dist.destroy_process_group(group)
-    return merged
+    if not info.is_main:
+        return None
+    seconds = [h["seconds"] for h in headers]
+    log(f"the {info.world_size} processes' shares took {min(seconds):.1f}-{max(seconds):.1f} s")
+    return _merge(headers, [b[:int(n[1])].numpy() for b, n in zip(blobs, sizes)], sequences, plan, owners, results)
