@@ -317,3 +317,19 @@ def test_without_torchrun_rank_0_names_a_killed_rank_instead_of_hanging(tmp_path
     assert "failed: rank 1 stopped (crashed or was killed) before finishing its share" in message
     assert "nothing was written" in message
     assert float(seconds) < 30
+
+
+# ---------------------------------------------------------------- the benchmark's extrapolation
+
+def test_benchmark_derives_the_test_set_time_from_the_measured_iteration(monkeypatch, capsys):
+    from benchmarks import distributed_eval as bench
+
+    windows = bench.h36m_test_windows(243)
+    assert windows["low"] == -(-bench.H36M_TEST_FRAMES // 243) == 2236
+    assert windows["low"] < windows["estimate"] < windows["high"] == windows["low"] + bench.H36M_TEST_SEQUENCES
+    monkeypatch.setattr(bench, "paper_iteration_seconds", lambda repeats: (3.0, 2.0))   # wall, CPU per iteration
+    assert bench.main(["--skip-runs", "--devices", "1,4"]) == 0
+    text = capsys.readouterr().out
+    assert "200 such iterations = 10.0 min wall, 6.7 min CPU" in text                   # 3 s x 20 x 10
+    hours = windows["estimate"] * 600 / 3600
+    assert f"on 4 process(es) like this one: {hours / 4:.0f} h at the measured wall time" in text
