@@ -159,18 +159,18 @@ def _take_frames(a: np.ndarray, frames: np.ndarray) -> np.ndarray:
 
 
 def _fingerprint(model, sequences, settings: EvalSettings, plan: Plan) -> str:
-    """What every process must share for the results to fit together: the selection, the
-    settings, the plan, the weights (when the model has parameters)."""
+    """What every process must share for the results to fit together: the selection and its
+    2D input, the settings, the plan, the weights (when the model has parameters); hashed
+    bytes, so it does not depend on a device's or thread count's rounding."""
     h = hashlib.sha256()
     h.update(json.dumps([[s.subject, s.action, int(s.camera), int(s.num_frames)] for s in sequences]).encode())
     h.update(repr(sorted((k, v) for k, v in vars(settings).items() if k != "progress")).encode())
     h.update(repr((plan.costs, plan.owner)).encode())
     for s in sequences:
-        h.update(np.float64(np.asarray(s.pose_2d, np.float64).sum()).tobytes())
+        h.update(np.ascontiguousarray(s.pose_2d).tobytes())
     if hasattr(model, "parameters"):
-        with torch.no_grad():
-            total = sum(float(p.detach().double().abs().sum()) for p in model.parameters())
-        h.update(np.float64(total).tobytes())
+        for p in model.parameters():
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

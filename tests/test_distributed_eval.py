@@ -68,6 +68,10 @@ def test_plan_spreads_groups_of_very_different_sizes():
     # every process computes the same plan from the same lengths
     again = de.plan_evaluation(lengths, frames=9, group=4, compute_batch=0, world_size=3)
     assert again.owner == plan.owner and again.costs == plan.costs
+    assert plan.imbalance() < 0.1
+    # the authors' -b 1024: a group is a whole sequence and a call packs up to 1024 windows
+    coarse = de.plan_evaluation(lengths, frames=9, group=1024, compute_batch=0, world_size=3)
+    assert len(coarse.batches) == 1 and coarse.imbalance() > de.PLAN_WARNING_SHARE
 
 
 # ---------------------------------------------------------------- the merge, in one process
@@ -95,7 +99,7 @@ def test_shards_merge_into_the_single_process_results_bit_for_bit(exact_frames, 
     settings = EvalSettings(hypotheses=3, iterations=2, group=2, protocol2=True, exact_frames=exact_frames, seed=3,
                             keep_poses=True, keep_hypotheses=True, progress=False)
     single = evaluate_sequences(model, sampler, seqs, settings, "cpu")
-    for world in (2, 3, 5):
+    for world in (2, 3, 5, 16):                                 # 16: more processes than calls
         merged = _shard_and_merge(model, sampler, seqs, settings, world)
         for a, b in zip(single, merged):
             assert a.weight == b.weight > 0
@@ -276,8 +280,9 @@ def test_a_killed_rank_ends_the_run_without_tables_or_mat_files(tmp_path):
     assert not list(out.glob("eval_*")) and not list(out.glob("*.mat")) and not (out / "3dhp_scores").exists()
 
 
-def _killed_rank_worker(rank: int, port: int, out: str) -> None:
-    """Without torchrun (as on another node): rank 1 dies mid-evaluation; rank 0 must report it."""
+def _spawned_rank(rank: int, port: int, out: str, fault: str) -> None:
+    """Without torchrun (as on another node). fault 'kill': rank 1 dies mid-evaluation;
+    'data': rank 1 has other 2D input of the same lengths. Writes seconds and the error."""
     import signal
 
     import common.evaluate as ev
@@ -287,49 +292,46 @@ def _killed_rank_worker(rank: int, port: int, out: str) -> None:
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     info, _ = init_from_env(torch.device("cpu"))
-    if rank == 1:
-        original = ev._score_group
+    if rank == 1 and fault == "kill":
         ev._score_group = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    seqs = make_sequences(4, 30)
+    if rank == 1 and fault == "data":
+        seqs[2].pose_2d = seqs[2].pose_2d + 1e-3
     model, sampler = tiny_model(frames=9), DDIMSampler(Diffusion(), 1)
     settings = EvalSettings(hypotheses=2, iterations=1, group=2, progress=False)
     start = time.perf_counter()
     try:
-        de.evaluate_distributed(model, sampler, make_sequences(4, 30), settings, "cpu", info, log=lambda *_: None)
+        de.evaluate_distributed(model, sampler, seqs, settings, "cpu", info, log=lambda *_: None)
         Path(out).write_text("no error")
     except de.DistributedEvaluationError as e:
         Path(out).write_text(f"{time.perf_counter() - start:.1f}\n{e}")
-    if rank == 1:
-        ev._score_group = original
 
 
-@linux_only
-def test_without_torchrun_rank_0_names_a_killed_rank_instead_of_hanging(tmp_path):
+def _spawn_two(tmp_path, fault):
     import torch.multiprocessing as mp
 
     ctx, port = mp.get_context("spawn"), _free_port()
-    procs = [ctx.Process(target=_killed_rank_worker, args=(r, port, str(tmp_path / f"rank{r}.txt"))) for r in range(2)]
+    procs = [ctx.Process(target=_spawned_rank, args=(r, port, str(tmp_path / f"rank{r}.txt"), fault))
+             for r in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
-    assert [p.exitcode for p in procs] == [0, -9]
+    return [p.exitcode for p in procs]
+
+
+@linux_only
+def test_without_torchrun_rank_0_names_a_killed_rank_instead_of_hanging(tmp_path):
+    assert _spawn_two(tmp_path, "kill") == [0, -9]
     seconds, message = (tmp_path / "rank0.txt").read_text().split("\n", 1)
     assert "failed: rank 1 stopped (crashed or was killed) before finishing its share" in message
     assert "nothing was written" in message
     assert float(seconds) < 30
 
 
-# ---------------------------------------------------------------- the benchmark's extrapolation
-
-def test_benchmark_derives_the_test_set_time_from_the_measured_iteration(monkeypatch, capsys):
-    from benchmarks import distributed_eval as bench
-
-    windows = bench.h36m_test_windows(243)
-    assert windows["low"] == -(-bench.H36M_TEST_FRAMES // 243) == 2236
-    assert windows["low"] < windows["estimate"] < windows["high"] == windows["low"] + bench.H36M_TEST_SEQUENCES
-    monkeypatch.setattr(bench, "paper_iteration_seconds", lambda repeats: (3.0, 2.0))   # wall, CPU per iteration
-    assert bench.main(["--skip-runs", "--devices", "1,4"]) == 0
-    text = capsys.readouterr().out
-    assert "200 such iterations = 10.0 min wall, 6.7 min CPU" in text                   # 3 s x 20 x 10
-    hours = windows["estimate"] * 600 / 3600
-    assert f"on 4 process(es) like this one: {hours / 4:.0f} h at the measured wall time" in text
+@linux_only
+def test_a_rank_with_other_input_is_refused_instead_of_merged(tmp_path):
+    assert _spawn_two(tmp_path, "data") == [0, 0]
+    message = (tmp_path / "rank0.txt").read_text()
+    assert "rank(s) 1 evaluated other data, settings or weights than rank 0" in message
+    assert "failed on another process" in (tmp_path / "rank1.txt").read_text()
