@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     report["extrapolated_hours"] = {n: total / int(n) / 3600 for n in args.devices.split(",")}
     if args.gpu_tflops:
         gpu_window = flops / (args.gpu_tflops * 1e12)
-        print(f"assumed: a GPU sustaining {args.gpu_tflops:g} TFLOP/s (not measured here): {gpu_window:.2f} s per window")
+        print(f"assumed: a GPU sustaining {args.gpu_tflops:g} TFLOP/s (not measured here): "
+              f"{gpu_window:.2f} s per window")
         for n in (int(d) for d in args.devices.split(",")):
             print(f"derived: on {n} such GPU(s): {windows['estimate'] * gpu_window / n / 3600:.2f} h")
         report["gpu_tflops_assumed"] = args.gpu_tflops

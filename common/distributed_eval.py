@@ -15,12 +15,13 @@ per-group sums (float64), weights and the kept per-frame poses as plain tensors 
 says what they hold; nothing is unpickled) and adds the groups up in the single-process group
 order, so every sum, table and .mat file is the one a single process writes.
 
-Failures: a process whose evaluation raises sends its error instead of results; rank 0 raises
-DistributedEvaluationError naming the rank and the error, and writes nothing. A process that
-dies is noticed by rank 0 when it reaches the exchange (the connection to it closes; torchrun
-also stops the other processes of its node at once). The exchange runs over its own gloo group
-on the CPU, on CUDA too (NCCL cannot name a missing rank); a rank still computing is waited for
-up to EXCHANGE_TIMEOUT_S, or twice the time this process took for its own share if longer.
+Failures: a process whose evaluation raises sends its error instead of results and marks the
+run failed in the process group's store, where the others look before each group and stop;
+rank 0 raises DistributedEvaluationError naming the rank and the error, and writes nothing.
+A process that dies is noticed by rank 0 when it reaches the exchange (the connection to it
+closes; torchrun also stops the other processes of its node at once). The exchange runs over
+its own gloo group on the CPU, on CUDA too (NCCL cannot name a missing rank); a rank still
+computing is waited for up to EXCHANGE_TIMEOUT_S, or twice this process's own time if longer.
 """
 from __future__ import annotations
 
@@ -201,7 +202,8 @@ def _payload(shard: Shard, results: list[SequenceResult], owners: list[np.ndarra
     return header, blob
 
 
-def _merge(headers: list[dict], blobs: list[np.ndarray], sequences, plan: Plan, owners: list[np.ndarray], template: list[SequenceResult]) -> list[SequenceResult]:
+def _merge(headers: list[dict], blobs: list[np.ndarray], sequences, plan: Plan, owners: list[np.ndarray],
+           template: list[SequenceResult]) -> list[SequenceResult]:
     """Rank 0: the single-process results from every rank's per-group parts, summed in group order."""
     per_group, key_list = {}, None
     kept_values = []
