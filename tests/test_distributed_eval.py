@@ -94,7 +94,9 @@ def _shard_and_merge(model, sampler, seqs, settings, world):
 
 @pytest.mark.parametrize("exact_frames", [False, True])
 def test_shards_merge_into_the_single_process_results_bit_for_bit(exact_frames, one_thread):
-    seqs = make_sequences(3, 30, valid=True) + make_sequences(1, 5, seed=2)      # one shorter than F
+    # 23 and 26 frames: 3 windows, the end-aligned last one in a group of its own (overlapping the
+    # group before, which may run elsewhere); 5 frames: shorter than F
+    seqs = make_sequences(3, 23, valid=True) + make_sequences(1, 5, seed=2)
     model, sampler = tiny_model(frames=9), DDIMSampler(Diffusion(), 2)
     settings = EvalSettings(hypotheses=3, iterations=2, group=2, protocol2=True, exact_frames=exact_frames, seed=3,
                             keep_poses=True, keep_hypotheses=True, progress=False)
