@@ -315,10 +315,13 @@ def _marked(store, key: str) -> bool:
 
 
 def _unfinished(store, prefix: str, world_size: int) -> list[int] | None:
-    """Ranks that did not say they finished their share (None: unknown)."""
+    """Ranks that did not say they finished their share (None: unknown, e.g. the store is gone)."""
     if store is None:
         return None
-    return [r for r in range(world_size) if not _marked(store, f"{prefix}/finished/{r}")]
+    try:
+        return [r for r in range(world_size) if not store.check([f"{prefix}/finished/{r}"])]
+    except Exception:
+        return None
 
 
 def _verdict(headers: list[dict], world_size: int) -> str:
