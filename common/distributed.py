@@ -8,6 +8,7 @@ the one shuffled epoch), draws the diffusion noise of the whole global batch fro
 generator and keeps its slice, and DDP averages the gradients: N processes with `-b B` train
 like one process with `-b N*B`. Only rank 0 validates, logs and writes checkpoints; the
 checkpoints hold the unwrapped model, so they are interchangeable between 1 and N processes.
+Evaluation under torchrun (the same launch lines with --evaluate): common.distributed_eval.
 """
 from __future__ import annotations
 

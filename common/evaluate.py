@@ -67,8 +67,10 @@ class SequenceResult:
 
 
 def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], settings: EvalSettings,
-                       device, desc: str = "evaluating") -> list[SequenceResult]:
-    """Sample, aggregate and score every sequence (which must carry pose_3d, traj and cam)."""
+                       device, desc: str = "evaluating", shard=None) -> list[SequenceResult]:
+    """Sample, aggregate and score every sequence (which must carry pose_3d, traj and cam).
+    shard: one process's share of a distributed evaluation (common.distributed_eval.Shard):
+    only its denoiser calls run, and each group is scored into the result shard.target gives."""
     h, k = settings.hypotheses, settings.iterations
     results = [SequenceResult(seq) for seq in sequences]
     protocols = PROTOCOLS if settings.protocol2 else PROTOCOLS[:1]
@@ -81,9 +83,11 @@ def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], s
                 r.hypotheses = np.zeros((k, h, n, j, 3), np.float32)
     flip = settings.layout if settings.flip else None
     for g, x2d, hyps in sample_windows(model, sampler, [s.pose_2d for s in sequences], h, settings.group, flip,
-                                       settings.seed, device, settings.compute_batch, desc, settings.progress):
+                                       settings.seed, device, settings.compute_batch, desc, settings.progress,
+                                       None if shard is None else shard.batches):
         seq = sequences[g.seq_index]
-        _score_group(results[g.seq_index], hyps, _reprojection_target(seq, g.windows, x2d), g,
+        target = results[g.seq_index] if shard is None else shard.target(g, results[g.seq_index])
+        _score_group(target, hyps, _reprojection_target(seq, g.windows, x2d), g,
                      *_gather(seq, g.windows), seq, settings, protocols, device)
     return results
 
@@ -128,9 +132,15 @@ def _score_group(result: SequenceResult, hyps, x2d, group: WindowGroup, g3d, gtr
     if result.poses is not None or result.hypotheses is not None:
         keep_choice = choice_weights if settings.kept_pbest_valid_only else (
             torch.from_numpy(group.new).to(device).float() if settings.exact_frames else None)
-        written = group.new if (settings.exact_frames or seq.num_frames < group.windows.shape[1]) \
-            else np.ones_like(group.new)
+        written = kept_slots(group, seq.num_frames, settings.exact_frames)
         _keep(result, hyps, x2d, gt, traj, cam, group.windows, written, keep_choice)
+
+
+def kept_slots(group: WindowGroup, num_frames: int, exact_frames: bool) -> np.ndarray:
+    """(n, F) bool: the frames of a group's windows that its kept poses are written to."""
+    if exact_frames or num_frames < group.windows.shape[1]:
+        return group.new
+    return np.ones_like(group.new)
 
 
 def _keep(result: SequenceResult, hyps, x2d, gt, traj, cam, windows: np.ndarray, written: np.ndarray,

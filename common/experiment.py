@@ -17,6 +17,7 @@ from .denoiser import Denoiser
 from .device import amp_dtype, compile_wanted, configure_cpu_compile, prepare_model
 from .diffusion import DDIMSampler, Diffusion
 from .distributed import cleanup, init_from_env, wrap
+from .distributed_eval import evaluate_distributed
 from .datasets.base import Layout
 from .engine import OpenVINODenoiser, for_sampling
 from .evaluate import EvalSettings, evaluate_sequences
@@ -44,9 +45,11 @@ def make_sampler(run: RunConfig, steps: int) -> DDIMSampler:
                        max_batch_hypotheses=run.max_batch_hypotheses, amp_dtype=amp_dtype(run.amp))
 
 
-def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log=print, **overrides):
+def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log=print, info=None, **overrides):
     """Sample and score the sequences with H = -num_proposals, K = -sampling_timesteps (the
-    engine chosen for the amount of work); returns (settings, per-sequence results)."""
+    engine chosen for the amount of work); returns (settings, per-sequence results). With an
+    enabled DistInfo (torchrun), the processes share the work (common.distributed_eval) and
+    only rank 0 gets the results; the others get None."""
     sampler = make_sampler(run, run.sampling_timesteps)
     settings = eval_settings(run, layout, run.num_proposals, run.sampling_timesteps, **overrides)
     windows = sum(-(-s.num_frames // model.cfg.frames) for s in sequences)
@@ -54,16 +57,27 @@ def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log
     model = for_sampling(model, run.engine, device, work, run.amp, run.compile == "on", run.compile == "auto", log)
     if isinstance(model, OpenVINODenoiser):
         sampler.amp_dtype = None                          # the precision is OpenVINO's
+    if info is not None and info.enabled:
+        results = evaluate_distributed(model, sampler, sequences, settings, device, info, log=log)
+        cleanup(info)
+        return settings, results
     return settings, evaluate_sequences(model, sampler, sequences, settings, device)
 
 
 def run_evaluation(run: RunConfig, model, sequences, layout: Layout, device, out_dir: Path, name: str,
                    log=print, **overrides):
     """Evaluate (evaluate_model), print the tables, write <name>.log and <name>.json to out_dir.
-    Returns (report, per-sequence results)."""
-    check_writable(out_dir)
+    Returns (report, per-sequence results). Under torchrun the processes share the work and
+    rank 0 writes; the other ranks return (None, None)."""
+    info, device = init_from_env(device)
+    if info.is_main:
+        check_writable(out_dir)
+    else:
+        log, overrides["progress"] = (lambda *_: None), False
     set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
-    settings, results = evaluate_model(run, model, sequences, layout, device, log, **overrides)
+    settings, results = evaluate_model(run, model, sequences, layout, device, log, info, **overrides)
+    if results is None:
+        return None, None
     report = Report(results, by_subject=run.by_subject)
     header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")

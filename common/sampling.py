@@ -57,6 +57,12 @@ def pack(groups: list[WindowGroup], compute_batch: int) -> Iterator[list[WindowG
         yield batch
 
 
+def sampling_batches(lengths: list[int], frames: int, group: int, compute_batch: int = 0) -> list[list[WindowGroup]]:
+    """The denoiser calls of a whole evaluation, in order: its groups, packed as sample_windows
+    packs them (a call's batch holds the same groups whichever process runs it)."""
+    return list(pack(window_groups(lengths, frames, group), max(compute_batch or group, group)))
+
+
 def group_noise(group_id: int, clips: int, shape_tail, iterations: int, seed: int, device) -> list[torch.Tensor]:
     """The K normal draws (clips, *shape_tail) of one group, from a generator seeded by
     (seed, group id): groups are numbered in sampling order, sequence by sequence."""
@@ -66,15 +72,18 @@ def group_noise(group_id: int, clips: int, shape_tail, iterations: int, seed: in
 
 def sample_windows(model, sampler: DDIMSampler, inputs_2d: list[np.ndarray], hypotheses: int, group: int,
                    flip: Layout | None, seed: int, device, compute_batch: int = 0, desc: str = "sampling",
-                   progress: bool = True) -> Iterator[tuple[WindowGroup, torch.Tensor, torch.Tensor]]:
+                   progress: bool = True, batches=None) -> Iterator[tuple[WindowGroup, torch.Tensor, torch.Tensor]]:
     """Sample every window of every sequence; yields (group, x2d (n, F, J, 2), hypotheses
     (n, K, H, F, J, 3)) per group, in order. inputs_2d: one (N_i, J, 2) normalised array per sequence;
-    flip: the joint layout to mirror with for flip test-time augmentation, None for none."""
+    flip: the joint layout to mirror with for flip test-time augmentation, None for none.
+    batches: only these denoiser calls (indices into sampling_batches), e.g. one process's share."""
     frames = model.cfg.frames
-    groups = window_groups([len(x) for x in inputs_2d], frames, group)
+    calls = sampling_batches([len(x) for x in inputs_2d], frames, group, compute_batch)
+    if batches is not None:
+        calls = [b for i, b in enumerate(calls) if i in batches]
     model.eval()
-    bar = tqdm(total=len(groups), desc=desc, unit="group", disable=not progress, leave=False)
-    for batch in pack(groups, max(compute_batch or group, group)):
+    bar = tqdm(total=sum(len(b) for b in calls), desc=desc, unit="group", disable=not progress, leave=False)
+    for batch in calls:
         x2d = torch.from_numpy(np.concatenate([np.asarray(inputs_2d[g.seq_index][g.windows], np.float32)
                                                for g in batch])).to(device)              # (B, F, J, 2)
         tta = None

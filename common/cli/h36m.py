@@ -16,6 +16,7 @@ from pathlib import Path
 from ..arguments import build_parser, resolve_device
 from ..config import RunConfig
 from ..datasets.h36m import H36MDataset
+from ..distributed import init_from_env
 from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training
 
 # The demo: a small model on the built-in synthetic set, sized for a few minutes on 2 CPU cores.
@@ -46,6 +47,7 @@ def run(argv=None) -> int:
     out_dir = Path(config.checkpoint)
 
     if config.evaluate:
+        _, device = init_from_env(device)              # under torchrun: this process's device
         model, _, config = load_for_evaluation(config, device)
         run_evaluation(config, model, test, dataset.layout, device, out_dir, name=f"eval_{Path(config.evaluate).stem}")
         return 0
@@ -57,6 +59,8 @@ def run(argv=None) -> int:
 
         report, _ = run_evaluation(config, trainer.model.eval(), test, dataset.layout, device, out_dir,
                                    name="demo_eval")
+        if report is None:                             # under torchrun, rank 0 reports
+            return 0
         j_agg, baseline = 1000 * report.headline(), 1000 * mean_pose_baseline(train, test)
         print(f"\nDemo result: J-Agg MPJPE {j_agg:.1f} mm vs {baseline:.1f} mm for the mean training pose "
               f"({j_agg / baseline:.0%} of the baseline).")

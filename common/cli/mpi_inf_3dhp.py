@@ -20,6 +20,7 @@ from ..arguments import build_parser, resolve_device
 from ..config import RunConfig, split_list
 from ..datasets.base import Selection
 from ..datasets.mpi_inf_3dhp import TEST_NPZ, MPIINF3DHPDataset, prepare_3dhp
+from ..distributed import init_from_env
 from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training
 from ..mpi_inf_3dhp_eval import export_evaluation, format_summary, score_prediction_files
 
@@ -61,9 +62,12 @@ def run(argv=None) -> int:
     out_dir = Path(config.checkpoint)
 
     if config.evaluate:
+        _, device = init_from_env(device)              # under torchrun: this process's device
         model, _, config = load_for_evaluation(config, device)
         _, results = run_evaluation(config, model, test, dataset.layout, device, out_dir,
                                     name=f"eval_{Path(config.evaluate).stem}", keep_poses=True)
+        if results is None:                            # under torchrun, rank 0 writes and scores
+            return 0
         files = export_evaluation(results, out_dir)
         print(f"wrote {', '.join(f.name for f in files)} to {out_dir}")
         gt_source = Path(args.raw_dir) if args.raw_dir else test_source
