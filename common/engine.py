@@ -18,10 +18,14 @@ from .device import compiler_available, prepare_model
 
 ENGINES = ("auto", "eager", "openvino")   # "compile": what auto may choose when OpenVINO is absent
 
-# `--engine auto` converts for OpenVINO when an evaluation's denoiser work exceeds this many
-# FLOPs (about a minute of eager sampling on 2 cores), so that the conversion (a few seconds)
-# is repaid many times over; shorter runs stay in eager PyTorch.
-AUTO_MIN_FLOPS = 1e13
+# `--engine auto` converts for OpenVINO when the denoiser work of an evaluation or a lifted clip
+# exceeds this many FLOPs: about 5-10 s of eager sampling on one busy core, where OpenVINO ran
+# 1.7-2x faster than eager PyTorch (demo and CPU-preset models), so the conversion (1-2.5 s)
+# is repaid; shorter runs stay in eager PyTorch.
+AUTO_MIN_FLOPS = 3e11
+# torch.compile's warm-up is longer (10-50 s): without OpenVINO, compile only from here
+# (about 100 s of eager sampling).
+AUTO_COMPILE_SAMPLING_FLOPS = 1e13
 
 
 def openvino_available() -> bool:
@@ -87,11 +91,12 @@ def choose_engine(engine: str, device, work_flops: float | None = None, compiled
         if engine == "openvino" and not openvino_available():
             raise ValueError("--engine openvino needs OpenVINO: pip install openvino (or use --engine eager)")
         return engine
-    if torch.device(device).type != "cpu" or compiled or (work_flops or 0) < AUTO_MIN_FLOPS:
+    work = work_flops or 0
+    if torch.device(device).type != "cpu" or compiled or work < AUTO_MIN_FLOPS:
         return "eager"
     if openvino_available():
         return "openvino"
-    if compile_auto and compiler_available(device):
+    if compile_auto and work >= AUTO_COMPILE_SAMPLING_FLOPS and compiler_available(device):
         return "compile"
     return "eager"
 

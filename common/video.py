@@ -240,10 +240,14 @@ class MP4Writer:
         h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
         image = np.ascontiguousarray(image[:h, :w, :3])
         if self._stream is None:
-            rate = Fraction(self.fps).limit_denominator(1001)
-            self._stream = self._container.add_stream("libx264", rate=rate, options={"crf": str(self.crf)})
+            self._rate = Fraction(self.fps).limit_denominator(1001)
+            self._stream = self._container.add_stream("libx264", rate=self._rate, options={"crf": str(self.crf)})
             self._stream.width, self._stream.height, self._stream.pix_fmt = w, h, "yuv420p"
+            self._stream.codec_context.time_base = 1 / self._rate
+            self._frames = 0
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = self._frames, 1 / self._rate
+        self._frames += 1
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
 

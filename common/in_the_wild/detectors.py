@@ -12,8 +12,10 @@ anatomical points, the person's own left and right), see BLAZEPOSE_TO_COCO.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -100,7 +102,6 @@ class MediaPipeDetector(Detector):
         if not self.available():
             raise DetectorUnavailable(f"the {self.name} detector needs MediaPipe: {VIDEO_HINT}, or give "
                                       f"the 2D keypoints with --keypoints-file")
-        os.environ.setdefault("GLOG_minloglevel", "2")        # MediaPipe's start-up log lines
         self.options = dict(min_detection_confidence=min_detection_confidence,
                             min_tracking_confidence=min_tracking_confidence)
         self._pose = None
@@ -111,17 +112,21 @@ class MediaPipeDetector(Detector):
 
     def start_video(self) -> None:
         self.close()
-        from mediapipe.python.solutions import pose
+        with quiet_native_stderr():
+            from mediapipe.python.solutions import pose
 
-        # model_complexity=1 is the model inside the wheel (0 and 2 are downloaded on first use).
-        self._pose = pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
-                               enable_segmentation=False, **self.options)
+            # model_complexity=1 is the model inside the wheel (0 and 2 are downloaded on first use).
+            self._pose = pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
+                                   enable_segmentation=False, **self.options)
+        self._first = True
 
     def detect(self, image: np.ndarray) -> list[np.ndarray]:
         if self._pose is None:
             self.start_video()
         h, w = image.shape[:2]
-        result = self._pose.process(np.ascontiguousarray(image))
+        with quiet_native_stderr() if self._first else contextlib.nullcontext():
+            result = self._pose.process(np.ascontiguousarray(image))   # the first call logs its set-up
+        self._first = False
         if result.pose_landmarks is None:
             return []
         lm = result.pose_landmarks.landmark
@@ -132,6 +137,26 @@ class MediaPipeDetector(Detector):
         if self._pose is not None:
             self._pose.close()
             self._pose = None
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes to the process's stderr meanwhile (MediaPipe's and
+    TensorFlow Lite's start-up log lines); Python exceptions still propagate."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):                     # stderr replaced (e.g. captured)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 # name -> class; "auto" picks the first available

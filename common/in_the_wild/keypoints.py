@@ -98,14 +98,14 @@ def keypoints_from_detections(per_frame: dict, source: str, threshold: float = 0
     per_frame: {frame number: [(score, (17, 3) COCO-17 x, y, confidence), ...]} for the frames
     where someone was found. The detections are linked frame to frame by position into tracks
     (link_by_position, also when the detector reports one person per frame, since it may jump
-    to another person), the longest track is followed, frame-number gaps over max_gap split it
-    (the longest segment is kept), and frames between its first and last detection where the
+    to another person; a track continues across at most max_gap frames without the person),
+    the longest track is followed, and frames between its first and last detection where the
     followed person was not found are interpolated (refused above max_missing of them).
     """
     if not per_frame:
         raise ValueError(f"{source}: no person was detected in any frame")
     warnings: list = []
-    tracks = link_by_position(per_frame)
+    tracks = link_by_position(per_frame, max_skip=max_gap)
     best = max(tracks, key=lambda tr: (len(tr), sum(v[0] for v in tr.values())))
     if len(tracks) > 1:
         crowded = max(len(d) for d in per_frame.values())

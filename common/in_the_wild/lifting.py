@@ -239,12 +239,13 @@ def sampling_model(model, sampler: DDIMSampler, frames: int, hypotheses: int, fl
 
 def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tuple[int, int], layout: str,
                    hypotheses: int, focal: float | None = None, flip: bool = True, batch: int = 4,
-                   seed: int = 0, device="cpu", engine: str = "auto", log=print) -> WildResult:
+                   seed: int = 0, device="cpu", engine: str = "auto", amp: str | None = None,
+                   log=print) -> WildResult:
     """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h).
-    engine: how the denoiser runs (see sampling_model)."""
+    engine, amp: how the denoiser runs (see sampling_model)."""
     start = time.perf_counter()
     w, h = size
-    model = sampling_model(model, sampler, keypoints.num_frames, hypotheses, flip, engine, device, log=log)
+    model = sampling_model(model, sampler, keypoints.num_frames, hypotheses, flip, engine, device, amp, log)
     pixels = keypoints.keypoints                                       # (N, 17, 2) COCO pixels
     x2d = normalize_screen_coordinates(keypoints_for_model(pixels, layout), w, h)
     target_px, target_conf = coco_to_h36m(pixels, keypoints.confidence)
@@ -297,8 +298,8 @@ def detect_video(path, detector: Detector | str = "auto", max_frames: int | None
 def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
                detector: Detector | str = "auto", focal: float | None = None, flip: bool = True, batch: int = 4,
                seed: int = 0, device="cpu", threshold: float = 0.3, max_gap: int = 30, max_missing: float = 0.5,
-               engine: str = "auto", max_frames: int | None = None, progress: bool = False,
-               log=print) -> WildResult:
+               engine: str = "auto", amp: str | None = None, max_frames: int | None = None,
+               progress: bool = False, log=print) -> WildResult:
     """From a video file to 3D: decode it, detect 2D keypoints in every frame, follow one
     person (as read_keypoints does for files: tracks linked by position, the longest kept,
     gaps over max_gap frames split, missing frames interpolated, over max_missing refused),
@@ -325,10 +326,24 @@ def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
         keypoints.warnings.insert(0, f"{path.name} is cut short: {found.problem}; used the {found.frames} frames "
                                      f"that decode")
     result = lift_keypoints(model, sampler, keypoints, found.image_size, layout, hypotheses, focal=focal, flip=flip,
-                            batch=batch, seed=seed, device=device, engine=engine, log=log)
+                            batch=batch, seed=seed, device=device, engine=engine, amp=amp, log=log)
     result.fps, result.video = found.fps, found
     result.timings = {"decode": found.decode_s, "detect": found.detect_s, **result.timings}
     return result
+
+
+def timing_summary(result: WildResult) -> str:
+    """Seconds spent per step, and per second of video (detection and lifting together
+    faster than 1 s per second means faster than the video plays)."""
+    t = result.timings
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
+    if not result.fps:
+        return f"time: {parts}"
+    seconds = (result.video.frames if result.video is not None else len(result.frame_ids)) / result.fps
+    per = ", ".join(f"{k} {v / seconds:.3f}" for k, v in t.items())
+    work = t.get("detect", 0.0) + t.get("lift", 0.0)
+    return (f"time: {parts} for {seconds:.1f} s of video; seconds per second of video: {per} "
+            f"(detection + lifting {work / seconds:.3f}: {'faster' if work < seconds else 'slower'} than the video plays)")
 
 
 def render_result(result: WildResult, out_path, video=None, fps: float | None = None, size: float = 5.0,
