@@ -124,7 +124,8 @@ class VideoFrames:
             yield from self._count(self._decode(av, container, stream))
         if not self.truncated and self.info.frames and self.decoded < self.info.frames - 1:
             self.truncated = True
-            self.problem = f"the file declares {self.info.frames} frames but only {self.decoded} could be decoded"
+            self.problem = (f"the file declares {self.info.frames} frames but only {self.decoded} could be decoded: "
+                            f"it is cut short or damaged")
 
     def _decode(self, av, container, stream):
         frames = container.decode(stream)

@@ -75,10 +75,12 @@ class VideoDetections:
         return int((self.people > 0).sum())
 
     def summary(self) -> str:
-        declared = f" of {self.declared_frames} declared" if self.truncated and self.declared_frames else ""
-        return (f"{self.detector}: a person detected in {self.detected_frames} of {self.frames}{declared} decoded "
-                f"frames ({self.frames / self.fps:.1f} s at {self.fps:g} fps, {self.image_size[0]}x"
-                f"{self.image_size[1]} pixels)")
+        cut = ""
+        if self.truncated:
+            cut = f"; the file is cut short{f' (it declares {self.declared_frames})' if self.declared_frames else ''}"
+        return (f"{self.detector}: a person detected in {self.detected_frames} of {self.frames} decoded frames "
+                f"({self.frames / self.fps:.1f} s at {self.fps:g} fps, {self.image_size[0]}x{self.image_size[1]} "
+                f"pixels{cut})")
 
 
 @dataclass
