@@ -317,3 +317,20 @@ def test_mediapipe_finds_nobody_in_a_grey_video(tmp_path, tiny_ckpt, capsys):
     rc = lift_cli(tiny_ckpt, grey_video(tmp_path / "grey.mp4", frames=20), "--output", str(tmp_path / "g.npz"))
     assert rc == 2 and "mediapipe found no person in any of its 20 frames" in capsys.readouterr().err
     assert not (tmp_path / "g.npz").exists()
+
+
+@needs_pyav
+def test_video_benchmark_splits_the_time_per_step(tmp_path, monkeypatch, tiny_ckpt):
+    from benchmarks import video as bench
+
+    monkeypatch.setitem(detectors.DETECTORS, "scripted", ScriptedDetector)
+    monkeypatch.setattr(ScriptedDetector, "script", {f: [person(100 + 2 * f)] for f in range(25)})
+    video = grey_video(tmp_path / "v.mp4", frames=25)
+    report = bench.run(bench.parse_args(["--checkpoint", str(tiny_ckpt), "--video", str(video), "--detector",
+                                         "scripted", "--engine", "eager"]))
+    assert [(r["hypotheses"], r["iterations"]) for r in report["rows"]] == [(1, 1), (5, 5)]
+    for row in report["rows"]:
+        assert set(row["seconds"]) == {"decode", "detect", "lift", "write"} and row["video_s"] == 1.0
+        assert all(row["per_video_second"][s] == row["seconds"][s] > 0 for s in row["seconds"])
+    text = bench.format_report(report)
+    assert "H=5 K=5" in text and "detect+lift" in text and "person detected in 25 of 25 frames" in text
