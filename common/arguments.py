@@ -145,7 +145,8 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     g.add_argument("--engine", choices=("auto", "eager", "openvino"), default="auto",
                    help="what runs the denoiser when evaluating: eager PyTorch, or OpenVINO (optional "
                         "package; with --amp bf16 in bfloat16); auto: OpenVINO on a CPU when it is "
-                        "installed and the evaluation is long (else torch.compile under --compile auto), else PyTorch")
+                        "installed and the work repays its conversion (else torch.compile under --compile auto for long "
+                        "work), else PyTorch")
     return p
 
 

@@ -19,10 +19,10 @@ from .device import compiler_available, prepare_model
 ENGINES = ("auto", "eager", "openvino")   # "compile": what auto may choose when OpenVINO is absent
 
 # `--engine auto` converts for OpenVINO when the denoiser work of an evaluation or a lifted clip
-# exceeds this many FLOPs: about 5-10 s of eager sampling on one busy core, where OpenVINO ran
-# 1.7-2x faster than eager PyTorch (demo and CPU-preset models), so the conversion (1-2.5 s)
-# is repaid; shorter runs stay in eager PyTorch.
-AUTO_MIN_FLOPS = 3e11
+# exceeds this many FLOPs: about 8-20 s of eager sampling on one busy core, where OpenVINO ran
+# 1.5-2.2x faster than eager PyTorch (demo and CPU-preset models, benchmarks/engine_threshold.py),
+# so the conversion (1-6 s) is repaid; shorter runs stay in eager PyTorch.
+AUTO_MIN_FLOPS = 5e11
 # torch.compile's warm-up is longer (10-50 s): without OpenVINO, compile only from here
 # (about 100 s of eager sampling).
 AUTO_COMPILE_SAMPLING_FLOPS = 1e13
