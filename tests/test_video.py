@@ -15,6 +15,7 @@ from common.cli import in_the_wild as wild_script
 from common.coco import COCO_NAMES
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import DDIMSampler, Diffusion
+from common.engine import openvino_available
 from common.in_the_wild import detectors, lifting
 from common.in_the_wild.detectors import BLAZEPOSE_NAMES, BLAZEPOSE_TO_COCO, Detector, MediaPipeDetector
 from common.video import VideoError, VideoFrames, probe_video, pyav_available, write_mp4
@@ -334,3 +335,16 @@ def test_video_benchmark_splits_the_time_per_step(tmp_path, monkeypatch, tiny_ck
         assert all(row["per_video_second"][s] == row["seconds"][s] > 0 for s in row["seconds"])
     text = bench.format_report(report)
     assert "H=5 K=5" in text and "detect+lift" in text and "person detected in 25 of 25 frames" in text
+
+
+@needs_pyav
+@pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed")
+def test_openvino_engine_lifts_a_video_to_the_same_poses(tmp_path, monkeypatch, tiny_ckpt):
+    monkeypatch.setattr(ScriptedDetector, "script", {f: [person(100 + 2 * f)] for f in range(20)})
+    video = grey_video(tmp_path / "v.mp4", frames=20)
+    model, _ = load_denoiser(tiny_ckpt)
+    results = [lifting.lift_video(model.eval(), DDIMSampler(Diffusion(), 2), video, "h36m", 2,
+                                  detector=ScriptedDetector(), engine=engine, log=lambda *_: None)
+               for engine in ("eager", "openvino")]
+    np.testing.assert_allclose(results[1].hypotheses, results[0].hypotheses, atol=1e-4)
+    np.testing.assert_allclose(results[1].j_agg, results[0].j_agg, atol=1e-4)

@@ -230,10 +230,11 @@ def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray
 def sampling_model(model, sampler: DDIMSampler, frames: int, hypotheses: int, flip: bool, engine: str = "auto",
                    device="cpu", amp: str | None = None, log=print):
     """The model to sample `frames` frames with under --engine (common.engine: OpenVINO on a CPU
-    when the work repays its conversion); clears the sampler's autocast for OpenVINO."""
+    when the work repays its conversion, never torch.compile); clears the sampler's autocast
+    for OpenVINO."""
     windows = -(-frames // model.cfg.frames)
     work = sampling_flops(model.cfg, windows * hypotheses, sampler.steps, flip)
-    chosen = for_sampling(model, engine, device, work, amp, log=log)
+    chosen = for_sampling(model, engine, device, work, amp, compiled=hasattr(model, "_orig_mod"), log=log)
     if isinstance(chosen, OpenVINODenoiser):
         sampler.amp_dtype = None                          # the precision is OpenVINO's
     return chosen
