@@ -158,6 +158,16 @@ def test_not_a_video_is_one_clear_error(tmp_path):
         probe_video(tmp_path / "missing.mp4")
 
 
+def test_without_pyav_or_ffmpeg_reading_a_video_says_what_to_install(tmp_path, monkeypatch):
+    import common.video as video
+
+    monkeypatch.setattr(video, "pyav_available", lambda: False)
+    monkeypatch.setattr(video.shutil, "which", lambda name: None)
+    (tmp_path / "a.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(VideoError, match=r"needs PyAV: install PyAV \(pip install av"):
+        probe_video(tmp_path / "a.mp4")
+
+
 # ---------------------------------------------------------------------------- detectors
 
 def test_blazepose_to_coco_takes_the_same_named_points():
