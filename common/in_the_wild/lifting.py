@@ -43,6 +43,9 @@ ROOT = 0  # pelvis, Human3.6M-17
 # normalised by the width, so very tall or very wide frames fall outside what it was trained on.
 MIN_FRAME_SIDE = 32
 MAX_ASPECT = 3.0
+# main_in_the_wild.py's defaults (-b 1024 windows per sampling group, --seed 1), so that
+# lift_video with its defaults gives what the command line gives with its own.
+CLI_BATCH, CLI_SEED = 1024, 1
 
 
 @dataclass
@@ -299,8 +302,9 @@ def detect_video(path, detector: Detector | str = "auto", max_frames: int | None
 
 
 def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
-               detector: Detector | str = "auto", focal: float | None = None, flip: bool = True, batch: int = 4,
-               seed: int = 0, device="cpu", threshold: float = 0.3, max_gap: int = 30, max_missing: float = 0.5,
+               detector: Detector | str = "auto", focal: float | None = None, flip: bool = True,
+               batch: int = CLI_BATCH, seed: int = CLI_SEED, device="cpu", threshold: float = 0.3, max_gap: int = 30,
+               max_missing: float = 0.5,
                engine: str = "auto", amp: str | None = None, max_frames: int | None = None,
                progress: bool = False, log=print) -> WildResult:
     """From a video file to 3D: decode it, detect 2D keypoints in every frame, follow one
@@ -308,7 +312,9 @@ def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
     gaps over max_gap frames split, missing frames interpolated, over max_missing refused),
     map the detector's keypoints to COCO-17 (and to the model's layout), and lift them as
     lift_keypoints does. The result's `video` holds every frame's detections, its `source` the
-    followed person's 2D and counts, `timings` the seconds spent decoding, detecting, lifting."""
+    followed person's 2D and counts, `timings` the seconds spent decoding, detecting, lifting.
+    batch (windows per sampling group, each group with its own noise) and seed change the
+    random draws; their defaults are the command line's."""
     path = Path(path)
     owned = not isinstance(detector, Detector)
     detector = make_detector(detector)
