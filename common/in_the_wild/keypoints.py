@@ -109,9 +109,10 @@ def keypoints_from_detections(per_frame: dict, source: str, threshold: float = 0
     best = max(tracks, key=lambda tr: (len(tr), sum(v[0] for v in tr.values())))
     if len(tracks) > 1:
         crowded = max(len(d) for d in per_frame.values())
-        warnings.append(f"the detections ({len(per_frame)} frames, up to {crowded} people per frame) link by position "
-                        f"into {len(tracks)} tracks; followed the longest ({len(best)} frames); the others' frames "
-                        f"count as frames without the person")
+        people = f", up to {crowded} people a frame" if crowded > 1 else ""
+        warnings.append(f"the detections ({len(per_frame)} frames{people}) link by position into {len(tracks)} tracks "
+                        f"(another person, or the person lost for over {max_gap} frames); followed the longest "
+                        f"({len(best)} frames); the others' frames count as frames without the person")
     best = _longest_segment(best, max_gap, Path(source), warnings, strict=False)
     frame_ids = np.arange(min(best), max(best) + 1, dtype=np.int64)
     raw = np.full((len(frame_ids), NUM_JOINTS, 3), np.nan, dtype=np.float32)
