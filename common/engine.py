@@ -19,10 +19,11 @@ from .device import compiler_available, prepare_model
 ENGINES = ("auto", "eager", "openvino")   # "compile": what auto may choose when OpenVINO is absent
 
 # `--engine auto` converts for OpenVINO when the denoiser work of an evaluation or a lifted clip
-# exceeds this many FLOPs: about 8-20 s of eager sampling on one busy core, where OpenVINO ran
-# 1.5-2.2x faster than eager PyTorch (demo and CPU-preset models, benchmarks/engine_threshold.py),
-# so the conversion (1-6 s) is repaid; shorter runs stay in eager PyTorch.
-AUTO_MIN_FLOPS = 5e11
+# exceeds this many FLOPs (about 5-13 s of eager sampling with the demo's model on one busy
+# core): OpenVINO ran 1.5-2.2x faster than eager PyTorch and converted in 1-6 s
+# (benchmarks/engine_threshold.py), which pays from about 1e11 FLOPs for the demo's model and
+# 4e11-6e11 for the CPU preset's; shorter runs stay in eager PyTorch.
+AUTO_MIN_FLOPS = 2e11
 # torch.compile's warm-up is longer (10-50 s): without OpenVINO, compile only from here
 # (about 100 s of eager sampling).
 AUTO_COMPILE_SAMPLING_FLOPS = 1e13
