@@ -98,8 +98,8 @@ def lift(args, device) -> int:
     if args.render:
         animation = check_writable_file(args.viz_output or outputs[0].with_suffix(".mp4"), "--viz-output")
     detector = None
-    if not args.keypoints_file:                   # fail on the video or the detector before loading the model
-        info = probe_video(args.video)
+    info = probe_video(args.video) if args.video else None   # fail on the video or the detector before the model
+    if not args.keypoints_file:
         lifting.check_frame_size(info.width, info.height, args.video)
         detector = make_detector(args.detector)
     model, checkpoint = load_for_evaluation(args, device, with_checkpoint=True)
@@ -118,8 +118,7 @@ def lift(args, device) -> int:
         print(keypoints.summary())
         print(f"{keypoints.num_frames} frames of {size[0]}x{size[1]} pixels; {run_on}")
         result = lifting.lift_keypoints(model, sampler, keypoints, size, layout, args.num_proposals, **settings)
-        if args.video:
-            result.fps = probe_video(args.video).fps
+        result.fps = info.fps if info is not None else None
     else:
         print(f"detecting one person in {args.video} with {detector.name}; {run_on}")
         with detector:
