@@ -53,7 +53,8 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
     `resolution` (w, h) pixels, or one just covering the keypoints. limit caps the input
     frames used, downsample keeps every n-th (played at fps / downsample). skeleton_2d
     draws the 2D input when its layout differs from the 3D one (e.g. COCO input).
-    Each panel is size x size inches at dpi. Writes H.264 MP4 when the path ends in .mp4 and
+    Each panel is size x size inches at dpi (the input panel over a landscape video frame is
+    wider, up to 2 x size). Writes H.264 MP4 when the path ends in .mp4 and
     PyAV is installed (or ffmpeg is on PATH), otherwise a GIF (a .mp4 path then becomes .gif,
     with a message). Frames whose pose is NaN (not lifted) show the input alone.
     progress: a progress bar (default: only when stderr is a terminal, never into a log).
@@ -83,14 +84,16 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
         raise ValueError("the background video has no frames")
     images = islice(chain([first_image], images), 0, num_frames, downsample)
 
-    fig = Figure(figsize=(size * (1 + len(panels)), size), dpi=dpi)
+    # a landscape video frame gets a wider input panel (up to 2:1); blank backgrounds stay square
+    wide = 1.0 if background is None else min(max(first_image.shape[1] / first_image.shape[0], 1.0), 2.0)
+    fig = Figure(figsize=(size * (wide + len(panels)), size), dpi=dpi)
     FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.9, wspace=0.05)
-    input_panel = _InputPanel(fig.add_subplot(1, 1 + len(panels), 1), keypoints_2d,
-                              skeleton_2d or skeleton, first_image)
+    grid = fig.add_gridspec(1, 1 + len(panels), width_ratios=[wide] + [1] * len(panels))
+    input_panel = _InputPanel(fig.add_subplot(grid[0, 0]), keypoints_2d, skeleton_2d or skeleton, first_image)
     radius = 1.1 * max(np.nanmax(np.abs(p - p[:, :1]), initial=0.1) for p in panels.values())
     pose_panels = [
-        _PosePanel(fig.add_subplot(1, 1 + len(panels), 2 + k, projection="3d", computed_zorder=False),
+        _PosePanel(fig.add_subplot(grid[0, 1 + k], projection="3d", computed_zorder=False),
                    label, pose, skeleton, radius, azim, elev, bold=label == bold,
                    hypotheses=hypotheses if label == bold else None)
         for k, (label, pose) in enumerate(panels.items())]
