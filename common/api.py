@@ -39,25 +39,31 @@ class Lifter:
     """A trained denoiser ready to lift one person's 2D keypoints to 3D poses (JPMA without
     ground truth: an estimated root trajectory and a pinhole camera)."""
 
-    def __init__(self, model, checkpoint: dict, run: RunConfig, device, layout: str, layout_source: str):
+    def __init__(self, model, checkpoint: dict, run: RunConfig, device, layout: str, layout_source: str,
+                 log=_quiet):
         self.model, self.checkpoint, self.run, self.device = model, checkpoint, run, device
+        self.log = log                          # where notes go (the engine chosen); silent by default
         self.layout = layout                    # 2D input layout of the model: 'coco' or 'h36m'
         self.layout_source = layout_source      # why: the checkpoint's training data, or the override
 
     @classmethod
-    def from_checkpoint(cls, path, device: str = "cpu", layout: str | None = None, **settings) -> "Lifter":
+    def from_checkpoint(cls, path, device: str = "cpu", layout: str | None = None, log=_quiet,
+                        **settings) -> "Lifter":
         """Load our checkpoint or the authors' .bin. layout overrides the 2D layout the checkpoint
         records ('coco' or 'h36m'; the authors' files record none). settings: RunConfig fields
-        of the diffusion and speed (timestep, scale, eta, heads, max_batch_hypotheses, amp, compile)."""
+        of the diffusion and speed (timestep, scale, eta, heads, max_batch_hypotheses, amp, engine)."""
         run = RunConfig(evaluate=str(path), checkpoint=str(Path(path).parent), **settings)
-        return cls.from_config(run, choose_device(device), layout or "auto")
+        return cls.from_config(run, choose_device(device), layout or "auto", log)
 
     @classmethod
-    def from_config(cls, run: RunConfig, device, layout: str = "auto") -> "Lifter":
+    def from_config(cls, run: RunConfig, device, layout: str = "auto", log=_quiet) -> "Lifter":
         """The lifter of a run configuration (its --evaluate checkpoint), as the command line builds it."""
         model, checkpoint, run = load_for_evaluation(run, device)
         name, why = lifting.input_layout_of(checkpoint, layout)
-        return cls(model, checkpoint, run, device, name, why)
+        return cls(model, checkpoint, run, device, name, why, log)
+
+    def _speed(self) -> dict:
+        return dict(device=self.device, engine=self.run.engine, amp=self.run.amp, log=self.log)
 
     def _settings(self, hypotheses, iterations, seed, flip, batch) -> dict:
         run = self.run
@@ -77,7 +83,7 @@ class Lifter:
         sampler = make_sampler(self.run, _positive(s["iterations"], "iterations"))
         return lifting.lift_keypoints(self.model, sampler, keypoints, size, self.layout,
                                       _positive(s["hypotheses"], "hypotheses"), focal=focal, flip=s["flip"],
-                                      batch=s["batch"], seed=s["seed"], device=self.device)
+                                      batch=s["batch"], seed=s["seed"], **self._speed())
 
     def lift(self, keypoints, image_size, hypotheses: int = 5, iterations: int = 5, seed: int | None = None,
              focal: float | None = None, flip: bool | None = None, batch: int | None = None,
@@ -97,9 +103,28 @@ class Lifter:
         s = self._settings(hypotheses, iterations, seed, flip, batch)
         size = lifting.checked_image_size(image_size)
         sampler = make_sampler(self.run, _positive(s["iterations"], "iterations"))
-        return lifting.lift_pixels(self.model, sampler, kp.keypoints, kp.confidence, kp.frame_ids, size, self.layout,
-                                   _positive(s["hypotheses"], "hypotheses"), focal=focal, flip=s["flip"],
-                                   batch=s["batch"], seed=s["seed"], device=self.device)
+        result = lifting.lift_pixels(self.model, sampler, kp.keypoints, kp.confidence, kp.frame_ids, size,
+                                     self.layout, _positive(s["hypotheses"], "hypotheses"), focal=focal,
+                                     flip=s["flip"], batch=s["batch"], seed=s["seed"], **self._speed())
+        result.source = kp
+        return result
+
+    def lift_video(self, path, hypotheses: int | None = None, iterations: int | None = None,
+                   seed: int | None = None, focal: float | None = None, flip: bool | None = None,
+                   batch: int | None = None, detector="auto", threshold: float = 0.3, max_gap: int = 30,
+                   max_missing: float = 0.5, max_frames: int | None = None, progress: bool = False) -> LiftResult:
+        """3D poses of one person in a video file: decode it (PyAV), detect 2D keypoints in every
+        frame (`detector`: a name of common.in_the_wild.detectors or a Detector; MediaPipe by
+        default), follow one person and lift them, exactly as `main_in_the_wild.py --video`
+        does. Unset settings come from the run configuration (the command line's defaults).
+        The result also holds `video` (every frame's detections), `source` (the followed
+        person's 2D and interpolation counts) and `timings` (seconds per step)."""
+        s = self._settings(hypotheses, iterations, seed, flip, batch)
+        sampler = make_sampler(self.run, _positive(s["iterations"], "iterations"))
+        return lifting.lift_video(self.model, sampler, path, self.layout, _positive(s["hypotheses"], "hypotheses"),
+                                  detector=detector, focal=focal, flip=s["flip"], batch=s["batch"], seed=s["seed"],
+                                  threshold=threshold, max_gap=max_gap, max_missing=max_missing,
+                                  max_frames=max_frames, progress=progress, **self._speed())
 
 
 def _positive(value: int, name: str) -> int:

@@ -144,7 +144,8 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     g.add_argument("--engine", choices=("auto", "eager", "openvino"), default="auto",
                    help="what runs the denoiser when evaluating: eager PyTorch, or OpenVINO (optional "
                         "package; with --amp bf16 in bfloat16); auto: OpenVINO on a CPU when it is "
-                        "installed and the evaluation is long (else torch.compile under --compile auto), else PyTorch")
+                        "installed and the work repays its conversion (else torch.compile under --compile auto for long "
+                        "work), else PyTorch")
     return p
 
 
@@ -153,7 +154,7 @@ def add_viz_arguments(parser, limit_help: str = "draw (and evaluate) only the fi
     g = parser.add_argument_group("visualisation")
     g.add_argument("--render", action="store_true", help="write the animation")
     g.add_argument("--viz-output", default="", metavar="FILE",
-                   help="animation file, .mp4 (needs ffmpeg, else a .gif is written) or .gif")
+                   help="animation file, .mp4 (needs PyAV or ffmpeg, else a .gif is written) or .gif")
     g.add_argument("--viz-limit", type=int, default=None, metavar="N", help=limit_help)
     g.add_argument("--viz-downsample", type=int, default=1, metavar="N", help="animate every N-th frame")
     g.add_argument("--viz-size", type=float, default=5.0, help="size of each panel, inches (100 dpi)")
@@ -171,7 +172,7 @@ def build_draw_parser(description: str = "Draw one Human3.6M sequence") -> argpa
                    help="action: an exact name ('SittingDown 2') or a group (its first sequence)")
     g.add_argument("--viz-camera", type=int, default=1, help="camera index, 0-3")
     g.add_argument("--viz-video", default="", metavar="FILE", help="video of that camera to draw the 2D "
-                                                                  "input on (needs ffmpeg)")
+                                                                  "input on (read with PyAV or ffmpeg)")
     g.add_argument("--viz-no-ground-truth", action="store_true", help="leave out the ground truth")
     g.add_argument("--viz-frame", type=int, default=None, metavar="I",
                    help="frame of the hypotheses still; None: the middle one")

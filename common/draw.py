@@ -4,7 +4,6 @@ iteration, one frame with all hypotheses, and optionally the numbers behind them
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from .datasets.h36m import H36MDataset
 from .evaluate import evaluate_sequences
 from .experiment import eval_settings, load_for_evaluation, make_sampler, show_progress
 from .metrics import AGGREGATION_MODES
-from .render import plot_hypotheses_frame, plot_iteration_errors, render_animation
+from .render import mp4_available, plot_hypotheses_frame, plot_iteration_errors, render_animation
 from .report import Report
 from .outputs import check_writable
 from .skeleton import H36M_FPS, h36m_skeleton_17
@@ -90,13 +89,13 @@ def first_frames(seq: Sequence, n: int | None) -> Sequence:
 
 def default_paths(view: DrawView, dataset_name: str, seq: Sequence) -> DrawPaths:
     """main_draw.py's file names: <out>_errors.png, <out>_hypotheses.png, <out>.mp4 (.gif without
-    ffmpeg) with --render, --viz-export; <out> is --viz-output without its suffix or
+    PyAV and ffmpeg) with --render, --viz-export; <out> is --viz-output without its suffix or
     plot/<dataset>/<subject>_<action>_cam<k>."""
     if view.output:
         stem = Path(view.output).with_suffix("")
     else:
         stem = Path("plot") / dataset_name / f"{seq.subject}_{seq.action.replace(' ', '_')}_cam{seq.camera}"
-    suffix = Path(view.output).suffix if view.output else (".mp4" if shutil.which("ffmpeg") else ".gif")
+    suffix = Path(view.output).suffix if view.output else (".mp4" if mp4_available() else ".gif")
     return DrawPaths(errors=Path(f"{stem}_errors.png"), frame=Path(f"{stem}_hypotheses.png"),
                      animation=stem.with_suffix(suffix) if view.render else None,
                      export=Path(view.export) if view.export else None)

@@ -18,10 +18,15 @@ from .device import compiler_available, prepare_model
 
 ENGINES = ("auto", "eager", "openvino")   # "compile": what auto may choose when OpenVINO is absent
 
-# `--engine auto` converts for OpenVINO when an evaluation's denoiser work exceeds this many
-# FLOPs (about a minute of eager sampling on 2 cores), so that the conversion (a few seconds)
-# is repaid many times over; shorter runs stay in eager PyTorch.
-AUTO_MIN_FLOPS = 1e13
+# `--engine auto` converts for OpenVINO when the denoiser work of an evaluation or a lifted clip
+# exceeds this many FLOPs (about 5-13 s of eager sampling with the demo's model on one busy
+# core): OpenVINO ran 1.5-2.2x faster than eager PyTorch and converted in 1-6 s
+# (benchmarks/engine_threshold.py), which pays from about 1e11 FLOPs for the demo's model and
+# 4e11-6e11 for the CPU preset's; shorter runs stay in eager PyTorch.
+AUTO_MIN_FLOPS = 2e11
+# torch.compile's warm-up is longer (10-50 s): without OpenVINO, compile only from here
+# (about 100 s of eager sampling).
+AUTO_COMPILE_SAMPLING_FLOPS = 1e13
 
 
 def openvino_available() -> bool:
@@ -78,11 +83,12 @@ def choose_engine(engine: str, device, work_flops: float | None = None, compiled
         if engine == "openvino" and not openvino_available():
             raise ValueError("--engine openvino needs OpenVINO: pip install openvino (or use --engine eager)")
         return engine
-    if torch.device(device).type != "cpu" or compiled or (work_flops or 0) < AUTO_MIN_FLOPS:
+    work = work_flops or 0
+    if torch.device(device).type != "cpu" or compiled or work < AUTO_MIN_FLOPS:
         return "eager"
     if openvino_available():
         return "openvino"
-    if compile_auto and compiler_available(device):
+    if compile_auto and work >= AUTO_COMPILE_SAMPLING_FLOPS and compiler_available(device):
         return "compile"
     return "eager"
 

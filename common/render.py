@@ -9,7 +9,6 @@ involved.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from itertools import chain, islice, repeat
 from pathlib import Path
@@ -25,11 +24,17 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection
 from tqdm import tqdm
 
 from .skeleton import Skeleton
+from .video import FFMPEG_HINT, PYAV_HINT, MP4Writer, pyav_available, read_video_frames  # noqa: F401 (re-exported)
 
 LEFT_COLOR, RIGHT_COLOR, CENTER_COLOR = "tab:blue", "tab:red", "0.25"
 HYPOTHESIS_STYLE = dict(colors="0.55", linewidths=1.0, alpha=0.35)
 GROUND_TRUTH_STYLE = dict(colors="k", linewidths=1.5, linestyles="--")
-FFMPEG_HINT = "install ffmpeg (apt-get install ffmpeg, or conda install -c conda-forge ffmpeg)"
+MP4_HINT = f"{PYAV_HINT}, or {FFMPEG_HINT}"
+
+
+def mp4_available() -> bool:
+    """Whether animations can be written as MP4 (PyAV, else ffmpeg on PATH)."""
+    return pyav_available() or shutil.which("ffmpeg") is not None
 
 
 def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: Skeleton,
@@ -44,12 +49,14 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
     keypoints_2d (F, J2, 2) pixels; poses {label: (F, J, 3)} metres; hypotheses
     (F, H, J, 3) drawn faintly behind the `bold` pose (default: the first label);
     ground_truth (F, J, 3) gets its own panel. background: video frames (iterable of
-    (h, w, 3) uint8) or a video path (needs ffmpeg); otherwise a light grey image of
+    (h, w, 3) uint8) or a video path (read with PyAV or ffmpeg); otherwise a light grey image of
     `resolution` (w, h) pixels, or one just covering the keypoints. limit caps the input
     frames used, downsample keeps every n-th (played at fps / downsample). skeleton_2d
     draws the 2D input when its layout differs from the 3D one (e.g. COCO input).
-    Each panel is size x size inches at dpi. Writes MP4 when the path ends in .mp4 and
-    ffmpeg is on PATH, otherwise a GIF (a .mp4 path then becomes .gif, with a message).
+    Each panel is size x size inches at dpi (the input panel over a landscape video frame is
+    wider, up to 2 x size). Writes H.264 MP4 when the path ends in .mp4 and
+    PyAV is installed (or ffmpeg is on PATH), otherwise a GIF (a .mp4 path then becomes .gif,
+    with a message). Frames whose pose is NaN (not lifted) show the input alone.
     progress: a progress bar (default: only when stderr is a terminal, never into a log).
     """
     keypoints_2d = np.asarray(keypoints_2d, dtype=np.float32)
@@ -77,14 +84,16 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
         raise ValueError("the background video has no frames")
     images = islice(chain([first_image], images), 0, num_frames, downsample)
 
-    fig = Figure(figsize=(size * (1 + len(panels)), size), dpi=dpi)
+    # a landscape video frame gets a wider input panel (up to 2:1); blank backgrounds stay square
+    wide = 1.0 if background is None else min(max(first_image.shape[1] / first_image.shape[0], 1.0), 2.0)
+    fig = Figure(figsize=(size * (wide + len(panels)), size), dpi=dpi)
     FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.9, wspace=0.05)
-    input_panel = _InputPanel(fig.add_subplot(1, 1 + len(panels), 1), keypoints_2d,
-                              skeleton_2d or skeleton, first_image)
-    radius = 1.1 * max(np.abs(p - p[:, :1]).max() for p in panels.values())
+    grid = fig.add_gridspec(1, 1 + len(panels), width_ratios=[wide] + [1] * len(panels))
+    input_panel = _InputPanel(fig.add_subplot(grid[0, 0]), keypoints_2d, skeleton_2d or skeleton, first_image)
+    radius = 1.1 * max(np.nanmax(np.abs(p - p[:, :1]), initial=0.1) for p in panels.values())
     pose_panels = [
-        _PosePanel(fig.add_subplot(1, 1 + len(panels), 2 + k, projection="3d", computed_zorder=False),
+        _PosePanel(fig.add_subplot(grid[0, 1 + k], projection="3d", computed_zorder=False),
                    label, pose, skeleton, radius, azim, elev, bold=label == bold,
                    hypotheses=hypotheses if label == bold else None)
         for k, (label, pose) in enumerate(panels.items())]
@@ -144,22 +153,6 @@ def plot_hypotheses_frame(out_png, hypotheses: np.ndarray, agg: np.ndarray, gt: 
     return Path(out_png)
 
 
-def read_video_frames(path):
-    """Decode a video into RGB frames (h, w, 3) uint8 with ffmpeg, one at a time.
-    Rotation metadata is ignored (frames as stored)."""
-    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
-        raise RuntimeError(f"reading the background video {path} needs ffmpeg and ffprobe: {FFMPEG_HINT}")
-    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                            "stream=width,height", "-of", "csv=p=0", str(path)],
-                           capture_output=True, text=True, check=True)
-    w, h = (int(v) for v in probe.stdout.strip().split(",")[:2])
-    command = ["ffmpeg", "-loglevel", "error", "-noautorotate", "-i", str(path),
-               "-f", "image2pipe", "-pix_fmt", "rgb24", "-vcodec", "rawvideo", "-"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE) as process:
-        while len(data := process.stdout.read(w * h * 3)) == w * h * 3:
-            yield np.frombuffer(data, dtype=np.uint8).reshape(h, w, 3)
-
-
 class _InputPanel:
     """The 2D keypoints over the video frame (or a blank image)."""
 
@@ -211,21 +204,25 @@ class _PosePanel:
         if self.hypotheses is not None:
             self.hypothesis_lines.set_segments(self._hypothesis_segments(i))
         root = self.pose[i, 0]
+        if not np.isfinite(root).all():                               # a frame without a pose
+            return
         self.ax.set_xlim3d(root[0] - self.radius, root[0] + self.radius)
         self.ax.set_ylim3d(root[1] - self.radius, root[1] + self.radius)
         self.ax.set_zlim3d(root[2] - self.radius, root[2] + self.radius)
 
 
 def _choose_writer(path: Path, fps: float):
-    """MP4 via ffmpeg when possible, else GIF via Pillow; returns (path written, writer)."""
+    """MP4 via PyAV (else ffmpeg) when possible, else GIF via Pillow; returns (path written, writer)."""
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise ValueError(f"cannot write {path}: use a .mp4 or .gif file name")
     if suffix == ".mp4":
+        if pyav_available():
+            return path, MP4Writer(fps)
         if shutil.which("ffmpeg") is not None:
             return path, FFMpegWriter(fps=fps)
         path = path.with_suffix(".gif")
-        print(f"ffmpeg is not on PATH, so the animation is written as {path}; for MP4, {FFMPEG_HINT}.")
+        print(f"neither PyAV nor ffmpeg is installed, so the animation is written as {path}; for MP4, {MP4_HINT}.")
     return path, PillowWriter(fps=fps)
 
 

@@ -6,7 +6,7 @@ import torch
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import DDIMSampler, Diffusion, FlipTTA
 from common.device import AUTO_COMPILE_MIN_FLOPS, compile_wanted
-from common.engine import AUTO_MIN_FLOPS, choose_engine, for_sampling, openvino_available
+from common.engine import AUTO_COMPILE_SAMPLING_FLOPS, AUTO_MIN_FLOPS, choose_engine, for_sampling, openvino_available
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 
 OPENVINO = pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed (optional)")
@@ -76,13 +76,14 @@ def test_compile_auto_only_for_long_training(monkeypatch):
 def test_auto_compiles_long_cpu_sampling_when_openvino_is_absent(monkeypatch):
     monkeypatch.setattr("common.engine.openvino_available", lambda: False)
     monkeypatch.setattr("common.engine.compiler_available", lambda device: True)
-    assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS, compile_auto=True) == "compile"
-    assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS / 2, compile_auto=True) == "eager"
-    assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS) == "eager"                 # --compile off
-    assert choose_engine("auto", "cuda", AUTO_MIN_FLOPS, compile_auto=True) == "eager"
+    long = AUTO_COMPILE_SAMPLING_FLOPS
+    assert choose_engine("auto", "cpu", long, compile_auto=True) == "compile"
+    assert choose_engine("auto", "cpu", long / 2, compile_auto=True) == "eager"    # warm-up not repaid
+    assert choose_engine("auto", "cpu", long) == "eager"                           # --compile off
+    assert choose_engine("auto", "cuda", long, compile_auto=True) == "eager"
     monkeypatch.setattr("common.engine.compiler_available", lambda device: False)
-    assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS, compile_auto=True) == "eager"
+    assert choose_engine("auto", "cpu", long, compile_auto=True) == "eager"
     monkeypatch.setattr("common.engine.compiler_available", lambda device: True)
     model, logged = tiny_model(), []
-    compiled = for_sampling(model, "auto", "cpu", AUTO_MIN_FLOPS, compile_auto=True, log=logged.append)
+    compiled = for_sampling(model, "auto", "cpu", long, compile_auto=True, log=logged.append)
     assert compiled is not model and compiled._orig_mod is model and "torch.compile" in logged[0]

@@ -1,7 +1,6 @@
 """main_draw.py end to end on a tiny synthetic set: the animation, the still figures, the
 export, and the errors a user meets when naming the sequence."""
 import importlib.util
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ from common.cli import draw as main_draw
 from common.checkpoint import atomic_save, make_checkpoint
 from common.datasets.synthetic import write_synthetic_h36m
 from common.denoiser import Denoiser, DenoiserConfig
+from common.render import mp4_available
+from common.video import VideoFrames, pyav_available
 
 FRAMES = 30
 
@@ -54,12 +55,15 @@ def test_default_output_path_and_no_ground_truth_panel(setup, tmp_path, monkeypa
     rc = draw(setup, "--render", "--viz-subject", "S9", "--viz-action", "Walking", "--viz-camera", "0",
               "--viz-limit", "4", "--viz-size", "1", "--viz-no-ground-truth")
     assert rc == 0
-    suffix = ".mp4" if shutil.which("ffmpeg") else ".gif"
+    suffix = ".mp4" if mp4_available() else ".gif"
     animation = tmp_path / "plot" / "synthetic" / f"S9_Walking_cam0{suffix}"
     assert animation.is_file() and (tmp_path / "plot" / "synthetic" / "S9_Walking_cam0_errors.png").is_file()
     if suffix == ".gif":
         with Image.open(animation) as gif:
             assert gif.size == (2 * 100, 100) and gif.n_frames == 4
+    elif pyav_available():
+        frames = list(VideoFrames(animation))
+        assert len(frames) == 4 and frames[0].shape == (100, 2 * 100, 3)
 
 
 def test_export_holds_hypotheses_poses_ground_truth_and_2d(setup, tmp_path):

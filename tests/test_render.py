@@ -65,8 +65,9 @@ def test_background_frames_are_drawn_under_the_keypoints(tmp_path):
     assert ((rgb[..., 1] > 150) & (rgb[..., 0] < 60)).sum() > 1000
 
 
-def test_mp4_without_ffmpeg_falls_back_to_gif_with_a_hint(tmp_path, monkeypatch, capsys):
+def test_mp4_without_pyav_or_ffmpeg_falls_back_to_gif_with_a_hint(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(render, "pyav_available", lambda: False)
     pose, _, pixels = clip(2)
     out = render.render_animation(tmp_path / "d.mp4", pixels, {"J-Agg": pose}, h36m_skeleton_17(),
                                   size=1, dpi=40)
@@ -97,3 +98,12 @@ def test_still_figures_are_valid_pngs(tmp_path):
         with Image.open(path) as image:
             image.verify()
             assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_a_landscape_video_frame_gets_a_wider_input_panel(tmp_path):
+    pose, _, pixels = clip(2)
+    frames = [np.full((90, 160, 3), 40, dtype=np.uint8)] * 2                      # 16:9
+    out = render.render_animation(tmp_path / "w.gif", pixels, {"J-Agg": pose}, h36m_skeleton_17(),
+                                  size=1, dpi=50, background=frames)
+    with Image.open(out) as gif:
+        assert gif.size == (int(50 * (160 / 90 + 1)), 50)

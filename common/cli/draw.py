@@ -6,7 +6,7 @@ and the J-Agg pose beside the ground truth, and plot its errors per sampling ite
     python main_draw.py -d synthetic -k det -c checkpoint/demo --evaluate best_epoch.bin \
         -num_proposals 5 -sampling_timesteps 5 --render --viz-subject S9 --viz-action Walking --viz-camera 0
 
-Writes <out>.mp4 (or .gif without ffmpeg) with --render, and always <out>_errors.png (the four
+Writes <out>.mp4 (or .gif without PyAV and ffmpeg) with --render, and always <out>_errors.png (the four
 aggregation modes against the iteration k) and <out>_hypotheses.png (one frame, all hypotheses),
 where <out> is --viz-output (default plot/<dataset>/<subject>_<action>_cam<k>).
 """

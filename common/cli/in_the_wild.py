@@ -1,38 +1,47 @@
-"""In the wild: train D3DP on COCO-17 2D input with Human3.6M 3D output, or lift one person's
-detected 2D keypoints from any video to 3D (no ground truth, unknown camera).
+"""In the wild: train D3DP on COCO-17 2D input with Human3.6M 3D output, or lift one person in
+a video (or a detector's 2D keypoints) to 3D (no ground truth, unknown camera).
 
     # train (or --evaluate on Human3.6M) with Detectron COCO-17 detections, as in the paper
     python main_in_the_wild.py -k detectron_pt_coco -c checkpoint/wild -gpu 0 --nolog
-    # lift a detector's output (AlphaPose / COCO JSON, .npy, .npz) to 3D and animate it
+    # a video: detect 2D keypoints in every frame (MediaPipe), lift them, write and animate
+    python main_in_the_wild.py --evaluate checkpoint/wild/best_epoch.bin --video clip.mp4 \
+        -num_proposals 5 -sampling_timesteps 5 --output clip_3d.npz --output clip_3d.bvh --render
+    # a detector's output (AlphaPose / COCO JSON, .npy, .npz) instead of detecting
     python main_in_the_wild.py --evaluate checkpoint/wild/best_epoch.bin --keypoints-file alphapose-results.json \
         --video input.mp4 -num_proposals 5 -sampling_timesteps 5 --output input_3d.npz --render
 
-The output .npz holds hypotheses (frames, K, H, 17, 3), the J-Agg pose j_agg (frames, 17, 3)
-and p_agg, in metres, camera space, root-relative (Human3.6M-17 joints), the estimated root
-trajectory (frames, 3) and the camera used (see in_the_wild/lifting.py).
+--output FILE (repeatable) writes .npz (every array: hypotheses (frames, K, H, 17, 3), j_agg,
+p_agg, trajectory, camera, 2D, the detector's keypoints), .json / .csv (per frame and joint:
+x, y, z metres, the 2D) or .bvh (an animation skeleton); 3D in metres, camera space,
+root-relative (Human3.6M-17 joints). See common/in_the_wild/exports.py.
 """
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from ..arguments import add_viz_arguments, build_parser, resolve_device
 from ..config import RunConfig
 from ..datasets.h36m import H36MDataset
 from ..api import Lifter
-from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training
+from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training, show_progress
 from ..outputs import check_writable_file
-from ..in_the_wild import lifting
+from ..video import probe_video
+from ..in_the_wild import exports, lifting
+from ..in_the_wild.detectors import DETECTORS, make_detector
 from ..in_the_wild.keypoints import read_keypoints
 
 
 def build_wild_parser():
     p = build_parser(__doc__.splitlines()[0])
     p.set_defaults(keypoints="detectron_pt_coco")
-    g = p.add_argument_group("in-the-wild input (with --keypoints-file)")
+    g = p.add_argument_group("in-the-wild input (--video, or --keypoints-file)")
     g.add_argument("--keypoints-file", default="", metavar="FILE",
                    help="one person's COCO-17 keypoints: AlphaPose / COCO results .json, .npy or .npz "
-                        "(frames, 17, 2|3) pixels; needs --evaluate")
+                        "(frames, 17, 2|3) pixels; needs --evaluate. Without it, --video is run through --detector")
+    g.add_argument("--detector", choices=("auto", *DETECTORS), default="auto",
+                   help="2D pose detector for --video; auto: mediapipe when installed")
     g.add_argument("--track-id", type=int, default=None, help="person to use in a tracked JSON; None: the "
                                                               "longest track")
     g.add_argument("--threshold", type=float, default=0.3, help="keypoints below this confidence are "
@@ -44,13 +53,16 @@ def build_wild_parser():
     g.add_argument("--width", type=int, default=None, help="image width, pixels")
     g.add_argument("--height", type=int, default=None, help="image height, pixels")
     g.add_argument("--video", "--viz-video", dest="video", default=None, metavar="FILE",
-                   help="the source video: image size (with ffprobe) and background of --render")
+                   help="the video to lift (needs --evaluate); with --keypoints-file: its image size and the "
+                        "background of --render")
     g.add_argument("--focal", type=float, default=None, help="focal length, pixels; None: the image width")
     g.add_argument("--input-layout", choices=("auto", "coco", "h36m"), default="auto",
                    help="2D joint layout the model was trained on (auto: from the checkpoint's training args)")
-    g.add_argument("--output", default="", metavar="FILE.npz",
-                   help="result file; empty: <keypoints file>_3d.npz beside it")
-    g.add_argument("--fps", type=float, default=25.0, help="frame rate of the animation")
+    g.add_argument("--output", action="append", default=[], metavar="FILE",
+                   help="result file, .npz, .json, .csv or .bvh (repeat for several); none: "
+                        "<video or keypoints file>_3d.npz beside the input")
+    g.add_argument("--fps", type=float, default=None,
+                   help="frame rate of the animation; None: the video's, else 25")
     add_viz_arguments(p, limit_help="animate only the first N frames; None: all")
     return p
 
@@ -58,7 +70,7 @@ def build_wild_parser():
 def run(argv=None) -> int:
     args = build_wild_parser().parse_args(argv)
     device = resolve_device(args)
-    if args.keypoints_file:
+    if args.keypoints_file or args.video:
         return lift(args, device)
 
     # Training / Human3.6M evaluation: main.py's flow on a (usually COCO-layout) 2D file; the
@@ -76,33 +88,59 @@ def run(argv=None) -> int:
 
 
 def lift(args, device) -> int:
+    """--keypoints-file or --video: lift one person to 3D, write --output, animate with --render."""
+    source = Path(args.keypoints_file or args.video)
     if not args.evaluate:
-        raise ValueError("--keypoints-file needs a trained model: add --evaluate CHECKPOINT")
-    keypoints_file = Path(args.keypoints_file)
-    out_path = check_writable_file(args.output or keypoints_file.with_name(keypoints_file.stem + "_3d.npz"),
-                                   "--output")
-    if args.render and args.viz_output:
-        check_writable_file(args.viz_output, "--viz-output")
-    lifter = Lifter.from_config(RunConfig.from_args(args), device, args.input_layout)
-    keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold, max_gap=args.max_frame_gap,
-                               max_missing=args.max_missing_frames)
-    size = lifting.image_size(keypoints, args.width, args.height, args.video)
-    for note in keypoints.warnings:
-        print(f"warning: {note}", file=sys.stderr)
-    print(keypoints.summary())
-    print(f"{keypoints.num_frames} frames of {size[0]}x{size[1]} pixels; {lifter.layout} input (from "
-          f"{lifter.layout_source}); F={lifter.model.cfg.frames} H={args.num_proposals} K={args.sampling_timesteps} "
-          f"on {device}")
-    result = lifter.lift_keypoints(keypoints, size, focal=args.focal)
-    for note in lifting.doubtful_input(result, keypoints):
-        print(f"warning: {note}", file=sys.stderr)
-    out = result.save(out_path)
-    print(f"wrote {out}: root depth {result.trajectory[:, 2].min():.2f}-{result.trajectory[:, 2].max():.2f} m")
+        raise ValueError(f"{'--keypoints-file' if args.keypoints_file else '--video'} needs a trained model: add "
+                         f"--evaluate CHECKPOINT")
+    outputs = exports.check_outputs(args.output or [source.with_name(source.stem + "_3d.npz")])
+    animation = None
     if args.render:
-        animation = args.viz_output or out.with_suffix(".mp4")
+        animation = check_writable_file(args.viz_output or outputs[0].with_suffix(".mp4"), "--viz-output")
+    detector = None
+    info = probe_video(args.video) if args.video else None   # fail on the video or the detector before the model
+    if not args.keypoints_file:
+        lifting.check_frame_size(info.width, info.height, args.video)
+        detector = make_detector(args.detector)
+    lifter = Lifter.from_config(RunConfig.from_args(args), device, args.input_layout, log=print)
+    run_on = (f"{lifter.layout} input (from {lifter.layout_source}); F={lifter.model.cfg.frames} "
+              f"H={args.num_proposals} K={args.sampling_timesteps} on {device}")
+    if args.keypoints_file:
+        keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold, max_gap=args.max_frame_gap,
+                                   max_missing=args.max_missing_frames)
+        size = lifting.image_size(keypoints, args.width, args.height, args.video)
+        for note in keypoints.warnings:
+            print(f"warning: {note}", file=sys.stderr)
+        print(keypoints.summary())
+        print(f"{keypoints.num_frames} frames of {size[0]}x{size[1]} pixels; {run_on}")
+        result = lifter.lift_keypoints(keypoints, size, focal=args.focal)
+        result.fps = info.fps if info is not None else None
+    else:
+        print(f"detecting one person in {args.video} with {detector.name}; {run_on}")
+        with detector:
+            result = lifter.lift_video(args.video, detector=detector, focal=args.focal, threshold=args.threshold,
+                                       max_gap=args.max_frame_gap, max_missing=args.max_missing_frames,
+                                       progress=show_progress(lifter.run))
+        print(result.video.summary())
+        for note in result.source.warnings:
+            print(f"warning: {note}", file=sys.stderr)
+        first, last = int(result.frame_ids[0]), int(result.frame_ids[-1])
+        print(f"followed one person through frames {first}..{last} ({len(result.frame_ids)} frames); "
+              f"{result.source.summary()}")
+    for note in lifting.doubtful_input(result, result.source):
+        print(f"warning: {note}", file=sys.stderr)
+    start = time.perf_counter()
+    written = exports.write_outputs(result, outputs)
+    result.timings["write"] = time.perf_counter() - start
+    depth = result.trajectory[:, 2]
+    print(f"wrote {', '.join(map(str, written))}: root depth {depth.min():.2f}-{depth.max():.2f} m")
+    if animation is not None:
+        start = time.perf_counter()
         path = lifting.render_result(result, animation, video=args.video, fps=args.fps, size=args.viz_size,
                                      limit=args.viz_limit, downsample=args.viz_downsample, azim=args.viz_azimuth)
-        print(f"wrote {path}")
+        result.timings["render"] = time.perf_counter() - start
+        print(f"wrote the animation {path}")
+    print(lifting.timing_summary(result))
     return 0
 
 

@@ -109,13 +109,52 @@ def keypoints_from_array(raw: np.ndarray, frame_ids=None, threshold: float = 0.3
     frame_ids = np.arange(raw.shape[0], dtype=np.int64) if frame_ids is None else np.asarray(frame_ids, np.int64)
     if frame_ids.shape != (raw.shape[0],):
         raise ValueError(f"{source}: {len(frame_ids)} frame numbers for {raw.shape[0]} frames of keypoints")
-    warnings = [] if warnings is None else warnings
+    return _filled(raw, frame_ids, res_w, res_h, [] if warnings is None else warnings, threshold, max_missing,
+                   source, "the input does not look like the frames of one video")
+
+
+def keypoints_from_detections(per_frame: dict, source: str, threshold: float = 0.3, max_gap: int = 30,
+                              max_missing: float = 0.5, res_w: int | None = None,
+                              res_h: int | None = None) -> Keypoints2D:
+    """One person's keypoints from a detector's people per frame, as for a keypoint file.
+
+    per_frame: {frame number: [(score, (17, 3) COCO-17 x, y, confidence), ...]} for the frames
+    where someone was found. The detections are linked frame to frame by position into tracks
+    (link_by_position, also when the detector reports one person per frame, since it may jump
+    to another person; a track continues across at most max_gap frames without the person),
+    the longest track is followed, and frames between its first and last detection where the
+    followed person was not found are interpolated (refused above max_missing of them).
+    """
+    if not per_frame:
+        raise ValueError(f"{source}: no person was detected in any frame")
+    warnings: list = []
+    tracks = link_by_position(per_frame, max_skip=max_gap)
+    best = max(tracks, key=lambda tr: (len(tr), sum(v[0] for v in tr.values())))
+    if len(tracks) > 1:
+        crowded = max(len(d) for d in per_frame.values())
+        people = f", up to {crowded} people a frame" if crowded > 1 else ""
+        warnings.append(f"the detections ({len(per_frame)} frames{people}) link by position into {len(tracks)} tracks "
+                        f"(another person, or the person lost for over {max_gap} frames); followed the longest "
+                        f"({len(best)} frames); the others' frames count as frames without the person")
+    best = _longest_segment(best, max_gap, Path(source), warnings, strict=False)
+    frame_ids = np.arange(min(best), max(best) + 1, dtype=np.int64)
+    raw = np.full((len(frame_ids), NUM_JOINTS, 3), np.nan, dtype=np.float32)
+    for row, frame in enumerate(frame_ids.tolist()):
+        if frame in best:
+            raw[row] = best[frame][1]
+    return _filled(raw, frame_ids, res_w, res_h, warnings, threshold, max_missing, source,
+                   "the person is not followed through the video")
+
+
+def _filled(raw: np.ndarray, frame_ids, res_w, res_h, warnings: list, threshold: float, max_missing: float,
+            source: str, why: str) -> Keypoints2D:
+    """raw (F, 17, 3) with NaN rows for frames without a detection -> Keypoints2D, gaps filled."""
     no_detection = ~np.isfinite(raw[..., :2]).any(axis=(1, 2))
     share = no_detection.mean()
     if share > max_missing:
         raise ValueError(f"{source}: {no_detection.sum()} of {len(raw)} frames ({share:.0%}) have no detection of "
-                         f"the person, so most of the clip would be invented by interpolation; the file does not "
-                         f"look like the frames of one video (raise --max-missing-frames to accept it)")
+                         f"the person, so most of the clip would be invented by interpolation; {why} "
+                         f"(raise --max-missing-frames to accept it)")
     keypoints, confidence = fill_missing_joints(raw[..., :2], raw[..., 2], threshold, source=source)
     filled_joints = int((confidence < threshold).sum())
     if share > 0.2:
@@ -190,16 +229,17 @@ def _read_json(path: Path, track_id, max_gap: int, warnings: list):
     return raw, frame_ids, res_w, res_h
 
 
-def _longest_segment(best: dict, max_gap: int, path: Path, warnings: list) -> dict:
+def _longest_segment(best: dict, max_gap: int, path: Path, warnings: list, strict: bool = True) -> dict:
     """Split the detected frames where frame numbers jump by more than max_gap; keep the
-    segment with the most detections, refusing when it holds less than half of them."""
+    segment with the most detections, refusing when it holds less than half of them (strict:
+    a file's frame numbers; a video's frames are numbered by decoding, so never refused)."""
     frames = np.array(sorted(best))
     cuts = np.flatnonzero(np.diff(frames) > max_gap) + 1
     if not len(cuts):
         return best
     segments = np.split(frames, cuts)
     kept = max(segments, key=len)
-    if len(kept) * 2 < len(frames):
+    if strict and len(kept) * 2 < len(frames):
         raise ValueError(f"{path}: the frame numbers ({frames[0]}..{frames[-1]}, {len(frames)} detected frames in "
                          f"{len(segments)} groups split by gaps over {max_gap} frames) do not look like one video's; "
                          f"give the detections of one video with frame numbers as image ids or file names "

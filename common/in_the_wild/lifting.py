@@ -11,12 +11,14 @@ The steps (docs/method.md, with the parts that need ground truth replaced):
    trajectory by least squares from the mean hypothesis and the 2D, then per frame and joint
    the hypothesis joint whose reprojection is nearest the 2D (mapped to Human3.6M joints,
    the layout of the 3D output).
+
+lift_keypoints runs this on a keypoint file's person; lift_video first decodes a video and
+runs a 2D detector on every frame (detectors.py), following one person as for keypoint files.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +29,59 @@ from ..camera import normalize_screen_coordinates
 from ..coco import LAYOUTS, coco_to_h36m, input_layout, keypoints_for_model
 from ..datasets.base import Layout
 from ..diffusion import DDIMSampler
+from ..engine import OpenVINODenoiser, for_sampling
 from ..sampling import sample_windows
-from .keypoints import Keypoints2D
+from ..video import VideoFrames, probe_video
+from .detectors import Detector, make_detector
+from .keypoints import Keypoints2D, keypoints_from_detections
 from .root_depth import default_intrinsics, estimate_root_trajectory
 
 ROOT = 0  # pelvis, Human3.6M-17
+# Frames the pipeline takes: the detector needs some pixels, and the model's input is
+# normalised by the width, so very tall or very wide frames fall outside what it was trained on.
+MIN_FRAME_SIDE = 32
+MAX_ASPECT = 3.0
+# main_in_the_wild.py's defaults (-b 1024 windows per sampling group, --seed 1), so that
+# lift_video with its defaults gives what the command line gives with its own.
+CLI_BATCH, CLI_SEED = 1024, 1
+
+
+@dataclass
+class VideoDetections:
+    """What the detector found in every decoded frame of a video."""
+
+    detector: str
+    keypoint_names: tuple     # the detector's own keypoints (BlazePose-33 for mediapipe)
+    keypoints: np.ndarray     # (N, P, J, 3) float32 x, y pixels, confidence; NaN where fewer than P people
+    fps: float
+    image_size: tuple         # (width, height) pixels
+    declared_frames: int | None = None   # what the file says (None: unknown)
+    truncated: bool = False
+    problem: str = ""         # why decoding stopped early
+    decode_s: float = 0.0
+    detect_s: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        """Frames decoded (and given to the detector)."""
+        return len(self.keypoints)
+
+    @property
+    def people(self) -> np.ndarray:
+        """(N,) number of people found per frame."""
+        return np.isfinite(self.keypoints[..., 0]).any(axis=-1).sum(axis=-1)
+
+    @property
+    def detected_frames(self) -> int:
+        return int((self.people > 0).sum())
+
+    def summary(self) -> str:
+        cut = ""
+        if self.truncated:
+            cut = f"; the file is cut short{f' (it declares {self.declared_frames})' if self.declared_frames else ''}"
+        return (f"{self.detector}: a person detected in {self.detected_frames} of {self.frames} decoded frames "
+                f"({self.frames / self.fps:.1f} s at {self.fps:g} fps, {self.image_size[0]}x{self.image_size[1]} "
+                f"pixels{cut})")
 
 
 @dataclass
@@ -49,17 +99,17 @@ class WildResult:
     image_size: tuple         # (width, height) pixels
     input_layout: str         # the model's 2D input layout, 'coco' or 'h36m'
     keypoints_layout: str = "coco"  # joint order of keypoints_2d (a detector's COCO-17, or the model's)
+    fps: float | None = None  # frame rate of the source video, when known
+    source: Keypoints2D | None = None        # the followed person's 2D (warnings, interpolation counts)
+    video: VideoDetections | None = None     # lift_video: the detector's output for every decoded frame
+    timings: dict = field(default_factory=dict)   # seconds: decode, detect, lift (and write, render)
 
     def save(self, path) -> Path:
-        """Write everything to an .npz (plain arrays, no pickles)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, hypotheses=self.hypotheses, j_agg=self.j_agg, p_agg=self.p_agg,
-                 trajectory=self.trajectory, keypoints_2d=self.keypoints_2d, confidence=self.confidence,
-                 frame_ids=self.frame_ids, intrinsics=self.intrinsics,
-                 image_size=np.asarray(self.image_size, dtype=np.int64), input_layout=np.str_(self.input_layout),
-                 keypoints_layout=np.str_(self.keypoints_layout))
-        return path
+        """Write the result to path, in the format its suffix names (.npz, .json, .csv, .bvh;
+        see exports.py)."""
+        from .exports import write_outputs
+
+        return write_outputs(self, [path])[0]
 
 
 # ---------------------------------------------------------------------------- model and inputs
@@ -95,7 +145,7 @@ def image_size(keypoints: Keypoints2D, width: int | None = None, height: int | N
     if video is not None:
         return _positive_size(*video_size(video), f"the size of {video}")
     raise ValueError("the keypoint file does not state the image size: give --width and --height "
-                     "(pixels) or --video (the source video, read with ffprobe)")
+                     "(pixels) or --video (the source video)")
 
 
 def checked_image_size(size) -> tuple[int, int]:
@@ -132,18 +182,17 @@ def doubtful_input(result: "WildResult", keypoints: Keypoints2D) -> list[str]:
 
 
 def video_size(path) -> tuple[int, int]:
-    """(width, height) of a video's first stream, read with ffprobe."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"video not found: {path}")
-    if shutil.which("ffprobe") is None:
-        raise ValueError(f"reading the size of {path} needs ffprobe (part of ffmpeg); install ffmpeg or "
-                         "give --width and --height")
-    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                            "stream=width,height", "-of", "csv=p=0", str(path)], capture_output=True, text=True)
-    if probe.returncode != 0 or "," not in probe.stdout:
-        raise ValueError(f"ffprobe could not read the size of {path}: {probe.stderr.strip()}")
-    w, h = (int(v) for v in probe.stdout.strip().split(",")[:2])
-    return w, h
+    """(width, height) of a video's first stream (PyAV, else ffprobe)."""
+    info = probe_video(path)
+    return info.width, info.height
+
+
+def check_frame_size(width: int, height: int, source) -> None:
+    """Refuse frames the detector and the model cannot use (see MIN_FRAME_SIDE, MAX_ASPECT)."""
+    if min(width, height) < MIN_FRAME_SIDE or max(width / height, height / width) > MAX_ASPECT:
+        raise ValueError(f"{source}: frames of {width}x{height} pixels cannot be used: the pipeline needs at least "
+                         f"{MIN_FRAME_SIDE} pixels a side and an aspect ratio within {MAX_ASPECT:g}:1 (the model's "
+                         f"input is normalised by the image width); give a larger or less elongated video")
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -188,23 +237,42 @@ def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray
     return poses, traj
 
 
+def sampling_model(model, sampler: DDIMSampler, frames: int, hypotheses: int, flip: bool, engine: str = "auto",
+                   device="cpu", amp: str | None = None, log=print):
+    """The model to sample `frames` frames with under --engine (common.engine: OpenVINO on a CPU
+    when the work repays its conversion, never torch.compile); clears the sampler's autocast
+    for OpenVINO."""
+    windows = -(-frames // model.cfg.frames)
+    work = model.cfg.flops(windows * hypotheses, sampler.steps, flip)
+    chosen = for_sampling(model, engine, device, work, amp, compiled=hasattr(model, "_orig_mod"), log=log)
+    if isinstance(chosen, OpenVINODenoiser):
+        sampler.amp_dtype = None                          # the precision is OpenVINO's
+    return chosen
+
+
 def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tuple[int, int], layout: str,
                    hypotheses: int, focal: float | None = None, flip: bool = True, batch: int = 4,
-                   seed: int = 0, device="cpu") -> WildResult:
-    """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h)."""
+                   seed: int = 0, device="cpu", engine: str = "auto", amp: str | None = None,
+                   log=print) -> WildResult:
+    """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h).
+    engine, amp: how the denoiser runs (see sampling_model)."""
     pixels, confidence = keypoints_for_model(keypoints.keypoints, layout, keypoints.confidence)
     result = lift_pixels(model, sampler, pixels, confidence, keypoints.frame_ids, size, layout, hypotheses,
-                         focal, flip, batch, seed, device)
+                         focal, flip, batch, seed, device, engine, amp, log)
     result.keypoints_2d, result.confidence, result.keypoints_layout = keypoints.keypoints, keypoints.confidence, "coco"
+    result.source = keypoints
     return result
 
 
 def lift_pixels(model, sampler: DDIMSampler, pixels: np.ndarray, confidence: np.ndarray, frame_ids: np.ndarray,
                 size: tuple[int, int], layout: str, hypotheses: int, focal: float | None = None, flip: bool = True,
-                batch: int = 4, seed: int = 0, device="cpu") -> WildResult:
+                batch: int = 4, seed: int = 0, device="cpu", engine: str = "auto", amp: str | None = None,
+                log=print) -> WildResult:
     """The pipeline for keypoints already in the model's input layout: pixels (N, 17, 2) and
     confidence (N, 17), gaps filled, in an image of size (w, h)."""
+    start = time.perf_counter()
     w, h = size
+    model = sampling_model(model, sampler, len(pixels), hypotheses, flip, engine, device, amp, log)
     x2d = normalize_screen_coordinates(pixels, w, h)
     target_px, target_conf = coco_to_h36m(pixels, confidence) if layout == "coco" else (pixels, confidence)
     target = normalize_screen_coordinates(target_px, w, h)             # (N, 17, 2) Human3.6M layout
@@ -215,25 +283,129 @@ def lift_pixels(model, sampler: DDIMSampler, pixels: np.ndarray, confidence: np.
     return WildResult(hypotheses=hyps, j_agg=poses[:, -1], p_agg=hyps[:, -1].mean(axis=1),
                       trajectory=traj[:, 0], keypoints_2d=pixels, confidence=confidence,
                       frame_ids=frame_ids, intrinsics=cam, image_size=(w, h), input_layout=layout,
-                      keypoints_layout=layout)
+                      keypoints_layout=layout, timings={"lift": time.perf_counter() - start})
 
 
-def render_result(result: WildResult, out_path, video=None, fps: float = 25, size: float = 5.0,
+# ---------------------------------------------------------------------------- video
+
+def detect_video(path, detector: Detector | str = "auto", max_frames: int | None = None,
+                 progress: bool = False) -> VideoDetections:
+    """Decode a video and run the 2D detector on every frame (the first max_frames when given).
+    A file cut short gives the frames that decode (truncated, problem say so)."""
+    from tqdm import tqdm
+
+    path = Path(path)
+    info = probe_video(path)
+    check_frame_size(info.width, info.height, path)
+    detector = make_detector(detector)
+    frames = VideoFrames(path)
+    found, detect_s = [], 0.0
+    detector.start_video()
+    total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
+    for image in tqdm(frames, total=total, desc=f"detecting {path.name}", unit="frame", disable=not progress):
+        start = time.perf_counter()
+        found.append(detector.detect(image))
+        detect_s += time.perf_counter() - start
+        if max_frames is not None and len(found) >= max_frames:
+            break
+    if not found:
+        raise ValueError(f"{path}: no frame could be decoded ({frames.problem or 'the video is empty'}): "
+                         f"give a complete video file")
+    people = max(1, max(len(f) for f in found))
+    keypoints = np.full((len(found), people, detector.num_keypoints, 3), np.nan, np.float32)
+    for i, persons in enumerate(found):
+        for p, points in enumerate(persons):
+            keypoints[i, p] = points
+    return VideoDetections(detector.name, tuple(detector.keypoint_names), keypoints, info.fps,
+                           (info.width, info.height), info.frames, frames.truncated, frames.problem,
+                           frames.decode_s, detect_s)
+
+
+def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
+               detector: Detector | str = "auto", focal: float | None = None, flip: bool = True,
+               batch: int = CLI_BATCH, seed: int = CLI_SEED, device="cpu", threshold: float = 0.3, max_gap: int = 30,
+               max_missing: float = 0.5,
+               engine: str = "auto", amp: str | None = None, max_frames: int | None = None,
+               progress: bool = False, log=print) -> WildResult:
+    """From a video file to 3D: decode it, detect 2D keypoints in every frame, follow one
+    person (as read_keypoints does for files: tracks linked by position, the longest kept,
+    gaps over max_gap frames split, missing frames interpolated, over max_missing refused),
+    map the detector's keypoints to COCO-17 (and to the model's layout), and lift them as
+    lift_keypoints does. The result's `video` holds every frame's detections, its `source` the
+    followed person's 2D and counts, `timings` the seconds spent decoding, detecting, lifting.
+    batch (windows per sampling group, each group with its own noise) and seed change the
+    random draws; their defaults are the command line's."""
+    path = Path(path)
+    owned = not isinstance(detector, Detector)
+    detector = make_detector(detector)
+    try:
+        found = detect_video(path, detector, max_frames, progress)
+    finally:
+        if owned:
+            detector.close()
+    coco = detector.to_coco(found.keypoints)                          # (N, P, 17, 3)
+    per_frame = {i: [(float(np.nanmean(person[:, 2])), person) for person in coco[i]
+                     if np.isfinite(person[:, :2]).all()] for i in range(found.frames)}
+    per_frame = {i: people for i, people in per_frame.items() if people}
+    if not per_frame:
+        raise ValueError(f"{path}: {found.detector} found no person in any of its {found.frames} frames: give a video "
+                         f"in which one person is visible, or the 2D keypoints with --keypoints-file")
+    keypoints = keypoints_from_detections(per_frame, str(path), threshold, max_gap, max_missing, *found.image_size)
+    if found.truncated:
+        keypoints.warnings.insert(0, f"{path.name} is cut short: {found.problem}; used the {found.frames} frames "
+                                     f"that decode")
+    result = lift_keypoints(model, sampler, keypoints, found.image_size, layout, hypotheses, focal=focal, flip=flip,
+                            batch=batch, seed=seed, device=device, engine=engine, amp=amp, log=log)
+    result.fps, result.video = found.fps, found
+    result.timings = {"decode": found.decode_s, "detect": found.detect_s, **result.timings}
+    return result
+
+
+def timing_summary(result: WildResult) -> str:
+    """Seconds spent per step, and per second of video (detection and lifting together
+    faster than 1 s per second means faster than the video plays)."""
+    t = result.timings
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
+    if not result.fps:
+        return f"time: {parts}"
+    seconds = (result.video.frames if result.video is not None else len(result.frame_ids)) / result.fps
+    per = ", ".join(f"{k} {v / seconds:.3f}" for k, v in t.items())
+    work = t.get("detect", 0.0) + t.get("lift", 0.0)
+    return (f"time: {parts} for {seconds:.1f} s of video; seconds per second of video: {per} "
+            f"(detection + lifting {work / seconds:.3f}: {'faster' if work < seconds else 'slower'} than the video plays)")
+
+
+def render_result(result: WildResult, out_path, video=None, fps: float | None = None, size: float = 5.0,
                   limit: int | None = None, downsample: int = 1, azim: float = -70.0) -> Path:
-    """Animation of the 2D input (over the video when given, from the first frame with
-    keypoints on) and the J-Agg pose over the last iteration's hypotheses; MP4 when ffmpeg is
-    present, else GIF."""
+    """Animation of the 2D input over the video frame (when given; otherwise a blank image) and
+    the J-Agg pose over the last iteration's hypotheses. For a lifted video (result.video),
+    every decoded frame is drawn, those without a lifted pose with the frame alone; for a
+    keypoint file, the frames from its first frame number on. H.264 MP4 with PyAV (or ffmpeg),
+    else GIF; fps: the video's unless given."""
     from itertools import islice
 
     from ..coco import coco_skeleton
-    from ..render import read_video_frames, render_animation
+    from ..render import render_animation
     from ..skeleton import h36m_skeleton_17
 
-    if video is not None and shutil.which("ffmpeg") is None:
-        raise ValueError(f"drawing on the video {video} needs ffmpeg; install it, or render without --video "
-                         "(giving --width and --height)")
-    background = None if video is None else islice(read_video_frames(video), int(result.frame_ids[0]), None)
-    return render_animation(out_path, result.keypoints_2d, {"J-Agg": result.j_agg}, h36m_skeleton_17(),
-                            fps=fps, size=size, hypotheses=result.hypotheses[:, -1], background=background,
+    keypoints, j_agg, hyps = result.keypoints_2d, result.j_agg, result.hypotheses[:, -1]
+    background = None
+    if video is not None:
+        background = iter(VideoFrames(video))
+        if result.video is not None:                         # every decoded frame, NaN where not lifted
+            rows = result.frame_ids
+            keypoints, j_agg, hyps = (_spread(x, rows, result.video.frames) for x in (keypoints, j_agg, hyps))
+        else:
+            background = islice(background, int(result.frame_ids[0]), None)
+    fps = fps or result.fps or 25.0
+    return render_animation(out_path, keypoints, {"J-Agg": j_agg}, h36m_skeleton_17(),
+                            fps=fps, size=size, hypotheses=hyps, background=background,
                             resolution=result.image_size, limit=limit, downsample=downsample, azim=azim,
                             skeleton_2d=coco_skeleton() if result.keypoints_layout == "coco" else None)
+
+
+def _spread(values: np.ndarray, rows: np.ndarray, frames: int) -> np.ndarray:
+    """values for frames `rows` -> (frames, ...) with NaN elsewhere."""
+    out = np.full((frames,) + values.shape[1:], np.nan, np.float32)
+    out[rows] = values
+    return out

@@ -1,0 +1,304 @@
+"""Writing a lifted clip (lifting.WildResult) to files: one function per format, chosen by the
+file's suffix (EXPORTERS). Adding a format is one writer function and one table entry.
+
+- .npz: every array (hypotheses of every iteration, J-Agg, P-Agg, trajectory, camera, the 2D
+  input) and, for a video, every decoded frame's detector keypoints;
+- .json: per frame and Human3.6M joint, x, y, z in metres and the 2D (see write_json);
+- .csv: one row per frame and joint, the same numbers (see write_csv);
+- .bvh: a skeleton with Human3.6M's average bone lengths and the root motion of the estimated
+  trajectory, for Blender and other animation tools (see write_bvh).
+
+3D is camera space (x right, y down, z forward), metres; joints are root-relative (the pelvis
+at 0) with the estimated pelvis position `root` beside them. Every file is written to a
+temporary name in its folder and renamed only when all of them are complete, so a failure
+leaves no half-written file and no earlier file replaced.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..coco import coco_to_h36m
+from ..outputs import check_writable_file
+from ..skeleton import h36m_metadata, h36m_skeleton_17
+
+
+def write_npz(result, path: Path) -> None:
+    """Every array of the result (plain arrays, no pickles)."""
+    arrays = dict(hypotheses=result.hypotheses, j_agg=result.j_agg, p_agg=result.p_agg,
+                  trajectory=result.trajectory, keypoints_2d=result.keypoints_2d, confidence=result.confidence,
+                  frame_ids=result.frame_ids, intrinsics=result.intrinsics,
+                  image_size=np.asarray(result.image_size, dtype=np.int64), input_layout=np.str_(result.input_layout),
+                  keypoints_layout=np.str_(result.keypoints_layout), detected=detected_frames(result))
+    if result.fps is not None:
+        arrays["fps"] = np.float64(result.fps)
+    if result.video is not None:
+        v = result.video
+        arrays.update(detector=np.str_(v.detector), detector_keypoints=v.keypoints,
+                      detector_keypoint_names=np.array(v.keypoint_names), video_frames=np.int64(v.frames))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def write_json(result, path: Path) -> None:
+    """{"joints", "parents", "fps", "image_size", "camera", "frames": [{"frame", "time_s",
+    "detected", "root": [x, y, z], "joints_3d": [[x, y, z] x 17], "joints_2d": [[u, v] x 17],
+    "confidence": [17]}]}; metres, pixels (the 2D the 3D was aggregated against)."""
+    table = per_joint_table(result)
+    frames = []
+    for i, frame in enumerate(result.frame_ids.tolist()):
+        frames.append({"frame": frame, "time_s": _round(table["time_s"][i]), "detected": bool(table["detected"][i]),
+                       "root": _round(result.trajectory[i]), "joints_3d": _round(result.j_agg[i]),
+                       "joints_2d": _round(table["uv"][i], 2), "confidence": _round(table["confidence"][i], 3)})
+    data = {"format": "d3dp-poses-1", "pose": "J-Agg", "units": "metres (3D), pixels (2D)",
+            "coordinates": "camera space: x right, y down, z forward; joints_3d root-relative (pelvis = 0), "
+                           "root = estimated pelvis position",
+            "joints": table["names"], "parents": table["parents"], "fps": result.fps,
+            "image_size": list(result.image_size), "camera": camera_of(result), "input_layout": result.input_layout,
+            "frames": frames}
+    with open(path, "w") as f:
+        json.dump(data, f, separators=(",", ":"))
+
+
+CSV_COLUMNS = ("frame", "time_s", "detected", "joint", "name", "x", "y", "z", "cam_x", "cam_y", "cam_z", "u", "v",
+               "confidence")
+
+
+def write_csv(result, path: Path) -> None:
+    """One row per frame and joint: x, y, z root-relative and cam_x, cam_y, cam_z with the
+    estimated root, metres; u, v the joint's 2D in pixels and its detector confidence."""
+    table = per_joint_table(result)
+    absolute = result.j_agg + result.trajectory[:, None]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for i, frame in enumerate(result.frame_ids.tolist()):
+            t, detected = f"{table['time_s'][i]:.6f}", int(table["detected"][i])
+            for j, name in enumerate(table["names"]):
+                writer.writerow([frame, t, detected, j, name, *(f"{v:.6f}" for v in result.j_agg[i, j]),
+                                 *(f"{v:.6f}" for v in absolute[i, j]), *(f"{v:.2f}" for v in table["uv"][i, j]),
+                                 f"{table['confidence'][i, j]:.3f}"])
+
+
+# ---------------------------------------------------------------------------- BVH
+
+# Rest pose (a T-pose facing +Z, Y up, the person's left at +X): direction of the bone from
+# each joint's parent to it, in Human3.6M-17 order.
+REST_DIRECTIONS = np.array([
+    (0, 0, 0),                                # pelvis (root)
+    (-1, 0, 0), (0, -1, 0), (0, -1, 0),       # right hip, knee, ankle
+    (1, 0, 0), (0, -1, 0), (0, -1, 0),        # left hip, knee, ankle
+    (0, 1, 0), (0, 1, 0), (0, 1, 0), (0, 1, 0),   # spine, thorax, neck/nose, head
+    (1, 0, 0), (1, 0, 0), (1, 0, 0),          # left shoulder, elbow, wrist
+    (-1, 0, 0), (-1, 0, 0), (-1, 0, 0),       # right shoulder, elbow, wrist
+], dtype=np.float64)
+CAMERA_TO_BVH = np.diag([1.0, -1.0, -1.0])   # camera (y down, z forward) -> BVH (Y up, Z towards the camera)
+
+
+def bone_lengths() -> np.ndarray:
+    """(17,) metres: the length from each Human3.6M-17 joint to its parent (Human3.6M averages)."""
+    skeleton, lengths = h36m_skeleton_17(), h36m_metadata()["approximate_bone_lengths_mm_17"]
+    return np.array([0.0 if p < 0 else lengths[skeleton.names[j]] / 1000 for j, p in enumerate(skeleton.parents)])
+
+
+def bvh_nodes():
+    """The BVH hierarchy: [(name, parent node index, joint index, offset (3,) metres)].
+
+    Every Human3.6M joint is a node; a joint with several children (pelvis, thorax) gets one
+    zero-offset node per child bone, so that every bone has a rotation of its own and the
+    file reproduces every bone direction exactly."""
+    skeleton = h36m_skeleton_17()
+    parents, names = skeleton.parents, skeleton.names
+    children = {j: [c for c in range(len(parents)) if parents[c] == j] for j in range(len(parents))}
+    offsets = REST_DIRECTIONS * bone_lengths()[:, None]
+    nodes, index = [], {}
+
+    def add(j, parent_node):
+        index[j] = len(nodes)
+        p = parents[j]
+        nodes.append((names[j], parent_node, j, offsets[j] if p >= 0 else np.zeros(3)))
+        me = index[j]
+        for c in children[j]:
+            if len(children[j]) > 1:
+                nodes.append((f"{names[j]}_to_{names[c]}", me, -1, np.zeros(3)))
+                add(c, len(nodes) - 1)
+            else:
+                add(c, me)
+
+    add(0, -1)
+    return nodes
+
+
+def bvh_rotations(j_agg: np.ndarray) -> np.ndarray:
+    """Local rotation matrices (N, nodes, 3, 3) that turn the rest pose's bones into the
+    directions of the poses j_agg (N, 17, 3) camera space. The root faces the way the hips
+    and spine do; every other rotation is the smallest one that aims its bone."""
+    nodes = bvh_nodes()
+    target = j_agg.astype(np.float64) @ CAMERA_TO_BVH.T                # (N, 17, 3) BVH axes
+    parents = h36m_skeleton_17().parents
+    n = len(target)
+    global_rot = np.zeros((n, len(nodes), 3, 3))
+    local = np.zeros_like(global_rot)
+    kids = [[c for c, node in enumerate(nodes) if node[1] == k] for k in range(len(nodes))]
+    for k, (_, parent, _, _) in enumerate(nodes):
+        if parent < 0:
+            global_rot[:, k] = _body_frame(target)
+        else:
+            g_parent = global_rot[:, parent]
+            if len(kids[k]) != 1:
+                global_rot[:, k] = g_parent                           # carries no single bone
+            else:
+                c = nodes[kids[k][0]][2]                              # the joint whose bone this node aims
+                bone = target[:, c] - target[:, parents[c]]
+                rest = np.einsum("nij,j->ni", g_parent, REST_DIRECTIONS[c])
+                global_rot[:, k] = _aim(rest, bone) @ g_parent
+        local[:, k] = global_rot[:, k] if parent < 0 else \
+            np.swapaxes(global_rot[:, parent], -1, -2) @ global_rot[:, k]
+    return local
+
+
+def write_bvh(result, path: Path) -> None:
+    """BVH motion: Human3.6M average bone lengths (metres), root position = the estimated
+    pelvis trajectory, Y up, channels Zrotation Xrotation Yrotation (degrees)."""
+    from scipy.spatial.transform import Rotation
+
+    nodes = bvh_nodes()
+    local = bvh_rotations(result.j_agg)
+    n = len(local)
+    euler = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_euler("ZXY", degrees=True).reshape(n, len(nodes), 3)
+    root = result.trajectory.astype(np.float64) @ CAMERA_TO_BVH.T
+    kids = {k: [c for c, node in enumerate(nodes) if node[1] == k] for k in range(len(nodes))}
+    lines = ["HIERARCHY"]
+
+    def emit(k, depth):
+        name, parent, _, offset = nodes[k]
+        pad = "  " * depth
+        lines.append(f"{pad}{'ROOT' if parent < 0 else 'JOINT'} {name}")
+        lines.append(pad + "{")
+        lines.append(f"{pad}  OFFSET {offset[0]:.6f} {offset[1]:.6f} {offset[2]:.6f}")
+        channels = "Xposition Yposition Zposition " if parent < 0 else ""
+        lines.append(f"{pad}  CHANNELS {6 if parent < 0 else 3} {channels}Zrotation Xrotation Yrotation")
+        for c in kids[k]:
+            emit(c, depth + 1)
+        if not kids[k]:
+            end = REST_DIRECTIONS[nodes[k][2]] * 0.05                 # a 5 cm tip along the bone
+            lines.extend([f"{pad}  End Site", pad + "  {",
+                          f"{pad}    OFFSET {end[0]:.6f} {end[1]:.6f} {end[2]:.6f}", pad + "  }"])
+        lines.append(pad + "}")
+
+    emit(0, 0)
+    lines += ["MOTION", f"Frames: {n}", f"Frame Time: {1.0 / (result.fps or 25.0):.6f}"]
+    for i in range(n):
+        values = [*root[i], *euler[i].ravel()]
+        lines.append(" ".join(f"{v:.6f}" for v in values))
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _body_frame(points: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) rotation whose columns are the pelvis's x (right hip -> left hip), y (up the
+    spine, made orthogonal) and z axes; the identity in the rest pose."""
+    x = points[:, 4] - points[:, 1]
+    up = points[:, 7] - points[:, 0]
+    x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
+    up = up - np.sum(up * x, axis=-1, keepdims=True) * x
+    up = up / np.maximum(np.linalg.norm(up, axis=-1, keepdims=True), 1e-9)
+    return np.stack([x, up, np.cross(x, up)], axis=-1)
+
+
+def _aim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) the smallest rotations turning directions a (N, 3) into b (N, 3) (identity where
+    b is degenerate; a half turn about a perpendicular axis where they are opposite)."""
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    nb = np.linalg.norm(b, axis=-1, keepdims=True)
+    b = np.where(nb > 1e-9, b / np.maximum(nb, 1e-12), a)
+    v = np.cross(a, b)
+    c = np.sum(a * b, axis=-1)
+    vx = np.zeros(a.shape + (3,))
+    vx[:, 0, 1], vx[:, 0, 2], vx[:, 1, 0] = -v[:, 2], v[:, 1], v[:, 2]
+    vx[:, 1, 2], vx[:, 2, 0], vx[:, 2, 1] = -v[:, 0], -v[:, 1], v[:, 0]
+    eye = np.broadcast_to(np.eye(3), vx.shape)
+    opposite = c < -1 + 1e-9
+    scale = np.where(opposite, 0.0, 1.0 / np.maximum(1 + c, 1e-12))[:, None, None]
+    rot = eye + vx + vx @ vx * scale
+    if opposite.any():                                                # half turn about an axis normal to a
+        helper = np.where(np.abs(a[opposite, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
+        axis = np.cross(a[opposite], helper)
+        axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+        rot[opposite] = 2 * axis[:, :, None] * axis[:, None, :] - np.eye(3)
+    return rot
+
+
+# ---------------------------------------------------------------------------- shared
+
+def detected_frames(result) -> np.ndarray:
+    """(N,) bool: the followed person was detected in the frame (not filled in)."""
+    return (np.asarray(result.confidence) > 0).any(axis=-1)
+
+
+def camera_of(result) -> dict:
+    """The pinhole camera JPMA assumed, in pixels."""
+    w, h = result.image_size
+    fx, fy, cx, cy = (float(v) for v in result.intrinsics[:4])
+    return {"focal_px": [fx * w / 2, fy * w / 2], "centre_px": [(cx + 1) * w / 2, (cy + h / w) * w / 2]}
+
+
+def per_joint_table(result) -> dict:
+    """Names, parents, times and each frame's Human3.6M-17 2D (the COCO input mapped), confidence."""
+    skeleton = h36m_skeleton_17()
+    uv, confidence = (coco_to_h36m(result.keypoints_2d, result.confidence) if result.keypoints_layout == "coco"
+                      else (result.keypoints_2d, result.confidence))
+    return {"names": list(skeleton.names), "parents": [int(p) for p in skeleton.parents], "uv": uv,
+            "confidence": confidence, "detected": detected_frames(result),
+            "time_s": result.frame_ids / (result.fps or 25.0)}
+
+
+def _round(x, digits: int = 6):
+    return np.round(np.asarray(x, dtype=np.float64), digits).tolist()
+
+
+EXPORTERS = {".npz": write_npz, ".json": write_json, ".csv": write_csv, ".bvh": write_bvh}
+
+
+def check_outputs(paths, flag: str = "--output") -> list[Path]:
+    """The output files, checked before any work: known suffixes, writable folders, no repeats."""
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if p.suffix.lower() not in EXPORTERS:
+            raise ValueError(f"{flag} {p}: unknown format {p.suffix or '(no suffix)'!r}; use one of "
+                             f"{', '.join(EXPORTERS)}")
+        check_writable_file(p, flag)
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise ValueError(f"{flag} names the same file twice: {', '.join(map(str, paths))}")
+    return paths
+
+
+def write_outputs(result, paths) -> list[Path]:
+    """Write the result to every path (format by suffix); all or nothing (see module docstring)."""
+    paths = check_outputs(paths)
+    temps = []
+    try:
+        for p in paths:
+            fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".partial{p.suffix}", dir=p.parent)
+            os.close(fd)
+            temps.append(tmp)
+            EXPORTERS[p.suffix.lower()](result, Path(tmp))
+        for tmp, p in zip(temps, paths):
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, p)
+    finally:
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return paths
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,363 @@
+"""From a video file to 3D: decoding (common/video.py), detectors (in_the_wild/detectors.py),
+following one person (as for keypoint files), lift_video and main_in_the_wild.py --video, bad
+input, and the whole pipeline with MediaPipe on the real clip in tests/fixtures/video/."""
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.api import Lifter
+from common.checkpoint import atomic_save, load_denoiser, make_checkpoint
+from common.cli import in_the_wild as wild_script
+from common.coco import COCO_NAMES
+from common.denoiser import Denoiser, DenoiserConfig
+from common.diffusion import DDIMSampler, Diffusion
+from common.engine import openvino_available
+from common.in_the_wild import detectors, lifting
+from common.in_the_wild.detectors import BLAZEPOSE_NAMES, BLAZEPOSE_TO_COCO, Detector, MediaPipeDetector
+from common.video import VideoError, VideoFrames, probe_video, pyav_available, write_mp4
+
+CLIP = Path(__file__).parent / "fixtures" / "video" / "sports2d.mp4"
+needs_pyav = pytest.mark.skipif(not pyav_available(), reason="PyAV is not installed (pip install av)")
+needs_mediapipe = pytest.mark.skipif(not MediaPipeDetector.available(),
+                                     reason="mediapipe is not installed (pip install -r requirements-video.txt)")
+W, H = 320, 240
+SHAPE = np.random.default_rng(0).uniform(-30, 30, (17, 2))           # a person about 60 px across
+
+
+def person(x: float, y: float = 120.0) -> np.ndarray:
+    return np.concatenate([SHAPE + [x, y], np.full((17, 1), 0.9)], axis=1).astype(np.float32)
+
+
+class ScriptedDetector(Detector):
+    """Replays people per frame from a script {frame: [(17, 3) COCO keypoints]}."""
+
+    name = "scripted"
+    keypoint_names = tuple(COCO_NAMES)
+    coco_from = tuple(range(17))
+    script: dict = {}
+
+    @classmethod
+    def available(cls):
+        return True
+
+    def start_video(self):
+        self.frame = 0
+
+    def detect(self, image):
+        assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+        people = self.script.get(self.frame, [])
+        self.frame += 1
+        return people
+
+
+def a_walk(frame: int) -> float:
+    return 60 + 1.5 * frame
+
+
+def crossing_script():
+    """Person A walks in frames 0-59; no detection in 10-12; in 30-34 the detector jumps to
+    person B far to the right; A leaves after 59 and comes back at 100-119 (a 40-frame gap)."""
+    script = {f: [person(a_walk(f))] for f in range(60) if not 10 <= f <= 12}
+    for f in range(30, 35):
+        script[f] = [person(260)]
+    for f in range(100, 120):
+        script[f] = [person(a_walk(59))]
+    return script
+
+
+def grey_video(path, frames=120, size=(W, H), fps=25):
+    image = np.full((size[1], size[0], 3), 128, np.uint8)
+    return write_mp4(path, (image for _ in range(frames)), fps)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = Denoiser(DenoiserConfig(frames=9, channels=16, depth=1, heads=2))
+    path = tmp_path_factory.mktemp("ck") / "tiny.bin"
+    atomic_save(make_checkpoint(model, args={"keypoints": "det", "input_layout": "h36m"}), path)
+    return path
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    monkeypatch.setitem(detectors.DETECTORS, "scripted", ScriptedDetector)
+    monkeypatch.setattr(ScriptedDetector, "script", crossing_script())
+    return ScriptedDetector
+
+
+def lift_cli(ckpt, video, *extra, batch=("-b", "2")):
+    return wild_script.main(["--evaluate", str(ckpt), "--video", str(video), "-num_proposals", "2",
+                             "-sampling_timesteps", "2", *batch, *extra])
+
+
+# ---------------------------------------------------------------------------- decoding
+
+@needs_pyav
+def test_mp4_round_trip_keeps_frames_size_and_rate(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [np.full((48, 64, 3), v, np.uint8) for v in rng.integers(20, 230, 12)]
+    write_mp4(tmp_path / "a.mp4", images, fps=12.5)
+    info = probe_video(tmp_path / "a.mp4")
+    assert (info.width, info.height, info.fps, info.frames, info.codec) == (64, 48, 12.5, 12, "h264")
+    frames = VideoFrames(tmp_path / "a.mp4")
+    decoded = list(frames)
+    assert len(decoded) == 12 and frames.decoded == 12 and not frames.truncated
+    for got, want in zip(decoded, images):
+        assert np.abs(got.astype(int) - want).mean() < 3                 # H.264 is lossy, flat images nearly exact
+
+
+@needs_pyav
+def test_the_real_clip_decodes_all_its_frames():
+    info = probe_video(CLIP)
+    assert (info.width, info.height, info.fps, info.frames) == (640, 360, 30.0, 230)
+    assert CLIP.stat().st_size < 600_000
+    assert (CLIP.parent / "LICENSE-sports2d.txt").is_file()
+
+
+def cut_short(tmp_path, frames=60, w=96, h=64):
+    """A 60-frame MP4 with its index first (faststart), cut at 60% of its bytes."""
+    import av
+
+    whole = tmp_path / "whole.mp4"
+    rng = np.random.default_rng(1)
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for _ in range(frames):
+            image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    return cut
+
+
+@needs_pyav
+def test_a_cut_video_gives_its_decodable_frames_and_says_so(tmp_path):
+    frames = VideoFrames(cut_short(tmp_path))
+    n = len(list(frames))
+    assert 0 < n < 60 and frames.decoded == n and frames.truncated
+    assert f"of 60 declared" in frames.summary() and "cut short" in frames.summary()
+
+
+@needs_pyav
+def test_not_a_video_is_one_clear_error(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n")
+    with pytest.raises(VideoError, match="cannot read .*notes.mp4 as a video"):
+        probe_video(text)
+    with pytest.raises(FileNotFoundError, match="video not found"):
+        probe_video(tmp_path / "missing.mp4")
+
+
+def test_without_pyav_or_ffmpeg_reading_a_video_says_what_to_install(tmp_path, monkeypatch):
+    import common.video as video
+
+    monkeypatch.setattr(video, "pyav_available", lambda: False)
+    monkeypatch.setattr(video.shutil, "which", lambda name: None)
+    (tmp_path / "a.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(VideoError, match=r"needs PyAV: install PyAV \(pip install av"):
+        probe_video(tmp_path / "a.mp4")
+
+
+# ---------------------------------------------------------------------------- detectors
+
+def test_blazepose_to_coco_takes_the_same_named_points():
+    assert len(BLAZEPOSE_NAMES) == 33 and len(BLAZEPOSE_TO_COCO) == 17
+    assert [BLAZEPOSE_NAMES[i] for i in BLAZEPOSE_TO_COCO] == COCO_NAMES
+    assert MediaPipeDetector.coco_from == BLAZEPOSE_TO_COCO and MediaPipeDetector.keypoint_names == BLAZEPOSE_NAMES
+    blaze = np.arange(2 * 33 * 3, dtype=np.float32).reshape(2, 33, 3)
+    coco = ScriptedDetector.to_coco(MediaPipeDetector.__new__(MediaPipeDetector), blaze)  # the table, no model
+    assert coco.shape == (2, 17, 3)
+    np.testing.assert_array_equal(coco[:, 11], blaze[:, 23])          # left hip
+
+
+def test_without_a_detector_the_message_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(MediaPipeDetector, "available", classmethod(lambda cls: False))
+    for name in ("auto", "mediapipe"):
+        with pytest.raises(detectors.DetectorUnavailable,
+                           match=r"pip install -r requirements-video.txt.*--keypoints-file"):
+            detectors.make_detector(name)
+    with pytest.raises(ValueError, match="unknown detector 'rtm'"):
+        detectors.make_detector("rtm")
+
+
+# ---------------------------------------------------------------------------- following one person
+
+@needs_pyav
+def test_lift_video_follows_the_person_through_a_crossing_and_a_gap(tmp_path, scripted, tiny_ckpt):
+    video = grey_video(tmp_path / "v.mp4", frames=130)
+    model, _ = load_denoiser(tiny_ckpt)
+    result = lifting.lift_video(model, DDIMSampler(Diffusion(), 2), video, "h36m", 2, detector=ScriptedDetector(),
+                                batch=2)
+    assert result.video.frames == 130 and result.video.detected_frames == 60 - 3 + 20
+    np.testing.assert_array_equal(result.frame_ids, np.arange(60))      # the longest stretch of A
+    assert result.source.filled_frames == 3 + 5                       # no detection, and B's frames
+    # B's frames are filled from A's neighbours, not taken from B
+    np.testing.assert_allclose(result.keypoints_2d[32], SHAPE + [a_walk(32), 120], atol=1e-3)
+    np.testing.assert_allclose(result.keypoints_2d[11], SHAPE + [a_walk(11), 120], atol=1e-3)
+    assert any("3 tracks" in w for w in result.source.warnings)
+    assert result.j_agg.shape == (60, 17, 3) and result.fps == 25
+    assert set(result.timings) == {"decode", "detect", "lift"}
+
+
+@needs_pyav
+def test_cli_on_a_video_writes_every_format_and_lift_video_returns_the_same(tmp_path, scripted, tiny_ckpt, capsys):
+    video = grey_video(tmp_path / "v.mp4", frames=130)
+    outs = [tmp_path / f"v_3d{s}" for s in (".npz", ".json", ".csv", ".bvh")]
+    rc = lift_cli(tiny_ckpt, video, "--detector", "scripted", *sum((["--output", str(o)] for o in outs), []), batch=())
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "a person detected in 77 of 130 decoded frames" in out and "frames 0..59 (60 frames)" in out
+    assert "seconds per second of video" in out
+    d = np.load(outs[0])
+    assert d["j_agg"].shape == (60, 17, 3) and d["detector_keypoints"].shape == (130, 1, 17, 3)
+    assert int(np.isfinite(d["detector_keypoints"][:, 0, 0, 0]).sum()) == 77
+    assert all(o.stat().st_size > 0 for o in outs)
+    # the library call the command line makes (and Lifter.lift_video), with its defaults, gives the same numbers
+    model, _ = load_denoiser(tiny_ckpt)
+    result = lifting.lift_video(model.eval(), DDIMSampler(Diffusion(), 2), video, "h36m", 2, detector="scripted")
+    np.testing.assert_array_equal(result.frame_ids, d["frame_ids"])
+    np.testing.assert_allclose(result.j_agg, d["j_agg"], atol=1e-6)
+    np.testing.assert_allclose(result.hypotheses, d["hypotheses"], atol=1e-6)
+    np.testing.assert_allclose(result.trajectory, d["trajectory"], atol=1e-6)
+    api = Lifter.from_checkpoint(tiny_ckpt).lift_video(video, hypotheses=2, iterations=2, detector="scripted")
+    for key in ("frame_ids", "j_agg", "p_agg", "hypotheses", "trajectory", "keypoints_2d"):
+        np.testing.assert_array_equal(getattr(api, key), d[key])
+
+
+@needs_pyav
+def test_the_animation_has_every_input_frame(tmp_path, monkeypatch, tiny_ckpt):
+    monkeypatch.setitem(detectors.DETECTORS, "scripted", ScriptedDetector)
+    monkeypatch.setattr(ScriptedDetector, "script", {f: [person(100 + 2 * f)] for f in range(5, 25)})
+    video = grey_video(tmp_path / "v.mp4", frames=30)
+    rc = lift_cli(tiny_ckpt, video, "--detector", "scripted", "--output", str(tmp_path / "v.npz"), "--render",
+                  "--viz-size", "0.8")
+    assert rc == 0
+    assert len(np.load(tmp_path / "v.npz")["frame_ids"]) == 20
+    info = probe_video(tmp_path / "v.mp4")
+    assert info.frames == 30 and info.fps == 25 and info.codec == "h264"   # all 30, not the 20 lifted
+
+
+@needs_pyav
+def test_cut_video_is_lifted_from_its_decodable_frames(tmp_path, monkeypatch, tiny_ckpt, capsys):
+    monkeypatch.setitem(detectors.DETECTORS, "scripted", ScriptedDetector)
+    monkeypatch.setattr(ScriptedDetector, "script", {f: [person(100 + f)] for f in range(60)})
+    rc = lift_cli(tiny_ckpt, cut_short(tmp_path), "--detector", "scripted", "--output", str(tmp_path / "c.npz"))
+    assert rc == 0
+    captured = capsys.readouterr()
+    n = int(np.load(tmp_path / "c.npz")["video_frames"])
+    assert 0 < n < 60
+    assert f"in {n} of {n} decoded frames" in captured.out and "cut short (it declares 60)" in captured.out
+    assert "cut short" in captured.err and f"used the {n} frames that decode" in captured.err
+
+
+# ---------------------------------------------------------------------------- bad input: one line, nothing written
+
+@needs_pyav
+@pytest.mark.parametrize("case", ["not a video", "no person", "tiny frames", "unwritable output", "unknown format"])
+def test_bad_input_is_one_error_line_and_nothing_is_written(tmp_path, monkeypatch, tiny_ckpt, capsys, case):
+    monkeypatch.setitem(detectors.DETECTORS, "scripted", ScriptedDetector)
+    monkeypatch.setattr(ScriptedDetector, "script", {})
+    video, out = tmp_path / "v.mp4", tmp_path / "out" / "v_3d.npz"
+    expect = {"not a video": "cannot read .* as a video", "no person": "found no person in any of its 40 frames",
+              "tiny frames": "frames of 24x24 pixels cannot be used", "unwritable output": "cannot write to",
+              "unknown format": r"unknown format '\.txt'"}[case]
+    if case == "not a video":
+        video.write_bytes(b"\x00" * 1000)
+    else:
+        grey_video(video, frames=40, size=(24, 24) if case == "tiny frames" else (W, H))
+    if case == "unwritable output":
+        (tmp_path / "out").write_text("a file where the folder should be")
+        out = tmp_path / "out" / "v_3d.npz"
+    if case == "unknown format":
+        out = tmp_path / "out" / "v_3d.txt"
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    rc = lift_cli(tiny_ckpt, video, "--detector", "scripted", "--output", str(out), "--render")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error: ")
+    assert re.search(expect, err[-1]), err[-1]
+    after = sorted(p.name for p in tmp_path.rglob("*"))
+    assert after == before or after == sorted(before + ["out"])        # at most the (empty) output folder
+
+
+# ---------------------------------------------------------------------------- the real clip, with MediaPipe
+
+@pytest.fixture(scope="module")
+def real_clip(tmp_path_factory, tiny_ckpt):
+    if not (pyav_available() and MediaPipeDetector.available()):
+        pytest.skip("mediapipe and PyAV are not installed (pip install -r requirements-video.txt)")
+    out = tmp_path_factory.mktemp("real")
+    paths = [out / "clip_3d.npz", out / "clip_3d.json", out / "clip_3d.bvh"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = lift_cli(tiny_ckpt, CLIP, *sum((["--output", str(p)] for p in paths), []))
+    assert rc == 0
+    return out, printed.getvalue()
+
+
+@needs_mediapipe
+def test_mediapipe_follows_the_jumper_on_the_real_clip(real_clip):
+    out, printed = real_clip
+    d = np.load(out / "clip_3d.npz")
+    kp = d["detector_keypoints"]
+    assert kp.shape == (230, 1, 33, 3) and str(d["detector"]) == "mediapipe"
+    detected = int(np.isfinite(kp[:, 0, 0, 0]).sum())
+    assert detected > 150                                             # a person in most frames
+    assert f"a person detected in {detected} of 230 decoded frames" in printed
+    frames = d["frame_ids"]
+    assert len(frames) > 100 and np.all(np.diff(frames) == 1)
+    # the followed person never jumps: the mid-hip moves less than 40 px between frames, while
+    # outside the followed frames MediaPipe reports someone else (the walker crossing in front)
+    hips = d["keypoints_2d"][:, 11:13].mean(axis=1)
+    assert np.abs(np.diff(hips, axis=0)).max() < 40
+    others = np.setdiff1d(np.flatnonzero(np.isfinite(kp[:, 0, 0, 0])), frames)
+    assert len(others) > 20
+    assert np.isfinite(d["j_agg"]).all() and d["hypotheses"].shape[1:] == (2, 2, 17, 3)
+
+
+@needs_mediapipe
+@needs_pyav
+def test_mediapipe_finds_nobody_in_a_grey_video(tmp_path, tiny_ckpt, capsys):
+    rc = lift_cli(tiny_ckpt, grey_video(tmp_path / "grey.mp4", frames=20), "--output", str(tmp_path / "g.npz"))
+    assert rc == 2 and "mediapipe found no person in any of its 20 frames" in capsys.readouterr().err
+    assert not (tmp_path / "g.npz").exists()
+
+
+@needs_pyav
+def test_video_benchmark_splits_the_time_per_step(tmp_path, monkeypatch, tiny_ckpt):
+    from benchmarks import video as bench
+
+    monkeypatch.setitem(detectors.DETECTORS, "scripted", ScriptedDetector)
+    monkeypatch.setattr(ScriptedDetector, "script", {f: [person(100 + 2 * f)] for f in range(25)})
+    video = grey_video(tmp_path / "v.mp4", frames=25)
+    report = bench.run(bench.parse_args(["--checkpoint", str(tiny_ckpt), "--video", str(video), "--detector",
+                                         "scripted", "--engine", "eager"]))
+    assert [(r["hypotheses"], r["iterations"]) for r in report["rows"]] == [(1, 1), (5, 5)]
+    for row in report["rows"]:
+        assert set(row["seconds"]) == {"decode", "detect", "lift", "write"} and row["video_s"] == 1.0
+        assert all(row["per_video_second"][s] == row["seconds"][s] > 0 for s in row["seconds"])
+    text = bench.format_report(report)
+    assert "H=5 K=5" in text and "detect+lift" in text and "person detected in 25 of 25 frames" in text
+
+
+@needs_pyav
+@pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed")
+def test_openvino_engine_lifts_a_video_to_the_same_poses(tmp_path, monkeypatch, tiny_ckpt):
+    monkeypatch.setattr(ScriptedDetector, "script", {f: [person(100 + 2 * f)] for f in range(20)})
+    video = grey_video(tmp_path / "v.mp4", frames=20)
+    model, _ = load_denoiser(tiny_ckpt)
+    results = [lifting.lift_video(model.eval(), DDIMSampler(Diffusion(), 2), video, "h36m", 2,
+                                  detector=ScriptedDetector(), engine=engine, log=lambda *_: None)
+               for engine in ("eager", "openvino")]
+    np.testing.assert_allclose(results[1].hypotheses, results[0].hypotheses, atol=1e-4)
+    np.testing.assert_allclose(results[1].j_agg, results[0].j_agg, atol=1e-4)
