@@ -18,9 +18,10 @@ from .distributed import cleanup, init_from_env, wrap
 from .datasets.base import Layout
 from .engine import OpenVINODenoiser, for_sampling, sampling_flops
 from .evaluate import EvalSettings, evaluate_sequences
-from .outputs import check_writable, guard_previous_run, set_interrupt_hint
+from .outputs import check_writable, check_writable_file, guard_previous_run, set_interrupt_hint
 from .report import Report
 from .train import Trainer, TrainConfig
+from .uncertainty import DEFAULT_COVERAGE, check_coverage
 
 
 def pbest_group(args) -> int:
@@ -64,13 +65,27 @@ def make_sampler(args, steps: int) -> DDIMSampler:
 
 
 def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path, name: str,
-                   log=print, **overrides):
+                   log=print, checkpoint: dict | None = None, refit: bool | None = None, **overrides):
     """Evaluate with H = -num_proposals, K = -sampling_timesteps; print the tables, write
-    <name>.log and <name>.json to out_dir. Returns (report, per-sequence results)."""
+    <name>.log and <name>.json to out_dir. The per-joint uncertainty (common.calibration) uses
+    the factors in checkpoint (the loaded dict), refitted first with refit (default: --calibrate
+    when evaluating a file); --save-predictions writes the per-frame poses. Returns (report,
+    per-sequence results)."""
+    from . import calibration as calib
+
+    coverage = check_coverage(getattr(args, "coverage", DEFAULT_COVERAGE))
+    refit = bool(getattr(args, "calibrate", False) and getattr(args, "evaluate", "")) if refit is None else refit
+    if refit:
+        calib.check_hypotheses(args.num_proposals)
+    save_to = getattr(args, "save_predictions", "")
+    if save_to:
+        check_writable_file(save_to, "--save-predictions")
     check_writable(out_dir)
     set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
     sampler = make_sampler(args, args.sampling_timesteps)
     settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
+    settings.keep_frames = settings.keep_frames or settings.hypotheses >= calib.MIN_HYPOTHESES or bool(save_to)
+    settings.keep_frame_poses = settings.keep_frame_poses or bool(save_to)
     windows = sum(-(-s.num_frames // model.cfg.frames) for s in sequences)
     work = sampling_flops(model.cfg, windows * settings.hypotheses, settings.iterations, settings.flip)
     model = for_sampling(model, getattr(args, "engine", "auto"), device, work, args.amp, args.compile == "on",
@@ -79,11 +94,25 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
         sampler.amp_dtype = None                          # the precision is OpenVINO's
     results = evaluate_sequences(model, sampler, sequences, settings, device)
     report = Report(results, by_subject=getattr(args, "by_subject", False))
+    calibration = calib.stored_calibration(checkpoint, getattr(args, "evaluate", ""), settings.hypotheses, log)
+    if refit:
+        calibration = calib.fit_on_split(results, sequences, f"{args.dataset}/{args.keypoints}",
+                                         settings.hypotheses, settings.iterations)
+    if settings.hypotheses >= calib.MIN_HYPOTHESES:
+        report.calibration = calib.report_block(results, sequences, calibration, coverage)
     header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
     meta = {"settings": {k: v for k, v in vars(settings).items() if not k.startswith("keep")},
             "checkpoint": str(getattr(args, "evaluate", ""))}
     report.write(out_dir, name, header, meta, log=log)
+    if refit:
+        path = calib.write_calibrated_copy(checkpoint, calibration, calib.calibrated_copy_path(args.evaluate, out_dir),
+                                           getattr(args, "overwrite", False), log)
+        log(f"wrote {path}: {args.evaluate} with the refitted uncertainty factors (evaluate it with --evaluate)")
+    if save_to:
+        from .predictions import save_predictions
+
+        log(f"wrote {save_predictions(save_to, results, calibration, coverage, getattr(args, 'downsample', 1))}")
     set_interrupt_hint(f"the evaluation tables were written to {out_dir}; what came after them was cut short")
     return report, results
 
@@ -156,6 +185,14 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
         log = lambda *_: None
     resumed = resume_arguments(args, log) if args.resume else None
     batch_clips = training_clips(args)
+    calibrate = bool(getattr(args, "calibrate", False))
+    if calibrate:
+        from .calibration import check_hypotheses
+
+        check_hypotheses(args.num_proposals, "--calibrate (fitting the uncertainty factors after training)")
+        if not val_sequences:
+            raise ValueError("--calibrate fits the uncertainty factors on the validation sequences, and none were "
+                             "selected (check -ste, -a)")
     if info.is_main:
         check_writable(args.checkpoint)
         guard_previous_run(args.checkpoint, args.resume, getattr(args, "overwrite", False), log)
@@ -200,6 +237,12 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
         f"{f' x {info.world_size} processes' if info.enabled else ''}: {len(train_sequences)} sequences, "
         f"{clips.num_batches()} batches of {clips.batch_size} clips per epoch{' per process' if info.enabled else ''}")
     trainer.fit(log)
+    if calibrate and info.is_main:
+        from .calibration import calibrate_after_training
+
+        settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, keep_frames=True)
+        trainer.calibration = calibrate_after_training(trainer, val_sequences, make_sampler(args, args.sampling_timesteps),
+                                                       settings, device, f"{args.dataset}/{args.keypoints}", log)
     if writer is not None:
         writer.close()
     cleanup(info)

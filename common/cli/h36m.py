@@ -21,7 +21,7 @@ from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_t
 # -b 8 -s 1: 8 clips per training batch (b // s) and 8 clips per P-Best group in evaluation.
 DEMO_FLAGS = dict(dataset="synthetic", keypoints="det", number_of_frames=27, cs=64, dep=2, epochs=12,
                   learning_rate=1e-3, lr_decay=0.9, batch_size=8, stride=1, nolog=True, checkpoint="checkpoint/demo",
-                  num_proposals=5, sampling_timesteps=5, val_timesteps=1, val_proposals=1)
+                  num_proposals=5, sampling_timesteps=5, val_timesteps=1, val_proposals=1, calibrate=True)
 
 
 def apply_demo(args) -> None:
@@ -45,8 +45,9 @@ def run(argv=None) -> int:
     out_dir = Path(args.checkpoint)
 
     if args.evaluate:
-        model = load_for_evaluation(args, device)
-        run_evaluation(args, model, test, dataset.layout(), device, out_dir, name=f"eval_{Path(args.evaluate).stem}")
+        model, checkpoint = load_for_evaluation(args, device, with_checkpoint=True)
+        run_evaluation(args, model, test, dataset.layout(), device, out_dir, name=f"eval_{Path(args.evaluate).stem}",
+                       checkpoint=checkpoint)
         return 0
 
     train = dataset.sequences(split_list(args.subjects_train), actions, args.subset, args.downsample)
@@ -54,8 +55,11 @@ def run(argv=None) -> int:
     if args.demo:
         from ..report import mean_pose_baseline
 
+        from ..checkpoint import safe_load
+
+        latest = safe_load(out_dir / "latest_epoch.bin")        # the final weights, with their uncertainty factors
         report, _ = run_evaluation(args, trainer.model.eval(), test, dataset.layout(), device, out_dir,
-                                   name="demo_eval")
+                                   name="demo_eval", checkpoint=latest)
         j_agg, baseline = 1000 * report.headline(), 1000 * mean_pose_baseline(train, test)
         print(f"\nDemo result: J-Agg MPJPE {j_agg:.1f} mm vs {baseline:.1f} mm for the mean training pose "
               f"({j_agg / baseline:.0%} of the baseline).")

@@ -66,9 +66,9 @@ def run(argv=None) -> int:
     layout, actions = dataset.layout(), split_list(args.actions)
     test = dataset.sequences(split_list(args.subjects_test), actions, downsample=args.downsample)
     if args.evaluate:
-        model = load_for_evaluation(args, device)
+        model, checkpoint = load_for_evaluation(args, device, with_checkpoint=True)
         run_evaluation(args, model, test, layout, device, Path(args.checkpoint),
-                       name=f"eval_{Path(args.evaluate).stem}")
+                       name=f"eval_{Path(args.evaluate).stem}", checkpoint=checkpoint)
         return 0
     train = dataset.sequences(split_list(args.subjects_train), actions, args.subset, args.downsample)
     run_training(args, train, test, layout, device)

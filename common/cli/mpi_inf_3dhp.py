@@ -57,9 +57,9 @@ def run(argv=None) -> int:
     out_dir = Path(args.checkpoint)
 
     if args.evaluate:
-        model = load_for_evaluation(args, device)
+        model, checkpoint = load_for_evaluation(args, device, with_checkpoint=True)
         _, results = run_evaluation(args, model, test, LAYOUT, device, out_dir,
-                                    name=f"eval_{Path(args.evaluate).stem}", keep_poses=True)
+                                    name=f"eval_{Path(args.evaluate).stem}", checkpoint=checkpoint, keep_poses=True)
         files = export_evaluation(results, out_dir)
         print(f"wrote {', '.join(f.name for f in files)} to {out_dir}")
         gt_source = Path(args.raw_dir) if args.raw_dir else test_source
