@@ -89,7 +89,8 @@ def scores(error: np.ndarray, spread: np.ndarray) -> np.ndarray:
 @dataclass
 class Calibration:
     """Per-joint factors: radius_j = factor_j(P) x max(spread_j, 0.1 mm). table[i][j] is the
-    factor of joint j for the coverage LEVELS[i]; counts[j] the frames it was fitted on."""
+    factor of joint j for the coverage LEVELS[i] (inf where too few frames bound it); counts[j]
+    the frames it was fitted on."""
 
     table: list                       # (len(LEVELS), J) factors
     counts: list                      # (J,) calibration frames per joint
@@ -104,7 +105,13 @@ class Calibration:
         if not levels[0] <= coverage <= levels[-1]:
             raise UncertaintyError(f"--coverage {coverage}: the stored calibration covers {levels[0]:g} to "
                                    f"{levels[-1]:g}; refit it for this coverage with --calibrate")
-        return np.array([np.interp(coverage, levels, table[:, j]) for j in range(table.shape[1])])
+        out = np.array([np.interp(coverage, levels, table[:, j]) for j in range(table.shape[1])])
+        if not np.isfinite(out).all():
+            raise UncertaintyError(f"--coverage {coverage}: the factors were fitted on {min(self.counts)} frames, too "
+                                   f"few to bound {coverage:.0%} of the errors (at least "
+                                   f"{math.ceil(coverage / (1 - coverage))} are needed); refit on more frames "
+                                   f"with --calibrate or state a lower coverage")
+        return out
 
     def to_checkpoint(self) -> dict:
         """Plain lists, floats and strings (weights_only loading accepts them)."""
@@ -159,10 +166,7 @@ def fit_calibration(error: np.ndarray, spread: np.ndarray, fitted_on: dict | Non
     if len(error) == 0:
         raise UncertaintyError("no labelled frames to fit the uncertainty factors on")
     s = scores(error, spread)
-    table = [[conformal_quantile(s[:, j], p) for j in range(s.shape[1])] for p in LEVELS]
-    if any(math.isinf(v) for row in table for v in row):
-        raise UncertaintyError(f"{len(s)} calibration frames are too few for coverage up to {LEVELS[-1]}: "
-                               f"fit on at least {math.ceil(1 / (1 - LEVELS[-1]))} frames")
+    table = [[conformal_quantile(s[:, j], p) for j in range(s.shape[1])] for p in LEVELS]   # inf: no bound
     return Calibration(table=table, counts=[len(s)] * s.shape[1], fitted_on=dict(fitted_on or {}))
 
 
