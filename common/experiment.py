@@ -79,7 +79,9 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
         calib.check_hypotheses(args.num_proposals)
     save_to = getattr(args, "save_predictions", "")
     if save_to:
-        check_writable_file(save_to, "--save-predictions")
+        from .predictions import check_path
+
+        check_writable_file(check_path(save_to), "--save-predictions")
     check_writable(out_dir)
     set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
     sampler = make_sampler(args, args.sampling_timesteps)

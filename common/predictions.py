@@ -54,11 +54,16 @@ def prediction_arrays(results, calibration, coverage: float, frame_step: int = 1
     return out
 
 
-def save_predictions(path, results, calibration, coverage: float, frame_step: int = 1) -> Path:
-    """Write prediction_arrays to path (.npz, written whole to a temporary name first)."""
+def check_path(path) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"--save-predictions {path}: give a file name ending in .npz")
+    return path
+
+
+def save_predictions(path, results, calibration, coverage: float, frame_step: int = 1) -> Path:
+    """Write prediction_arrays to path (.npz, written whole to a temporary name first)."""
+    path = check_path(path)
     arrays = prediction_arrays(results, calibration, coverage, frame_step)
     tmp = path.with_name(path.name + ".partial.npz")
     np.savez(tmp, **arrays)

@@ -23,6 +23,8 @@ from ..experiment import (entry_point, load_for_evaluation, make_sampler, pbest_
 from ..outputs import check_writable_file
 from ..in_the_wild import lifting
 from ..in_the_wild.keypoints import read_keypoints
+from ..calibration import stored_calibration
+from ..uncertainty import check_coverage
 
 
 def build_wild_parser():
@@ -96,7 +98,9 @@ def lift(args, device) -> int:
     sampler = make_sampler(args, args.sampling_timesteps)
     result = lifting.lift_keypoints(model, sampler, keypoints, size, layout, args.num_proposals, focal=args.focal,
                                     flip=args.test_time_augmentation, batch=args.eval_batch or pbest_group(args),
-                                 seed=args.seed, device=device)
+                                 seed=args.seed, device=device,
+                                    calibration=stored_calibration(checkpoint, args.evaluate, args.num_proposals),
+                                    coverage=check_coverage(args.coverage))
     for note in lifting.doubtful_input(result, keypoints):
         print(f"warning: {note}", file=sys.stderr)
     out = result.save(out_path)

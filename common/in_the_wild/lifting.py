@@ -28,6 +28,7 @@ from ..coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, LAYOUTS, coco_to_h36m, k
 from ..diffusion import DDIMSampler
 from ..sampling import FlipLayout, sample_windows
 from ..skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
+from ..uncertainty import DEFAULT_COVERAGE, hypothesis_spread, radius
 from .keypoints import Keypoints2D
 from .root_depth import default_intrinsics, estimate_root_trajectory
 
@@ -50,6 +51,9 @@ class WildResult:
     intrinsics: np.ndarray    # (9,) normalised [fx, fy, cx, cy, k1, k2, k3, p1, p2] used by JPMA
     image_size: tuple         # (width, height) pixels
     input_layout: str         # 'coco' or 'h36m'
+    uncertainty: np.ndarray | None = None  # (N, 17) mm: radius around each J-Agg joint (common.uncertainty)
+    uncertainty_calibrated: bool = False   # radius for `coverage` from fitted factors, else the raw spread
+    coverage: float = 0.9
 
     def save(self, path) -> Path:
         """Write everything to an .npz (plain arrays, no pickles)."""
@@ -58,7 +62,10 @@ class WildResult:
         np.savez(path, hypotheses=self.hypotheses, j_agg=self.j_agg, p_agg=self.p_agg,
                  trajectory=self.trajectory, keypoints_2d=self.keypoints_2d, confidence=self.confidence,
                  frame_ids=self.frame_ids, intrinsics=self.intrinsics,
-                 image_size=np.asarray(self.image_size, dtype=np.int64), input_layout=np.str_(self.input_layout))
+                 image_size=np.asarray(self.image_size, dtype=np.int64), input_layout=np.str_(self.input_layout),
+                 **({} if self.uncertainty is None else {
+                     "uncertainty": self.uncertainty, "uncertainty_calibrated": np.bool_(self.uncertainty_calibrated),
+                     "coverage": np.float64(self.coverage)}))
         return path
 
 
@@ -180,10 +187,23 @@ def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray
     return poses, traj
 
 
+def joint_uncertainty(hypotheses: np.ndarray, j_agg: np.ndarray, calibration=None,
+                      coverage: float = DEFAULT_COVERAGE) -> np.ndarray | None:
+    """(N, J) mm: the uncertainty radius of each J-Agg joint (N, J, 3) from the last
+    iteration's hypotheses (N, K, H, J, 3); None for a single hypothesis."""
+    if hypotheses.shape[2] < 2:
+        return None
+    last = torch.from_numpy(np.ascontiguousarray(hypotheses[:, -1].transpose(1, 0, 2, 3)))   # (H, N, J, 3)
+    spread = hypothesis_spread(last, torch.from_numpy(np.asarray(j_agg, np.float32))).numpy()
+    return 1000 * radius(spread, calibration, coverage)
+
+
 def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tuple[int, int], layout: str,
                    hypotheses: int, focal: float | None = None, flip: bool = True, batch: int = 4,
-                   seed: int = 0, device="cpu") -> WildResult:
-    """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h)."""
+                   seed: int = 0, device="cpu", calibration=None, coverage: float = DEFAULT_COVERAGE) -> WildResult:
+    """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h).
+    calibration: the checkpoint's uncertainty factors (common.uncertainty.Calibration), or
+    None for the raw spread."""
     w, h = size
     pixels = keypoints.keypoints                                       # (N, 17, 2) COCO pixels
     x2d = normalize_screen_coordinates(keypoints_for_model(pixels, layout), w, h)
@@ -195,7 +215,9 @@ def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tu
     poses, traj = aggregate_without_ground_truth(hyps, target, cam, target_conf)
     return WildResult(hypotheses=hyps, j_agg=poses[:, -1], p_agg=hyps[:, -1].mean(axis=1),
                       trajectory=traj[:, 0], keypoints_2d=pixels, confidence=keypoints.confidence,
-                      frame_ids=keypoints.frame_ids, intrinsics=cam, image_size=(w, h), input_layout=layout)
+                      frame_ids=keypoints.frame_ids, intrinsics=cam, image_size=(w, h), input_layout=layout,
+                      uncertainty=joint_uncertainty(hyps, poses[:, -1], calibration, coverage),
+                      uncertainty_calibrated=calibration is not None, coverage=coverage)
 
 
 def render_result(result: WildResult, out_path, video=None, fps: float = 25, size: float = 5.0,
@@ -216,4 +238,10 @@ def render_result(result: WildResult, out_path, video=None, fps: float = 25, siz
     return render_animation(out_path, result.keypoints_2d, {"J-Agg": result.j_agg}, h36m_skeleton_17(),
                             fps=fps, size=size, hypotheses=result.hypotheses[:, -1], background=background,
                             resolution=result.image_size, limit=limit, downsample=downsample, azim=azim,
-                            skeleton_2d=coco_skeleton())
+                            skeleton_2d=coco_skeleton(), uncertainty=result.uncertainty,
+                            uncertainty_label=_radius_label(result))
+
+
+def _radius_label(result: WildResult) -> str:
+    return (f"{result.coverage:.0%} radius, mm" if result.uncertainty_calibrated
+            else "spread of the hypotheses, mm (uncalibrated)")
