@@ -28,6 +28,15 @@ def joint_names(sequences) -> list[str] | None:
     return mpi_inf_3dhp_metadata()["joint_names"] if sequences[0].root_index == ROOT_INDEX else None
 
 
+def data_label(args, sequences) -> str:
+    """What the factors were fitted on, for people: the data set and 2D keypoints."""
+    from .datasets.mpi_inf_3dhp import ROOT_INDEX
+
+    if sequences and sequences[0].root_index == ROOT_INDEX and sequences[0].pose_2d.shape[1] == 17:
+        return "MPI-INF-3DHP " + ",".join(sorted({s.subject for s in sequences}))
+    return f"{args.dataset} (-k {args.keypoints})"
+
+
 def check_hypotheses(hypotheses: int, what: str = "--calibrate") -> None:
     if hypotheses < MIN_HYPOTHESES:
         raise UncertaintyError(f"{what} needs the spread of several hypotheses: give -num_proposals 2 or more "

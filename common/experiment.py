@@ -98,7 +98,7 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
     report = Report(results, by_subject=getattr(args, "by_subject", False))
     calibration = calib.stored_calibration(checkpoint, getattr(args, "evaluate", ""), settings.hypotheses, log)
     if refit:
-        calibration = calib.fit_on_split(results, sequences, f"{args.dataset}/{args.keypoints}",
+        calibration = calib.fit_on_split(results, sequences, calib.data_label(args, sequences),
                                          settings.hypotheses, settings.iterations)
     if settings.hypotheses >= calib.MIN_HYPOTHESES:
         report.calibration = calib.report_block(results, sequences, calibration, coverage)
@@ -240,11 +240,11 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
         f"{clips.num_batches()} batches of {clips.batch_size} clips per epoch{' per process' if info.enabled else ''}")
     trainer.fit(log)
     if calibrate and info.is_main:
-        from .calibration import calibrate_after_training
+        from .calibration import calibrate_after_training, data_label
 
         settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, keep_frames=True)
         trainer.calibration = calibrate_after_training(trainer, val_sequences, make_sampler(args, args.sampling_timesteps),
-                                                       settings, device, f"{args.dataset}/{args.keypoints}", log)
+                                                       settings, device, data_label(args, val_sequences), log)
     if writer is not None:
         writer.close()
     cleanup(info)

@@ -140,9 +140,9 @@ class Calibration:
 
     def describe(self) -> str:
         f = self.fitted_on
-        return (f"fitted on {sum(int(b) - int(a) for _, a, b in f.get('frames', []))} frames of "
-                f"{len({n for n, _, _ in f.get('frames', [])})} sequences of {f.get('data', '?')}"
-                f" with H={f.get('hypotheses', '?')} K={f.get('iterations', '?')}"
+        names = {n for n, _, _ in f.get("frames", [])}
+        return (f"fitted on {min(self.counts)} frames of {len(names)} sequence{'s' * (len(names) != 1)} of "
+                f"{f.get('data', '?')} with H={f.get('hypotheses', '?')} K={f.get('iterations', '?')}"
                 + (f" ({f['note']})" if f.get("note") else ""))
 
 

@@ -151,3 +151,38 @@ def test_flags_that_cannot_work_are_refused_before_sampling(trained, tmp_path, c
     assert main_script.main(base + ["--save-predictions", str(tmp_path / "p.txt"), "-num_proposals", "2"]) == 2
     assert ".npz" in capsys.readouterr().err
     assert not list(tmp_path.glob("eval_*"))
+
+
+def test_main_3dhp_saves_predictions_and_calibrates_on_the_real_ts5(tmp_path, capsys):
+    """The real TS5 annotations: one recording, so --calibrate fits on the first half of its frames
+    (0-159) and the report's held-out numbers count the valid frames of the second half."""
+    from common.cli import mpi_inf_3dhp as main_3dhp
+    from common.datasets.mpi_inf_3dhp import read_test_entries
+    from common.denoiser import Denoiser, DenoiserConfig
+    from conftest import MPI_INF_3DHP_TEST_DIR, require_3dhp_sequence
+
+    require_3dhp_sequence("TS5")
+    raw = tmp_path / "raw"
+    shutil.copytree(MPI_INF_3DHP_TEST_DIR / "TS5", raw / "TS5")
+    data = tmp_path / "data"
+    assert main_3dhp.main(["--prepare", "--raw-dir", str(raw), "--data-dir", str(data)]) == 0
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny.bin"
+    atomic_save(make_checkpoint(Denoiser(DenoiserConfig(frames=27, channels=16, depth=1, heads=2, drop_path=0.0))),
+                ckpt)
+    out, pred = tmp_path / "out", tmp_path / "ts5.npz"
+    assert main_3dhp.main(["--data-dir", str(data), "-c", str(out), "--evaluate", str(ckpt), "--calibrate",
+                           "--save-predictions", str(pred)] + EVAL) == 0
+    assert "fitted on 116 frames of 1 sequence of MPI-INF-3DHP TS5" in capsys.readouterr().out   # valid of 0-159
+    entry = read_test_entries(data)["TS5"]
+    saved = load_predictions(pred)["TS5/TS5/0"]
+    assert saved["valid"].tolist() == entry["valid"].astype(bool).tolist() and saved["j_agg"].shape == (320, 17, 3)
+    gt = entry["data_3d"] - entry["data_3d"][:, 14:15]
+    np.testing.assert_allclose(saved["ground_truth"], gt, atol=1e-3)
+    mat = read_3dhp_mat(out / "inference_data_J_Agg.mat")["TS5"][..., -1].transpose(2, 1, 0)   # (320, 17, 3) mm
+    first = np.arange(293)                                 # before the end-aligned last window (frames 293-319)
+    np.testing.assert_allclose(mat[first], saved["j_agg"][first], atol=1e-3)
+    block = _json(out / "eval_tiny.json")["calibration"]
+    assert block["held_out"]["frames"] == 160 and block["all"]["frames"] == 276    # valid frames 160-319 / all
+    assert "head_top" in block["all"]["joints"] and "pelvis" not in block["all"]["joints"]
+    assert (out / "tiny_calibrated.bin").is_file()
