@@ -388,3 +388,60 @@ def format_calibration(block: dict) -> str:
     if note:
         lines.append(f"({note})")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- figure
+
+def reliability_curve(error: np.ndarray, spread: np.ndarray, calibration: Calibration,
+                      levels=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)) -> tuple[np.ndarray, np.ndarray]:
+    """Observed coverage (share of errors within their radius) at each stated coverage, for
+    (n, J) errors and spreads (frames the factors were not fitted on)."""
+    observed = [float((error <= radius(spread, calibration, p)).mean()) for p in levels]
+    return np.asarray(levels), np.asarray(observed)
+
+
+def plot_reliability(out_png, error: np.ndarray, spread: np.ndarray, calibration: Calibration | None,
+                     title: str = "", dpi: int = 120):
+    """Two panels: stated against observed coverage (the reliability diagram; needs factors),
+    and the error against the spread, binned by spread deciles with the 90% radius; error and
+    spread (n, J) metres, the root joint left out by the caller."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.2), dpi=dpi)
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    if calibration is not None:
+        stated, observed = reliability_curve(error, spread, calibration)
+        left.plot([0.45, 1], [0.45, 1], color="0.6", ls="--", label="perfect calibration")
+        left.plot(stated, observed, marker="o", label="calibrated radius")
+    raw = float((error <= spread).mean())
+    left.axhline(raw, color="tab:red", lw=1, label=f"raw spread as radius: {raw:.0%}")
+    left.set_xlabel("stated coverage P")
+    left.set_ylabel("observed share of joints within radius")
+    left.set_xlim(0.45, 1.0)
+    left.set_ylim(0, 1.0)
+    left.grid(alpha=0.3)
+    left.legend(loc="lower right", fontsize="small")
+    left.set_title("reliability")
+    s, e = 1000 * spread.ravel(), 1000 * error.ravel()
+    edges = np.quantile(s, np.linspace(0, 1, 11))
+    which = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, 9)
+    centre = [np.median(s[which == b]) for b in range(10)]
+    right.scatter(s[::max(1, len(s) // 4000)], e[::max(1, len(s) // 4000)], s=3, alpha=0.25, color="0.5",
+                  label="(frame, joint)")
+    right.plot(centre, [np.median(e[which == b]) for b in range(10)], marker="o", label="median error per decile")
+    right.plot(centre, [np.quantile(e[which == b], 0.9) for b in range(10)], marker="s",
+               label="90th percentile of error")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("spread of the hypotheses (mm)")
+    right.set_ylabel("J-Agg error (mm)")
+    right.grid(alpha=0.3, which="both")
+    right.legend(loc="upper left", fontsize="small")
+    right.set_title(f"spread vs error (rank correlation {rank_correlation(s, e):.2f})")
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(out_png)
+    return out_png

@@ -190,3 +190,50 @@ def test_a_single_hypothesis_has_no_spread():
     from common.calibration import check_hypotheses
     with pytest.raises(unc.UncertaintyError, match="-num_proposals 2 or more"):
         check_hypotheses(1)
+
+
+def test_in_the_wild_result_carries_the_calibrated_radius_and_draws_it(tmp_path):
+    from common.cli import in_the_wild as wild_script
+    from common.denoiser import Denoiser, DenoiserConfig
+    from test_main_in_the_wild import H, W, walking_clip
+
+    torch.manual_seed(0)
+    cal = unc.Calibration(table=[[0.0] + [2.0] * 16] * len(unc.LEVELS), counts=[500] * 17,
+                          fitted_on={"hypotheses": 3})
+    ckpt = tmp_path / "wild.bin"
+    atomic_save(make_checkpoint(Denoiser(DenoiserConfig(frames=9, channels=16, depth=1, heads=2)),
+                                args={"input_layout": "coco"}, uncertainty=cal.to_checkpoint()), ckpt)
+    source = tmp_path / "clip.npy"
+    np.save(source, walking_clip(6)[0])
+    rc = wild_script.main(["--evaluate", str(ckpt), "--keypoints-file", str(source), "--width", str(W), "--height",
+                           str(H), "-num_proposals", "3", "-sampling_timesteps", "2", "--render", "--viz-size", "1",
+                           "--viz-output", str(tmp_path / "a.gif")])
+    assert rc == 0
+    out = np.load(tmp_path / "clip_3d.npz", allow_pickle=False)
+    spread = np.median(np.linalg.norm(out["hypotheses"][:, -1] - out["j_agg"][:, None], axis=-1), axis=1)
+    np.testing.assert_allclose(out["uncertainty"], 2000 * np.maximum(spread, 1e-4) * (np.arange(17) > 0), rtol=1e-5)
+    assert out["uncertainty"].shape == (6, 17) and out["uncertainty_calibrated"] and out["coverage"] == 0.9
+    assert (tmp_path / "a.gif").stat().st_size > 0
+
+
+def test_drawings_colour_the_joints_by_their_radius_and_check_its_shape(tmp_path):
+    from common.render import plot_hypotheses_frame, render_animation
+    from common.skeleton import h36m_skeleton_17
+
+    rng = np.random.default_rng(0)
+    hyps = rng.normal(scale=0.2, size=(4, 5, 17, 3)).astype(np.float32)
+    radii = rng.uniform(5, 80, size=(4, 17)).astype(np.float32)
+    png = plot_hypotheses_frame(tmp_path / "f.png", hyps[0], hyps[0, 0], None, h36m_skeleton_17(),
+                                uncertainty=radii[0])
+    assert png.stat().st_size > 0
+    with pytest.raises(ValueError, match="uncertainty has shape"):
+        render_animation(tmp_path / "a.gif", rng.uniform(0, 100, (4, 17, 2)), {"J-Agg": hyps[:, 0]},
+                         h36m_skeleton_17(), uncertainty=radii[:3])
+
+
+def test_reliability_figure_from_held_out_frames(tmp_path):
+    error, spread = _simulated(4000, joints=3)
+    cal = unc.fit_calibration(error[:2000], spread[:2000])
+    stated, observed = unc.reliability_curve(error[2000:], spread[2000:], cal)
+    np.testing.assert_allclose(observed, stated, atol=0.03)
+    assert unc.plot_reliability(tmp_path / "r.png", error[2000:], spread[2000:], cal).stat().st_size > 0
