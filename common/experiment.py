@@ -77,12 +77,18 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
     refit = bool(getattr(args, "calibrate", False) and getattr(args, "evaluate", "")) if refit is None else refit
     if refit:
         calib.check_hypotheses(args.num_proposals)
+        if checkpoint is None:
+            raise ValueError("--calibrate with --evaluate needs the evaluated checkpoint's contents")
     save_to = getattr(args, "save_predictions", "")
     if save_to:
         from .predictions import check_path
 
         check_writable_file(check_path(save_to), "--save-predictions")
     check_writable(out_dir)
+    calibration = calib.stored_calibration(checkpoint, getattr(args, "evaluate", "") or "the checkpoint",
+                                           args.num_proposals, log)
+    if calibration is not None and args.num_proposals >= calib.MIN_HYPOTHESES and not refit:
+        calibration.factors(coverage)                     # a coverage the factors cannot give: refused now
     set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
     sampler = make_sampler(args, args.sampling_timesteps)
     settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
@@ -96,10 +102,15 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
         sampler.amp_dtype = None                          # the precision is OpenVINO's
     results = evaluate_sequences(model, sampler, sequences, settings, device)
     report = Report(results, by_subject=getattr(args, "by_subject", False))
-    calibration = calib.stored_calibration(checkpoint, getattr(args, "evaluate", ""), settings.hypotheses, log)
     if refit:
-        calibration = calib.fit_on_split(results, sequences, calib.data_label(args, sequences),
-                                         settings.hypotheses, settings.iterations)
+        try:
+            fitted = calib.fit_on_split(results, sequences, calib.data_label(args, sequences),
+                                        settings.hypotheses, settings.iterations)
+            fitted.factors(coverage)
+            calibration = fitted
+        except ValueError as e:
+            log(f"warning: the uncertainty factors were not refitted: {e}")
+            refit = False
     if settings.hypotheses >= calib.MIN_HYPOTHESES:
         report.calibration = calib.report_block(results, sequences, calibration, coverage)
     header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"

@@ -84,8 +84,8 @@ def main(argv=None) -> int:
 # ---------------------------------------------------------------------------- reliability.png
 
 def reliability_figure(checkpoint, data_dir, path) -> int:
-    """Evaluate the demo model on the synthetic test subjects (H=5, K=5) and plot its
-    uncertainty on the frames its factors were not fitted on."""
+    """Evaluate the demo model (H=5, K=5) on the synthetic test recordings its uncertainty
+    factors were not fitted on, and plot how its radius holds there."""
     from common.calibration import stored_calibration
     from common.checkpoint import load_denoiser
     from common.datasets.h36m import H36MDataset
@@ -97,7 +97,7 @@ def reliability_figure(checkpoint, data_dir, path) -> int:
     calibration = stored_calibration(ckpt, checkpoint, 5)
     dataset = H36MDataset(data_dir, "det", "synthetic")
     layout = dataset.layout()
-    sequences = dataset.sequences(["S9", "S11"])
+    sequences = [s for s in dataset.sequences(["S9", "S11"]) if not fitted_mask(calibration, s).any()]  # held out
     settings = EvalSettings(hypotheses=5, iterations=5, group=8, seed=1, keep_frames=True, progress=False,
                             joints_left=tuple(layout.joints_left), joints_right=tuple(layout.joints_right),
                             kps_left=tuple(layout.kps_left), kps_right=tuple(layout.kps_right))
