@@ -43,6 +43,14 @@ def check_hypotheses(hypotheses: int, what: str = "--calibrate") -> None:
                                f"(e.g. -num_proposals 5 -sampling_timesteps 5), not {hypotheses}")
 
 
+def check_training_calibration(hypotheses: int, val_sequences) -> None:
+    """Before training with --calibrate: what the fit at the end will need."""
+    check_hypotheses(hypotheses, "--calibrate (fitting the uncertainty factors after training)")
+    if not val_sequences:
+        raise ValueError("--calibrate fits the uncertainty factors on the validation sequences, and none were "
+                         "selected (check -ste, -a)")
+
+
 def stored_calibration(checkpoint: dict | None, path, hypotheses: int, log=print) -> Calibration | None:
     """The factors a checkpoint holds (None without), with a warning when they were fitted
     with another number of hypotheses (the spread of H hypotheses depends on H)."""
@@ -115,3 +123,63 @@ def write_calibrated_copy(checkpoint: dict, calibration: Calibration, path, over
 
 def report_block(results, sequences, calibration: Calibration | None, coverage: float) -> dict:
     return evaluate_calibration(results, calibration, coverage, joint_names(sequences))
+
+
+class EvaluationUncertainty:
+    """The uncertainty side of one evaluation run (experiment.run_evaluation): flags checked
+    before sampling, per-frame records asked for, the report's calibration block, and after
+    the tables, the refitted copy (--calibrate) and the per-frame file (--save-predictions)."""
+
+    def __init__(self, args, checkpoint: dict | None, refit: bool | None = None, log=print):
+        from .uncertainty import DEFAULT_COVERAGE, check_coverage
+
+        self.args, self.checkpoint, self.log = args, checkpoint, log
+        self.coverage = check_coverage(getattr(args, "coverage", DEFAULT_COVERAGE))
+        self.evaluated = getattr(args, "evaluate", "") or "the checkpoint"
+        self.refit = bool(getattr(args, "calibrate", False) and getattr(args, "evaluate", "")) if refit is None \
+            else refit
+        if self.refit:
+            check_hypotheses(args.num_proposals)
+            if checkpoint is None:
+                raise ValueError("--calibrate with --evaluate needs the evaluated checkpoint's contents")
+        self.save_to = getattr(args, "save_predictions", "")
+        if self.save_to:
+            from .outputs import check_writable_file
+            from .predictions import check_path
+
+            check_writable_file(check_path(self.save_to), "--save-predictions")
+        self.calibration = stored_calibration(checkpoint, self.evaluated, args.num_proposals, log)
+        if self.calibration is not None and args.num_proposals >= MIN_HYPOTHESES and not self.refit:
+            self.calibration.factors(self.coverage)          # a coverage the factors cannot give: refused now
+
+    def configure(self, settings) -> None:
+        """Ask the evaluation for the per-frame records this run needs."""
+        settings.keep_frames = settings.keep_frames or settings.hypotheses >= MIN_HYPOTHESES or bool(self.save_to)
+        settings.keep_frame_poses = settings.keep_frame_poses or bool(self.save_to)
+
+    def attach(self, report, results, sequences, settings) -> None:
+        """Refit (with --calibrate) and put the calibration block into the report."""
+        if self.refit:
+            try:
+                fitted = fit_on_split(results, sequences, data_label(self.args, sequences), settings.hypotheses,
+                                      settings.iterations)
+                fitted.factors(self.coverage)
+                self.calibration = fitted
+            except ValueError as e:
+                self.log(f"warning: the uncertainty factors were not refitted: {e}")
+                self.refit = False
+        if settings.hypotheses >= MIN_HYPOTHESES:
+            report.calibration = report_block(results, sequences, self.calibration, self.coverage)
+
+    def write(self, results, out_dir) -> None:
+        """After the tables: the calibrated copy and the predictions file."""
+        if self.refit:
+            path = write_calibrated_copy(self.checkpoint, self.calibration,
+                                         calibrated_copy_path(self.args.evaluate, out_dir),
+                                         getattr(self.args, "overwrite", False), self.log)
+            self.log(f"wrote {path}: {self.args.evaluate} with the refitted uncertainty factors (evaluate it with "
+                     f"--evaluate)")
+        if self.save_to:
+            from .predictions import save_predictions
+
+            self.log(f"wrote {save_predictions(self.save_to, results, self.calibration, self.coverage, getattr(self.args, 'downsample', 1))}")

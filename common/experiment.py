@@ -18,10 +18,9 @@ from .distributed import cleanup, init_from_env, wrap
 from .datasets.base import Layout
 from .engine import OpenVINODenoiser, for_sampling, sampling_flops
 from .evaluate import EvalSettings, evaluate_sequences
-from .outputs import check_writable, check_writable_file, guard_previous_run, set_interrupt_hint
+from .outputs import check_writable, guard_previous_run, set_interrupt_hint
 from .report import Report
 from .train import Trainer, TrainConfig
-from .uncertainty import DEFAULT_COVERAGE, check_coverage
 
 
 def pbest_group(args) -> int:
@@ -71,29 +70,14 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
     the factors in checkpoint (the loaded dict), refitted first with refit (default: --calibrate
     when evaluating a file); --save-predictions writes the per-frame poses. Returns (report,
     per-sequence results)."""
-    from . import calibration as calib
+    from .calibration import EvaluationUncertainty
 
-    coverage = check_coverage(getattr(args, "coverage", DEFAULT_COVERAGE))
-    refit = bool(getattr(args, "calibrate", False) and getattr(args, "evaluate", "")) if refit is None else refit
-    if refit:
-        calib.check_hypotheses(args.num_proposals)
-        if checkpoint is None:
-            raise ValueError("--calibrate with --evaluate needs the evaluated checkpoint's contents")
-    save_to = getattr(args, "save_predictions", "")
-    if save_to:
-        from .predictions import check_path
-
-        check_writable_file(check_path(save_to), "--save-predictions")
+    uncertainty = EvaluationUncertainty(args, checkpoint, refit, log)   # its flags are checked before sampling
     check_writable(out_dir)
-    calibration = calib.stored_calibration(checkpoint, getattr(args, "evaluate", "") or "the checkpoint",
-                                           args.num_proposals, log)
-    if calibration is not None and args.num_proposals >= calib.MIN_HYPOTHESES and not refit:
-        calibration.factors(coverage)                     # a coverage the factors cannot give: refused now
     set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
     sampler = make_sampler(args, args.sampling_timesteps)
     settings = eval_settings(args, layout, args.num_proposals, args.sampling_timesteps, **overrides)
-    settings.keep_frames = settings.keep_frames or settings.hypotheses >= calib.MIN_HYPOTHESES or bool(save_to)
-    settings.keep_frame_poses = settings.keep_frame_poses or bool(save_to)
+    uncertainty.configure(settings)
     windows = sum(-(-s.num_frames // model.cfg.frames) for s in sequences)
     work = sampling_flops(model.cfg, windows * settings.hypotheses, settings.iterations, settings.flip)
     model = for_sampling(model, getattr(args, "engine", "auto"), device, work, args.amp, args.compile == "on",
@@ -102,30 +86,13 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
         sampler.amp_dtype = None                          # the precision is OpenVINO's
     results = evaluate_sequences(model, sampler, sequences, settings, device)
     report = Report(results, by_subject=getattr(args, "by_subject", False))
-    if refit:
-        try:
-            fitted = calib.fit_on_split(results, sequences, calib.data_label(args, sequences),
-                                        settings.hypotheses, settings.iterations)
-            fitted.factors(coverage)
-            calibration = fitted
-        except ValueError as e:
-            log(f"warning: the uncertainty factors were not refitted: {e}")
-            refit = False
-    if settings.hypotheses >= calib.MIN_HYPOTHESES:
-        report.calibration = calib.report_block(results, sequences, calibration, coverage)
+    uncertainty.attach(report, results, sequences, settings)
     header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
     meta = {"settings": {k: v for k, v in vars(settings).items() if not k.startswith("keep")},
             "checkpoint": str(getattr(args, "evaluate", ""))}
     report.write(out_dir, name, header, meta, log=log)
-    if refit:
-        path = calib.write_calibrated_copy(checkpoint, calibration, calib.calibrated_copy_path(args.evaluate, out_dir),
-                                           getattr(args, "overwrite", False), log)
-        log(f"wrote {path}: {args.evaluate} with the refitted uncertainty factors (evaluate it with --evaluate)")
-    if save_to:
-        from .predictions import save_predictions
-
-        log(f"wrote {save_predictions(save_to, results, calibration, coverage, getattr(args, 'downsample', 1))}")
+    uncertainty.write(results, out_dir)
     set_interrupt_hint(f"the evaluation tables were written to {out_dir}; what came after them was cut short")
     return report, results
 
@@ -200,12 +167,9 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
     batch_clips = training_clips(args)
     calibrate = bool(getattr(args, "calibrate", False))
     if calibrate:
-        from .calibration import check_hypotheses
+        from .calibration import check_training_calibration
 
-        check_hypotheses(args.num_proposals, "--calibrate (fitting the uncertainty factors after training)")
-        if not val_sequences:
-            raise ValueError("--calibrate fits the uncertainty factors on the validation sequences, and none were "
-                             "selected (check -ste, -a)")
+        check_training_calibration(args.num_proposals, val_sequences)
     if info.is_main:
         check_writable(args.checkpoint)
         guard_previous_run(args.checkpoint, args.resume, getattr(args, "overwrite", False), log)
