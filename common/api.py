@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import stored_calibration
 from .config import RunConfig
 from .datasets.base import Dataset, Layout, Sequence
 from .device import choose_device
@@ -27,6 +28,7 @@ from .experiment import evaluate_model, load_for_evaluation, make_sampler
 from .in_the_wild import lifting
 from .in_the_wild.keypoints import Keypoints2D, keypoints_from_array
 from .report import Report
+from .uncertainty import check_coverage
 
 LiftResult = lifting.WildResult
 
@@ -62,8 +64,11 @@ class Lifter:
         name, why = lifting.input_layout_of(checkpoint, layout)
         return cls(model, checkpoint, run, device, name, why, log)
 
-    def _speed(self) -> dict:
-        return dict(device=self.device, engine=self.run.engine, amp=self.run.amp, log=self.log)
+    def _speed(self, hypotheses: int) -> dict:
+        """How the denoiser runs, and the uncertainty factors the checkpoint holds for H hypotheses."""
+        return dict(device=self.device, engine=self.run.engine, amp=self.run.amp, log=self.log,
+                    calibration=stored_calibration(self.checkpoint, self.run.evaluate, hypotheses, self.log),
+                    coverage=check_coverage(self.run.coverage))
 
     def _settings(self, hypotheses, iterations, seed, flip, batch) -> dict:
         run = self.run
@@ -83,7 +88,7 @@ class Lifter:
         sampler = make_sampler(self.run, _positive(s["iterations"], "iterations"))
         return lifting.lift_keypoints(self.model, sampler, keypoints, size, self.layout,
                                       _positive(s["hypotheses"], "hypotheses"), focal=focal, flip=s["flip"],
-                                      batch=s["batch"], seed=s["seed"], **self._speed())
+                                      batch=s["batch"], seed=s["seed"], **self._speed(s["hypotheses"]))
 
     def lift(self, keypoints, image_size, hypotheses: int = 5, iterations: int = 5, seed: int | None = None,
              focal: float | None = None, flip: bool | None = None, batch: int | None = None,
@@ -105,7 +110,7 @@ class Lifter:
         sampler = make_sampler(self.run, _positive(s["iterations"], "iterations"))
         result = lifting.lift_pixels(self.model, sampler, kp.keypoints, kp.confidence, kp.frame_ids, size,
                                      self.layout, _positive(s["hypotheses"], "hypotheses"), focal=focal,
-                                     flip=s["flip"], batch=s["batch"], seed=s["seed"], **self._speed())
+                                     flip=s["flip"], batch=s["batch"], seed=s["seed"], **self._speed(s["hypotheses"]))
         result.source = kp
         return result
 
@@ -124,7 +129,7 @@ class Lifter:
         return lifting.lift_video(self.model, sampler, path, self.layout, _positive(s["hypotheses"], "hypotheses"),
                                   detector=detector, focal=focal, flip=s["flip"], batch=s["batch"], seed=s["seed"],
                                   threshold=threshold, max_gap=max_gap, max_missing=max_missing,
-                                  max_frames=max_frames, progress=progress, **self._speed())
+                                  max_frames=max_frames, progress=progress, **self._speed(s["hypotheses"]))
 
 
 def _positive(value: int, name: str) -> int:

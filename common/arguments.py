@@ -130,6 +130,17 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     g.add_argument("--eval-batch", type=int, default=0,
                    help="clips per denoiser call in evaluation (0: one P-Best group); changes speed, not results")
 
+    g = p.add_argument_group("per-joint uncertainty (from the spread of the hypotheses; needs -num_proposals >= 2)")
+    g.add_argument("--coverage", type=float, default=0.9, metavar="P",
+                   help="the probability that the true joint lies within a joint's uncertainty radius")
+    g.add_argument("--calibrate", action="store_true",
+                   help="fit the per-joint uncertainty factors: when training, at the end, on every other recording "
+                        "of the validation set, stored in best_epoch.bin and latest_epoch.bin; with --evaluate, on "
+                        "every other recording of the evaluated set, written to <-c>/<name>_calibrated.bin")
+    g.add_argument("--save-predictions", default="", metavar="FILE.npz",
+                   help="with --evaluate: write every sequence's per-frame J-Agg and P-Agg poses, uncertainty "
+                        "radius, ground truth and frame numbers (mm, root-relative) to FILE.npz")
+
     g = p.add_argument_group("speed (results change only by float rounding, except with --amp)")
     g.add_argument("--max-batch-hypotheses", type=int, default=0, metavar="N",
                    help="clip-hypotheses per denoiser call when sampling; larger batches are split "

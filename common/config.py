@@ -82,6 +82,10 @@ class RunConfig:
     pbest_valid_frames: bool = _flag("--pbest-valid-frames", False)
     exact_frames: bool = _flag("--exact-frames", False)
     eval_batch: int = _flag("--eval-batch", 0)
+    # per-joint uncertainty
+    coverage: float = _flag("--coverage", 0.9)
+    calibrate: bool = _flag("--calibrate", False)
+    save_predictions: str = _flag("--save-predictions", "")
     # speed
     max_batch_hypotheses: int = _flag("--max-batch-hypotheses", 0)
     amp: str | None = _flag("--amp", None)

@@ -25,6 +25,7 @@ computing is waited for up to EXCHANGE_TIMEOUT_S, or twice this process's own ti
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import heapq
@@ -123,6 +124,17 @@ def frame_owners(plan: Plan, lengths: list[int], exact_frames: bool) -> list[np.
     return out
 
 
+def record_owners(plan: Plan, lengths: list[int]) -> list[np.ndarray]:
+    """Per sequence, (N,) the rank whose group records each frame's per-frame uncertainty
+    (FrameRecords: the window that first covers the frame), -1 for none."""
+    out = [np.full(n, -1, np.int64) for n in lengths]
+    owner = plan.group_owner()
+    for g in plan.groups():
+        for frames, new in zip(g.windows, g.new):
+            out[g.seq_index][frames[new]] = owner[g.group_id]
+    return out
+
+
 # ---------------------------------------------------------------- one process's share
 
 class Aborted(Exception):
@@ -142,7 +154,7 @@ class Shard:
         """A fresh result for one group's sums and weight, sharing the sequence's kept arrays."""
         if self.should_stop is not None and self.should_stop():
             raise Aborted()
-        part = SequenceResult(result.sequence, poses=result.poses, hypotheses=result.hypotheses)
+        part = SequenceResult(result.sequence, poses=result.poses, hypotheses=result.hypotheses, frames=result.frames)
         self.per_group[group.group_id] = part
         return part
 
@@ -153,6 +165,15 @@ def _kept_arrays(result: SequenceResult) -> list[tuple[str, np.ndarray]]:
     if result.hypotheses is not None:
         out.append(("hypotheses", result.hypotheses))
     return out
+
+
+def _record_arrays(result: SequenceResult) -> list[tuple[str, np.ndarray]]:
+    """The per-frame uncertainty records a result keeps (frame axis 0), in a fixed order."""
+    r = result.frames
+    if r is None:
+        return []
+    return [(name, getattr(r, name)) for name in ("spread", "error", "seen", "j_agg", "p_agg")
+            if getattr(r, name) is not None]
 
 
 def _take_frames(a: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -175,7 +196,8 @@ def _fingerprint(model, sequences, settings: EvalSettings, plan: Plan) -> str:
     return h.hexdigest()[:16]
 
 
-def _payload(shard: Shard, results: list[SequenceResult], owners: list[np.ndarray], rank: int):
+def _payload(shard: Shard, results: list[SequenceResult], owners: list[np.ndarray], rank: int,
+             recorders: list[np.ndarray] | None = None):
     """(header dict, float64 blob) of one process's results: per group its weight and sums,
     then the kept frames this rank writes last, sequence by sequence."""
     groups = list(shard.per_group)
@@ -196,6 +218,10 @@ def _payload(shard: Shard, results: list[SequenceResult], owners: list[np.ndarra
         mine = np.flatnonzero(frames_owner == rank)
         for _, a in _kept_arrays(r):
             parts.append(_take_frames(a, mine).astype(np.float64).ravel())
+    for r, frames_owner in zip(results, recorders or []):
+        mine = np.flatnonzero(frames_owner == rank)
+        for _, a in _record_arrays(r):
+            parts.append(a[mine].astype(np.float64).ravel())
     blob = np.concatenate(parts) if parts else np.zeros(0, np.float64)
     header = {"groups": groups, "keys": [list(k) for k in keys], "shapes": shapes, "sizes": sizes,
               "values": int(blob.size)}
@@ -203,7 +229,7 @@ def _payload(shard: Shard, results: list[SequenceResult], owners: list[np.ndarra
 
 
 def _merge(headers: list[dict], blobs: list[np.ndarray], sequences, plan: Plan, owners: list[np.ndarray],
-           template: list[SequenceResult]) -> list[SequenceResult]:
+           template: list[SequenceResult], recorders: list[np.ndarray] | None = None) -> list[SequenceResult]:
     """Rank 0: the single-process results from every rank's per-group parts, summed in group order."""
     per_group, key_list = {}, None
     kept_values = []
@@ -242,6 +268,8 @@ def _merge(headers: list[dict], blobs: list[np.ndarray], sequences, plan: Plan, 
             r.poses = {m: np.zeros_like(a) for m, a in t.poses.items()}
         if t.hypotheses is not None:
             r.hypotheses = np.zeros_like(t.hypotheses)
+        if t.frames is not None:
+            r.frames = dataclasses.replace(t.frames, **{k: np.zeros_like(a) for k, a in _record_arrays(t)})
     for rank, (pos, blob) in enumerate(kept_values):
         for r, frames_owner in zip(results, owners):
             mine = np.flatnonzero(frames_owner == rank)
@@ -251,6 +279,12 @@ def _merge(headers: list[dict], blobs: list[np.ndarray], sequences, plan: Plan, 
                 size = int(np.prod(shape))
                 values = blob[pos:pos + size].reshape(shape).astype(a.dtype)
                 np.moveaxis(a, a.ndim - 3, 0)[mine] = np.moveaxis(values, a.ndim - 3, 0)
+                pos += size
+        for r, frames_owner in zip(results, recorders or []):
+            mine = np.flatnonzero(frames_owner == rank)
+            for _, a in _record_arrays(r):
+                size = len(mine) * int(np.prod(a.shape[1:]))
+                a[mine] = blob[pos:pos + size].reshape((len(mine),) + a.shape[1:]).astype(a.dtype)
                 pos += size
         if pos != len(blob):
             raise DistributedEvaluationError(f"rank {rank} sent {len(blob)} values, {pos} were expected: "
@@ -385,10 +419,11 @@ def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, devi
     _check_in(group, store, prefix, info.world_size, elapsed)
 
     owners = frame_owners(plan, lengths, settings.exact_frames)
+    recorders = record_owners(plan, lengths)
     header, blob = {}, np.zeros(0)
     if error is None and not aborted:
         try:
-            header, blob = _payload(shard, results, owners, info.rank)
+            header, blob = _payload(shard, results, owners, info.rank, recorders)
         except Exception as e:
             error = e
     header.update(rank=info.rank, host=socket.gethostname(), fingerprint=fingerprint, aborted=aborted,
@@ -423,4 +458,4 @@ def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, devi
         return None
     seconds = [h["seconds"] for h in headers]
     log(f"the {info.world_size} processes' shares took {min(seconds):.1f}-{max(seconds):.1f} s")
-    return _merge(headers, [b[:int(n[1])].numpy() for b, n in zip(blobs, sizes)], sequences, plan, owners, results)
+    return _merge(headers, [b[:int(n[1])].numpy() for b, n in zip(blobs, sizes)], sequences, plan, owners, results, recorders)

@@ -21,6 +21,8 @@ from .render import mp4_available, plot_hypotheses_frame, plot_iteration_errors,
 from .report import Report
 from .outputs import check_writable
 from .skeleton import H36M_FPS, h36m_skeleton_17
+from .calibration import stored_calibration
+from .uncertainty import DEFAULT_COVERAGE, check_coverage, radius
 
 
 @dataclass(frozen=True)
@@ -120,17 +122,21 @@ def draw_sequence(run: RunConfig, view: DrawView, device, paths: DrawPaths | Non
                        (paths.animation, "--viz-output"), (paths.export, "--viz-export")):
         if path is not None:
             check_writable(Path(path).parent, flag)
-    model, _, run = load_for_evaluation(run, device)
+    model, checkpoint, run = load_for_evaluation(run, device)
+    coverage = check_coverage(run.coverage)
+    calibration = stored_calibration(checkpoint, run.evaluate, run.num_proposals)
 
     # Evaluate the one sequence, keeping per-frame poses and hypotheses.
     sampler = make_sampler(run, run.sampling_timesteps)
     settings = eval_settings(run, dataset.layout, run.num_proposals, run.sampling_timesteps,
-                             keep_poses=True, keep_hypotheses=True)
+                             keep_poses=True, keep_hypotheses=True, keep_frames=True)
     result = evaluate_sequences(model, sampler, [seq], settings, device, desc=seq.name)[0]
     print(Report([result]).iterations_text("p1", f"{seq.name}, {seq.num_frames} frames: MPJPE (mm) per iteration, "
                                                  f"H={run.num_proposals}"))
     j_agg = result.poses["J-Agg"][-1]                                  # (N, 17, 3) last iteration
     hypotheses = result.hypotheses[-1].transpose(1, 0, 2, 3)           # (N, H, 17, 3)
+    radii = None if run.num_proposals < 2 else 1000 * radius(result.frames.spread, calibration, coverage)  # (N, 17) mm
+    label = f"{coverage:.0%} radius, mm" if calibration else "spread of the hypotheses, mm (uncalibrated)"
     gt = seq.pose_3d if view.ground_truth else None
     frame = seq.num_frames // 2 if view.frame is None else view.frame
     if not 0 <= frame < seq.num_frames:
@@ -139,21 +145,24 @@ def draw_sequence(run: RunConfig, view: DrawView, device, paths: DrawPaths | Non
     written = [plot_iteration_errors(paths.errors, {m: 1000 * result.error("p1", m) for m in AGGREGATION_MODES})]
     written.append(plot_hypotheses_frame(paths.frame, hypotheses[frame], j_agg[frame],
                                          None if gt is None else gt[frame], h36m_skeleton_17(),
-                                         azim=view.azimuth))
+                                         azim=view.azimuth, uncertainty=None if radii is None else radii[frame],
+                                         uncertainty_label=label))
     keypoints_px = image_coordinates(seq.pose_2d, seq.res_w, seq.res_h)  # (N, J2, 2) pixels
     if paths.export is not None:
-        written.append(export(paths.export, result, seq, keypoints_px))
+        written.append(export(paths.export, result, seq, keypoints_px, radii))
     if paths.animation is not None:
         written.append(render_animation(
             paths.animation, keypoints_px, {"J-Agg": j_agg}, h36m_skeleton_17(), fps=H36M_FPS / run.downsample,
             size=view.size, hypotheses=hypotheses, ground_truth=gt, background=view.video or None,
             resolution=(seq.res_w, seq.res_h), downsample=view.downsample, azim=view.azimuth,
-            skeleton_2d=coco_skeleton() if dataset.layout_name == "coco" else None, progress=show_progress(run)))
+            skeleton_2d=coco_skeleton() if dataset.layout_name == "coco" else None, progress=show_progress(run),
+            uncertainty=radii, uncertainty_label=label))
     return written
 
 
-def export(path, result, seq: Sequence, keypoints_px: np.ndarray) -> Path:
-    """Save the drawn sequence: the same keys as main_in_the_wild.py's output, plus ground truth."""
+def export(path, result, seq: Sequence, keypoints_px: np.ndarray, uncertainty: np.ndarray | None = None) -> Path:
+    """Save the drawn sequence: the same keys as main_in_the_wild.py's output, plus ground truth
+    (and the J-Agg joints' uncertainty radius (N, 17) mm when given)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, hypotheses=result.hypotheses.transpose(2, 0, 1, 3, 4),   # (N, K, H, 17, 3)
@@ -161,5 +170,6 @@ def export(path, result, seq: Sequence, keypoints_px: np.ndarray) -> Path:
              ground_truth=seq.pose_3d, trajectory=seq.traj[:, 0], keypoints_2d=keypoints_px,
              intrinsics=seq.cam, image_size=np.array([seq.res_w, seq.res_h]),
              modes=np.array(AGGREGATION_MODES), errors_mm=np.stack([1000 * result.error("p1", m)
-                                                                     for m in AGGREGATION_MODES]))
+                                                                     for m in AGGREGATION_MODES]),
+             **({} if uncertainty is None else {"uncertainty": uncertainty}))
     return path

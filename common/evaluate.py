@@ -31,6 +31,7 @@ from .datasets.base import Layout, Sequence
 from .diffusion import DDIMSampler
 from .metrics import AGGREGATION_MODES, aggregation_joint_errors
 from .sampling import WindowGroup, sample_windows
+from .uncertainty import FrameRecords
 
 PROTOCOLS = ("p1", "p2")
 
@@ -49,6 +50,8 @@ class EvalSettings:
     keep_poses: bool = False             # keep aggregated poses per frame (export, rendering)
     keep_hypotheses: bool = False        # keep all hypotheses per frame (rendering)
     kept_pbest_valid_only: bool = False  # kept P-Best poses: choose over valid frames only (default: all frames)
+    keep_frames: bool = False            # per-frame spread and J-Agg error of the last iteration (uncertainty)
+    keep_frame_poses: bool = False       # ... and its J-Agg and P-Agg poses (--save-predictions)
     progress: bool = True
 
 
@@ -61,6 +64,7 @@ class SequenceResult:
     weight: float = 0.0
     poses: dict | None = None            # mode -> (K, N, J, 3) metres, root-relative
     hypotheses: np.ndarray | None = None  # (K, H, N, J, 3)
+    frames: FrameRecords | None = None    # per-frame records of the last iteration, each frame once
 
     def error(self, protocol: str, mode: str) -> np.ndarray:
         return self.sums[(protocol, mode)] / self.weight
@@ -81,6 +85,10 @@ def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], s
                 r.poses = {m: np.zeros((k, n, j, 3), np.float32) for m in AGGREGATION_MODES}
             if settings.keep_hypotheses:
                 r.hypotheses = np.zeros((k, h, n, j, 3), np.float32)
+    if settings.keep_frames or settings.keep_frame_poses:
+        for r in results:
+            r.frames = FrameRecords.empty(r.sequence.num_frames, r.sequence.pose_2d.shape[1],
+                                          poses=settings.keep_frame_poses)
     flip = settings.layout if settings.flip else None
     for g, x2d, hyps in sample_windows(model, sampler, [s.pose_2d for s in sequences], h, settings.group, flip,
                                        settings.seed, device, settings.compute_batch, desc, settings.progress,
@@ -129,6 +137,8 @@ def _score_group(result: SequenceResult, hyps, x2d, group: WindowGroup, g3d, gtr
             result.sums[(protocol, mode)] = result.sums[(protocol, mode)] + \
                 (per_frame * weights[:, None, :]).sum(dim=(0, 2)).double().cpu().numpy()
     result.weight += float(weights.sum())
+    if result.frames is not None:
+        result.frames.add(hyps, x2d, gt, traj, cam, group.windows, group.new)
     if result.poses is not None or result.hypotheses is not None:
         keep_choice = choice_weights if settings.kept_pbest_valid_only else (
             torch.from_numpy(group.new).to(device).float() if settings.exact_frames else None)

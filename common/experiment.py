@@ -45,13 +45,17 @@ def make_sampler(run: RunConfig, steps: int) -> DDIMSampler:
                        max_batch_hypotheses=run.max_batch_hypotheses, amp_dtype=amp_dtype(run.amp))
 
 
-def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log=print, info=None, **overrides):
+def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log=print, info=None, uncertainty=None,
+                   **overrides):
     """Sample and score the sequences with H = -num_proposals, K = -sampling_timesteps (the
     engine chosen for the amount of work); returns (settings, per-sequence results). With an
     enabled DistInfo (torchrun), the processes share the work (common.distributed_eval) and
-    only rank 0 gets the results; the others get None."""
+    only rank 0 gets the results; the others get None. uncertainty: an EvaluationUncertainty
+    that asks for the per-frame records it needs."""
     sampler = make_sampler(run, run.sampling_timesteps)
     settings = eval_settings(run, layout, run.num_proposals, run.sampling_timesteps, **overrides)
+    if uncertainty is not None:
+        uncertainty.configure(settings)
     windows = sum(-(-s.num_frames // model.cfg.frames) for s in sequences)
     work = model.cfg.flops(windows * settings.hypotheses, settings.iterations, settings.flip)
     model = for_sampling(model, run.engine, device, work, run.amp, run.compile == "on", run.compile == "auto", log)
@@ -65,25 +69,33 @@ def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log
 
 
 def run_evaluation(run: RunConfig, model, sequences, layout: Layout, device, out_dir: Path, name: str,
-                   log=print, **overrides):
+                   log=print, checkpoint: dict | None = None, refit: bool | None = None, **overrides):
     """Evaluate (evaluate_model), print the tables, write <name>.log and <name>.json to out_dir.
-    Returns (report, per-sequence results). Under torchrun the processes share the work and
-    rank 0 writes; the other ranks return (None, None)."""
+    The per-joint uncertainty (common.calibration) uses the factors in checkpoint (the loaded
+    dict), refitted first with refit (default: --calibrate when evaluating a file);
+    --save-predictions writes the per-frame poses. Returns (report, per-sequence results).
+    Under torchrun the processes share the work and rank 0 writes; the other ranks return
+    (None, None)."""
+    from .calibration import EvaluationUncertainty
+
     info, device = init_from_env(device)
+    uncertainty = EvaluationUncertainty(run, checkpoint, refit, log)   # its flags are checked before sampling
     if info.is_main:
         check_writable(out_dir)
     else:
         log, overrides["progress"] = (lambda *_: None), False
     set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
-    settings, results = evaluate_model(run, model, sequences, layout, device, log, info, **overrides)
+    settings, results = evaluate_model(run, model, sequences, layout, device, log, info, uncertainty, **overrides)
     if results is None:
         return None, None
     report = Report(results, by_subject=run.by_subject)
+    uncertainty.attach(report, results, sequences, settings)
     header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
     meta = {"settings": {k: v for k, v in dataclasses.asdict(settings).items() if not k.startswith("keep")},
             "checkpoint": run.evaluate}
     report.write(out_dir, name, header, meta, log=log)
+    uncertainty.write(results, out_dir)
     set_interrupt_hint(f"the evaluation tables were written to {out_dir}; what came after them was cut short")
     return report, results
 
@@ -159,6 +171,10 @@ def run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout,
     if run.resume:
         run, resumed = resume_settings(run, log)
     batch_clips = run.training_clips()
+    if run.calibrate:
+        from .calibration import check_training_calibration
+
+        check_training_calibration(run.num_proposals, val_sequences)
     if info.is_main:
         check_writable(run.checkpoint)
         guard_previous_run(run.checkpoint, run.resume, run.overwrite, log)
@@ -202,6 +218,12 @@ def run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout,
         f"{f' x {info.world_size} processes' if info.enabled else ''}: {len(train_sequences)} sequences, "
         f"{clips.num_batches()} batches of {clips.batch_size} clips per epoch{' per process' if info.enabled else ''}")
     trainer.fit(log)
+    if run.calibrate and info.is_main:
+        from .calibration import calibrate_after_training, data_label
+
+        settings = eval_settings(run, layout, run.num_proposals, run.sampling_timesteps, keep_frames=True)
+        trainer.calibration = calibrate_after_training(trainer, val_sequences, make_sampler(run, run.sampling_timesteps),
+                                                       settings, device, data_label(run, val_sequences), log)
     if writer is not None:
         writer.close()
     cleanup(info)

@@ -35,6 +35,7 @@ MP4_HINT = f"{PYAV_HINT}, or {FFMPEG_HINT}"
 def mp4_available() -> bool:
     """Whether animations can be written as MP4 (PyAV, else ffmpeg on PATH)."""
     return pyav_available() or shutil.which("ffmpeg") is not None
+UNCERTAINTY_CMAP = "plasma"
 
 
 def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: Skeleton,
@@ -43,7 +44,8 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
                      ground_truth: np.ndarray | None = None, background=None,
                      resolution: tuple[int, int] | None = None, limit: int | None = None,
                      downsample: int = 1, azim: float = -70.0, elev: float = 15.0,
-                     skeleton_2d: Skeleton | None = None, progress: bool | None = None) -> Path:
+                     skeleton_2d: Skeleton | None = None, progress: bool | None = None,
+                     uncertainty: np.ndarray | None = None, uncertainty_label: str = "uncertainty radius, mm") -> Path:
     """Animate the 2D input next to one 3D panel per pose; returns the written file.
 
     keypoints_2d (F, J2, 2) pixels; poses {label: (F, J, 3)} metres; hypotheses
@@ -58,6 +60,8 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
     PyAV is installed (or ffmpeg is on PATH), otherwise a GIF (a .mp4 path then becomes .gif,
     with a message). Frames whose pose is NaN (not lifted) show the input alone.
     progress: a progress bar (default: only when stderr is a terminal, never into a log).
+    uncertainty (F, J) mm: the bold pose's joints are drawn coloured by it, with a colour bar
+    named uncertainty_label.
     """
     keypoints_2d = np.asarray(keypoints_2d, dtype=np.float32)
     panels = {label: np.asarray(p, dtype=np.float32) for label, p in poses.items()}
@@ -73,6 +77,10 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
             raise ValueError(f"pose {label!r} has shape {pose.shape}; expected ({num_frames}, J, 3)")
     if hypotheses is not None and (hypotheses.ndim != 4 or hypotheses.shape[0] != num_frames):
         raise ValueError(f"hypotheses have shape {hypotheses.shape}; expected ({num_frames}, H, J, 3)")
+    if uncertainty is not None:
+        uncertainty = np.asarray(uncertainty, dtype=np.float32)
+        if uncertainty.shape != panels[bold].shape[:2]:
+            raise ValueError(f"uncertainty has shape {uncertainty.shape}; expected {panels[bold].shape[:2]} (frames, joints)")
     if limit is not None:
         num_frames = min(num_frames, limit)
     frame_indices = range(0, num_frames, downsample)
@@ -95,8 +103,12 @@ def render_animation(out_path, keypoints_2d: np.ndarray, poses: dict, skeleton: 
     pose_panels = [
         _PosePanel(fig.add_subplot(grid[0, 1 + k], projection="3d", computed_zorder=False),
                    label, pose, skeleton, radius, azim, elev, bold=label == bold,
-                   hypotheses=hypotheses if label == bold else None)
+                   hypotheses=hypotheses if label == bold else None,
+                   radii=uncertainty if label == bold else None)
         for k, (label, pose) in enumerate(panels.items())]
+    for panel in pose_panels:
+        if panel.radii is not None:
+            fig.colorbar(panel.points, ax=panel.ax, shrink=0.5, pad=0.02, label=uncertainty_label)
 
     with writer.saving(fig, str(path), dpi=dpi):
         show = sys.stderr.isatty() if progress is None else progress
@@ -131,16 +143,21 @@ def plot_iteration_errors(out_png, errors: dict, dpi: int = 120) -> Path:
 
 def plot_hypotheses_frame(out_png, hypotheses: np.ndarray, agg: np.ndarray, gt: np.ndarray | None,
                           skeleton: Skeleton, label: str = "J-Agg", azim: float = -70.0,
-                          elev: float = 15.0, size: float = 5.0, dpi: int = 120) -> Path:
+                          elev: float = 15.0, size: float = 5.0, dpi: int = 120,
+                          uncertainty: np.ndarray | None = None,
+                          uncertainty_label: str = "uncertainty radius, mm") -> Path:
     """One frame: all hypotheses (H, J, 3) faint, the aggregated pose (J, 3) bold and the
-    ground truth (J, 3, dashed) when given; metres, camera space."""
+    ground truth (J, 3, dashed) when given; metres, camera space. uncertainty (J,) mm colours
+    the aggregated pose's joints."""
     fig = Figure(figsize=(size, size), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(projection="3d", computed_zorder=False)
     poses = [hypotheses.reshape(-1, 3), agg] + ([] if gt is None else [gt])
     radius = 1.1 * max(np.abs(p - agg[:1]).max() for p in poses)
     panel = _PosePanel(ax, label, agg[None], skeleton, radius, azim, elev, bold=True,
-                       hypotheses=hypotheses[None])
+                       hypotheses=hypotheses[None], radii=None if uncertainty is None else np.asarray(uncertainty)[None])
+    if panel.radii is not None:
+        fig.colorbar(panel.points, ax=ax, shrink=0.5, pad=0.02, label=uncertainty_label)
     handles = [Line2D([], [], color=HYPOTHESIS_STYLE["colors"], label=f"{len(hypotheses)} hypotheses"),
                Line2D([], [], color=CENTER_COLOR, lw=3, label=label)]
     if gt is not None:
@@ -178,8 +195,10 @@ class _PosePanel:
     """One 3D axis showing a pose over time, optionally over faint hypotheses."""
 
     def __init__(self, ax, title: str, pose: np.ndarray, skeleton: Skeleton, radius: float,
-                 azim: float, elev: float, bold: bool = False, hypotheses: np.ndarray | None = None):
+                 azim: float, elev: float, bold: bool = False, hypotheses: np.ndarray | None = None,
+                 radii: np.ndarray | None = None):
         self.ax, self.radius = ax, radius
+        self.radii = radii                                            # (F, J) mm, colours the joints
         self.bones = skeleton.bones()
         self.pose = _to_plot(pose)                                    # (F, J, 3) plot axes
         self.hypotheses = None if hypotheses is None else _to_plot(hypotheses)  # (F, H, J, 3)
@@ -195,6 +214,10 @@ class _PosePanel:
         self.lines = Line3DCollection(_segments(self.pose[0], self.bones), linewidths=3 if bold else 2,
                                       colors=[colors[c] for c, _ in self.bones])
         ax.add_collection3d(self.lines)
+        if radii is not None:
+            top = float(np.nanpercentile(radii, 99)) if np.isfinite(radii).any() else 1.0
+            self.points = ax.scatter(*self.pose[0].T, c=radii[0], cmap=UNCERTAINTY_CMAP, vmin=0,
+                                     vmax=max(top, 1e-6), s=36, depthshade=False, edgecolors="k", linewidths=0.4)
 
     def _hypothesis_segments(self, i: int) -> np.ndarray:
         return _segments(self.hypotheses[i], self.bones).reshape(-1, 2, 3)  # (H * bones, 2, 3)
@@ -203,6 +226,9 @@ class _PosePanel:
         self.lines.set_segments(_segments(self.pose[i], self.bones))
         if self.hypotheses is not None:
             self.hypothesis_lines.set_segments(self._hypothesis_segments(i))
+        if self.radii is not None:
+            self.points._offsets3d = tuple(self.pose[i].T)
+            self.points.set_array(self.radii[i])
         root = self.pose[i, 0]
         if not np.isfinite(root).all():                               # a frame without a pose
             return

@@ -86,6 +86,7 @@ class Report:
         self.protocols = sorted({p for row in self.actions.values() for p, _ in row})
         self.iterations = len(next(iter(next(iter(self.actions.values())).values())))
         self.subjects = None
+        self.calibration = None           # the uncertainty block (common.uncertainty.evaluate_calibration)
         if by_subject:
             order = list(dict.fromkeys(r.sequence.subject for r in self.results))  # as the test subjects were given
             self.subjects = {s: summarize([r for r in self.results if r.sequence.subject == s]) for s in order}
@@ -115,6 +116,10 @@ class Report:
             for subject, table in (self.subjects or {}).items():
                 blocks.append(format_table(table, protocol, k, f"{title}, subject {subject}, iteration k={k}",
                                            self.modes))
+        if self.calibration is not None:
+            from .uncertainty import format_calibration
+
+            blocks.append(format_calibration(self.calibration))
         return "\n".join(blocks)
 
     def to_json(self) -> dict:
@@ -127,6 +132,8 @@ class Report:
                 rows.update({f"{subject}/{action}": row for action, row in table.items()})
                 rows[subject] = average_over(table)
             out["subjects"] = _json_rows(rows)
+        if self.calibration is not None:
+            out["calibration"] = self.calibration
         return out
 
     def write(self, out_dir, name: str, header: str, meta: dict | None = None, log=print) -> tuple[Path, Path]:

@@ -5,9 +5,12 @@
   fig/errors.png  MPJPE of the four aggregation modes against the sampling iteration k
   fig/method.png  the method at a glance: 2D input -> denoiser (H hypotheses, K DDIM steps)
                   -> JPMA reprojection choosing per joint -> 3D output
+  fig/reliability.png  the per-joint uncertainty on the test recordings its factors were not
+                  fitted on: stated vs observed coverage, spread vs error
 
     python main.py --demo            # trains checkpoint/demo/best_epoch.bin (a few minutes on a CPU)
     python fig/make_figures.py       # then this (about a minute)
+    python fig/make_figures.py --only reliability     # just fig/reliability.png
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=str(ROOT / "data"), help="folder with the synthetic set (made by --demo)")
     p.add_argument("--out", default=str(ROOT / "fig"))
     p.add_argument("--frame", type=int, default=40, help="frame of frame.png")
+    p.add_argument("--only", choices=("all", "reliability"), default="all", help="which figures to make")
     args = p.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         print(f"error: {args.checkpoint} not found: train the demo model first with `python main.py --demo`",
@@ -57,6 +61,12 @@ def main(argv=None) -> int:
         "--viz-azimuth", "-60", "--viz-frame", str(args.frame)])
     from common.experiment import entry_point
 
+    if args.only == "reliability":
+        if entry_point(lambda: reliability_figure(args.checkpoint, args.data_dir, out / "reliability.png")):
+            return 2
+        print(f"wrote {out / 'reliability.png'}")
+        return 0
+
     def draw() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             export = Path(tmp) / "demo.npz"
@@ -70,6 +80,41 @@ def main(argv=None) -> int:
     if entry_point(draw):
         return 2
     print(f"wrote {out / 'method.png'}, {out / 'frame.png'}, {out / 'errors.png'}, {out / 'demo.gif'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- reliability.png
+
+def reliability_figure(checkpoint, data_dir, path) -> int:
+    """Evaluate the demo model (H=5, K=5) on the synthetic test recordings its uncertainty
+    factors were not fitted on, and plot how its radius holds there."""
+    from common.calibration import stored_calibration
+    from common.checkpoint import load_denoiser
+    from common.datasets.h36m import H36MDataset
+    from common.diffusion import DDIMSampler, Diffusion
+    from common.evaluate import EvalSettings, evaluate_sequences
+    from common.uncertainty import fitted_mask, plot_reliability, usable_frames
+
+    model, ckpt = load_denoiser(checkpoint)
+    calibration = stored_calibration(ckpt, checkpoint, 5)
+    dataset = H36MDataset(data_dir, "det", "synthetic")
+    layout = dataset.layout()
+    sequences = [s for s in dataset.sequences(["S9", "S11"]) if not fitted_mask(calibration, s).any()]  # held out
+    settings = EvalSettings(hypotheses=5, iterations=5, group=8, seed=1, keep_frames=True, progress=False,
+                            joints_left=tuple(layout.joints_left), joints_right=tuple(layout.joints_right),
+                            kps_left=tuple(layout.kps_left), kps_right=tuple(layout.kps_right))
+    results = evaluate_sequences(model.eval(), DDIMSampler(Diffusion(), 5), sequences, settings, "cpu")
+    keep = [usable_frames(r) & ~fitted_mask(calibration, r.sequence) for r in results]
+    error = np.concatenate([r.frames.error[k] for r, k in zip(results, keep)])[:, 1:]     # the root left out
+    spread = np.concatenate([r.frames.spread[k] for r, k in zip(results, keep)])[:, 1:]
+    if calibration is not None:                           # the factors of the 16 other joints
+        from common.uncertainty import Calibration
+
+        calibration = Calibration([row[1:] for row in calibration.table], calibration.counts[1:],
+                                  calibration.fitted_on, calibration.levels)
+    plot_reliability(path, error, spread, calibration,
+                     title=f"demo model, synthetic S9/S11, H=5 K=5: {len(error)} frames the factors were not "
+                           f"fitted on")
     return 0
 
 

@@ -82,15 +82,16 @@ def _shard_and_merge(model, sampler, seqs, settings, world):
     lengths = [s.num_frames for s in seqs]
     plan = de.plan_evaluation(lengths, model.cfg.frames, settings.group, settings.compute_batch, world)
     owners = de.frame_owners(plan, lengths, settings.exact_frames)
+    recorders = de.record_owners(plan, lengths)
     headers, blobs, rank0 = [], [], None
     for rank in range(world):
         shard = de.Shard(plan.batches_of(rank))
         results = evaluate_sequences(model, sampler, seqs, settings, "cpu", shard=shard)
-        header, blob = de._payload(shard, results, owners, rank)
+        header, blob = de._payload(shard, results, owners, rank, recorders)
         headers.append(header)
         blobs.append(blob)
         rank0 = rank0 or results
-    return de._merge(headers, blobs, seqs, plan, owners, rank0)
+    return de._merge(headers, blobs, seqs, plan, owners, rank0, recorders)
 
 
 @pytest.mark.parametrize("exact_frames", [False, True])
@@ -100,7 +101,8 @@ def test_shards_merge_into_the_single_process_results_bit_for_bit(exact_frames, 
     seqs = make_sequences(3, 23, valid=True) + make_sequences(1, 5, seed=2)
     model, sampler = tiny_model(frames=9), DDIMSampler(Diffusion(), 2)
     settings = EvalSettings(input_layout("h36m"), hypotheses=3, iterations=2, group=2, protocol2=True, exact_frames=exact_frames, seed=3,
-                            keep_poses=True, keep_hypotheses=True, progress=False)
+                            keep_poses=True, keep_hypotheses=True, keep_frames=True, keep_frame_poses=True,
+                            progress=False)
     single = evaluate_sequences(model, sampler, seqs, settings, "cpu")
     for world in (2, 3, 5, 16):                                 # 16: more processes than calls
         merged = _shard_and_merge(model, sampler, seqs, settings, world)
@@ -113,6 +115,10 @@ def test_shards_merge_into_the_single_process_results_bit_for_bit(exact_frames, 
                 assert np.array_equal(a.poses[mode], b.poses[mode]), (world, mode)
             assert np.array_equal(a.hypotheses, b.hypotheses)
             assert np.abs(a.poses["J-Agg"]).sum() > 0
+            for name in ("spread", "error", "seen", "j_agg", "p_agg"):   # the per-frame uncertainty records
+                assert np.array_equal(getattr(a.frames, name), getattr(b.frames, name), equal_nan=name == "error"), \
+                    (world, name)
+            assert a.frames.seen.all() and np.nanmax(a.frames.spread) > 0
 
 
 # ---------------------------------------------------------------- torchrun, end to end

@@ -23,7 +23,7 @@ from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_t
 # -b 8 -s 1: 8 clips per training batch (b // s) and 8 clips per P-Best group in evaluation.
 DEMO_FLAGS = dict(dataset="synthetic", keypoints="det", number_of_frames=27, cs=64, dep=2, epochs=12,
                   learning_rate=1e-3, lr_decay=0.9, batch_size=8, stride=1, nolog=True, checkpoint="checkpoint/demo",
-                  num_proposals=5, sampling_timesteps=5, val_timesteps=1, val_proposals=1)
+                  num_proposals=5, sampling_timesteps=5, val_timesteps=1, val_proposals=1, calibrate=True)
 
 
 def apply_demo(args) -> None:
@@ -48,8 +48,9 @@ def run(argv=None) -> int:
 
     if config.evaluate:
         _, device = init_from_env(device)              # under torchrun: this process's device
-        model, _, config = load_for_evaluation(config, device)
-        run_evaluation(config, model, test, dataset.layout, device, out_dir, name=f"eval_{Path(config.evaluate).stem}")
+        model, checkpoint, config = load_for_evaluation(config, device)
+        run_evaluation(config, model, test, dataset.layout, device, out_dir, name=f"eval_{Path(config.evaluate).stem}",
+                       checkpoint=checkpoint)
         return 0
 
     train = dataset.train_sequences(config.selection())
@@ -57,8 +58,11 @@ def run(argv=None) -> int:
     if args.demo:
         from ..report import mean_pose_baseline
 
+        from ..checkpoint import safe_load
+
+        latest = safe_load(out_dir / "latest_epoch.bin")        # the final weights, with their uncertainty factors
         report, _ = run_evaluation(config, trainer.model.eval(), test, dataset.layout, device, out_dir,
-                                   name="demo_eval")
+                                   name="demo_eval", checkpoint=latest)
         if report is None:                             # under torchrun, rank 0 reports
             return 0
         j_agg, baseline = 1000 * report.headline(), 1000 * mean_pose_baseline(train, test)

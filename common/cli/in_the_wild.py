@@ -31,6 +31,8 @@ from ..video import probe_video
 from ..in_the_wild import exports, lifting
 from ..in_the_wild.detectors import DETECTORS, make_detector
 from ..in_the_wild.keypoints import read_keypoints
+from ..calibration import stored_calibration
+from ..uncertainty import check_coverage
 
 
 def build_wild_parser():
@@ -79,9 +81,9 @@ def run(argv=None) -> int:
     dataset = H36MDataset(config.data_dir, config.keypoints, config.dataset)
     test = dataset.test_sequences(config.selection())
     if config.evaluate:
-        model, _, config = load_for_evaluation(config, device)
+        model, checkpoint, config = load_for_evaluation(config, device)
         run_evaluation(config, model, test, dataset.layout, device, Path(config.checkpoint),
-                       name=f"eval_{Path(config.evaluate).stem}")
+                       name=f"eval_{Path(config.evaluate).stem}", checkpoint=checkpoint)
         return 0
     run_training(config, dataset.train_sequences(config.selection()), test, dataset.layout, device)
     return 0

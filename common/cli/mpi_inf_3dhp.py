@@ -63,9 +63,10 @@ def run(argv=None) -> int:
 
     if config.evaluate:
         _, device = init_from_env(device)              # under torchrun: this process's device
-        model, _, config = load_for_evaluation(config, device)
+        model, checkpoint, config = load_for_evaluation(config, device)
         _, results = run_evaluation(config, model, test, dataset.layout, device, out_dir,
-                                    name=f"eval_{Path(config.evaluate).stem}", keep_poses=True)
+                                    name=f"eval_{Path(config.evaluate).stem}", checkpoint=checkpoint,
+                                    keep_poses=True)
         if results is None:                            # under torchrun, rank 0 writes and scores
             return 0
         files = export_evaluation(results, out_dir)

@@ -35,6 +35,9 @@ def write_npz(result, path: Path) -> None:
                   frame_ids=result.frame_ids, intrinsics=result.intrinsics,
                   image_size=np.asarray(result.image_size, dtype=np.int64), input_layout=np.str_(result.input_layout),
                   keypoints_layout=np.str_(result.keypoints_layout), detected=detected_frames(result))
+    if result.uncertainty is not None:
+        arrays.update(uncertainty=result.uncertainty, uncertainty_calibrated=np.bool_(result.uncertainty_calibrated),
+                      coverage=np.float64(result.coverage))
     if result.fps is not None:
         arrays["fps"] = np.float64(result.fps)
     if result.video is not None:
@@ -55,23 +58,35 @@ def write_json(result, path: Path) -> None:
         frames.append({"frame": frame, "time_s": _round(table["time_s"][i]), "detected": bool(table["detected"][i]),
                        "root": _round(result.trajectory[i]), "joints_3d": _round(result.j_agg[i]),
                        "joints_2d": _round(table["uv"][i], 2), "confidence": _round(table["confidence"][i], 3)})
+        if result.uncertainty is not None:
+            frames[-1]["uncertainty_mm"] = _round(result.uncertainty[i], 2)
     data = {"format": "d3dp-poses-1", "pose": "J-Agg", "units": "metres (3D), pixels (2D)",
             "coordinates": "camera space: x right, y down, z forward; joints_3d root-relative (pelvis = 0), "
                            "root = estimated pelvis position",
             "joints": table["names"], "parents": table["parents"], "fps": result.fps,
             "image_size": list(result.image_size), "camera": camera_of(result), "input_layout": result.input_layout,
-            "frames": frames}
+            "uncertainty": _uncertainty_note(result), "frames": frames}
     with open(path, "w") as f:
         json.dump(data, f, separators=(",", ":"))
 
 
 CSV_COLUMNS = ("frame", "time_s", "detected", "joint", "name", "x", "y", "z", "cam_x", "cam_y", "cam_z", "u", "v",
-               "confidence")
+               "confidence", "uncertainty_mm")
+
+
+def _uncertainty_note(result) -> str | None:
+    """What uncertainty_mm means in this file (None: a single hypothesis gives none)."""
+    if result.uncertainty is None:
+        return None
+    if result.uncertainty_calibrated:
+        return f"uncertainty_mm: radius around each joint holding the true joint with probability {result.coverage:.2f}"
+    return "uncertainty_mm: spread of the hypotheses around each joint (uncalibrated)"
 
 
 def write_csv(result, path: Path) -> None:
     """One row per frame and joint: x, y, z root-relative and cam_x, cam_y, cam_z with the
-    estimated root, metres; u, v the joint's 2D in pixels and its detector confidence."""
+    estimated root, metres; u, v the joint's 2D in pixels and its detector confidence;
+    uncertainty_mm the joint's uncertainty radius (empty for a single hypothesis)."""
     table = per_joint_table(result)
     absolute = result.j_agg + result.trajectory[:, None]
     with open(path, "w", newline="") as f:
@@ -82,7 +97,8 @@ def write_csv(result, path: Path) -> None:
             for j, name in enumerate(table["names"]):
                 writer.writerow([frame, t, detected, j, name, *(f"{v:.6f}" for v in result.j_agg[i, j]),
                                  *(f"{v:.6f}" for v in absolute[i, j]), *(f"{v:.2f}" for v in table["uv"][i, j]),
-                                 f"{table['confidence'][i, j]:.3f}"])
+                                 f"{table['confidence'][i, j]:.3f}",
+                                 "" if result.uncertainty is None else f"{result.uncertainty[i, j]:.2f}"])
 
 
 # ---------------------------------------------------------------------------- BVH

@@ -31,6 +31,7 @@ from ..datasets.base import Layout
 from ..diffusion import DDIMSampler
 from ..engine import OpenVINODenoiser, for_sampling
 from ..sampling import sample_windows
+from ..uncertainty import DEFAULT_COVERAGE, hypothesis_spread, radius
 from ..video import VideoFrames, probe_video
 from .detectors import Detector, make_detector
 from .keypoints import Keypoints2D, keypoints_from_detections
@@ -103,6 +104,9 @@ class WildResult:
     source: Keypoints2D | None = None        # the followed person's 2D (warnings, interpolation counts)
     video: VideoDetections | None = None     # lift_video: the detector's output for every decoded frame
     timings: dict = field(default_factory=dict)   # seconds: decode, detect, lift (and write, render)
+    uncertainty: np.ndarray | None = None  # (N, 17) mm: radius around each J-Agg joint (common.uncertainty)
+    uncertainty_calibrated: bool = False   # radius for `coverage` from fitted factors, else the raw spread
+    coverage: float = 0.9
 
     def save(self, path) -> Path:
         """Write the result to path, in the format its suffix names (.npz, .json, .csv, .bvh;
@@ -250,15 +254,27 @@ def sampling_model(model, sampler: DDIMSampler, frames: int, hypotheses: int, fl
     return chosen
 
 
+def joint_uncertainty(hypotheses: np.ndarray, j_agg: np.ndarray, calibration=None,
+                      coverage: float = DEFAULT_COVERAGE) -> np.ndarray | None:
+    """(N, J) mm: the uncertainty radius of each J-Agg joint (N, J, 3) from the last
+    iteration's hypotheses (N, K, H, J, 3); None for a single hypothesis."""
+    if hypotheses.shape[2] < 2:
+        return None
+    last = torch.from_numpy(np.ascontiguousarray(hypotheses[:, -1].transpose(1, 0, 2, 3)))   # (H, N, J, 3)
+    spread = hypothesis_spread(last, torch.from_numpy(np.asarray(j_agg, np.float32))).numpy()
+    return 1000 * radius(spread, calibration, coverage)
+
+
 def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tuple[int, int], layout: str,
                    hypotheses: int, focal: float | None = None, flip: bool = True, batch: int = 4,
                    seed: int = 0, device="cpu", engine: str = "auto", amp: str | None = None,
-                   log=print) -> WildResult:
+                   log=print, calibration=None, coverage: float = DEFAULT_COVERAGE) -> WildResult:
     """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h).
-    engine, amp: how the denoiser runs (see sampling_model)."""
+    engine, amp: how the denoiser runs (see sampling_model); calibration: the checkpoint's
+    uncertainty factors (common.uncertainty.Calibration), or None for the raw spread."""
     pixels, confidence = keypoints_for_model(keypoints.keypoints, layout, keypoints.confidence)
     result = lift_pixels(model, sampler, pixels, confidence, keypoints.frame_ids, size, layout, hypotheses,
-                         focal, flip, batch, seed, device, engine, amp, log)
+                         focal, flip, batch, seed, device, engine, amp, log, calibration, coverage)
     result.keypoints_2d, result.confidence, result.keypoints_layout = keypoints.keypoints, keypoints.confidence, "coco"
     result.source = keypoints
     return result
@@ -267,7 +283,7 @@ def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tu
 def lift_pixels(model, sampler: DDIMSampler, pixels: np.ndarray, confidence: np.ndarray, frame_ids: np.ndarray,
                 size: tuple[int, int], layout: str, hypotheses: int, focal: float | None = None, flip: bool = True,
                 batch: int = 4, seed: int = 0, device="cpu", engine: str = "auto", amp: str | None = None,
-                log=print) -> WildResult:
+                log=print, calibration=None, coverage: float = DEFAULT_COVERAGE) -> WildResult:
     """The pipeline for keypoints already in the model's input layout: pixels (N, 17, 2) and
     confidence (N, 17), gaps filled, in an image of size (w, h)."""
     start = time.perf_counter()
@@ -283,7 +299,9 @@ def lift_pixels(model, sampler: DDIMSampler, pixels: np.ndarray, confidence: np.
     return WildResult(hypotheses=hyps, j_agg=poses[:, -1], p_agg=hyps[:, -1].mean(axis=1),
                       trajectory=traj[:, 0], keypoints_2d=pixels, confidence=confidence,
                       frame_ids=frame_ids, intrinsics=cam, image_size=(w, h), input_layout=layout,
-                      keypoints_layout=layout, timings={"lift": time.perf_counter() - start})
+                      keypoints_layout=layout, timings={"lift": time.perf_counter() - start},
+                      uncertainty=joint_uncertainty(hyps, poses[:, -1], calibration, coverage),
+                      uncertainty_calibrated=calibration is not None, coverage=coverage)
 
 
 # ---------------------------------------------------------------------------- video
@@ -326,7 +344,7 @@ def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
                batch: int = CLI_BATCH, seed: int = CLI_SEED, device="cpu", threshold: float = 0.3, max_gap: int = 30,
                max_missing: float = 0.5,
                engine: str = "auto", amp: str | None = None, max_frames: int | None = None,
-               progress: bool = False, log=print) -> WildResult:
+               progress: bool = False, log=print, calibration=None, coverage: float = DEFAULT_COVERAGE) -> WildResult:
     """From a video file to 3D: decode it, detect 2D keypoints in every frame, follow one
     person (as read_keypoints does for files: tracks linked by position, the longest kept,
     gaps over max_gap frames split, missing frames interpolated, over max_missing refused),
@@ -355,7 +373,8 @@ def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
         keypoints.warnings.insert(0, f"{path.name} is cut short: {found.problem}; used the {found.frames} frames "
                                      f"that decode")
     result = lift_keypoints(model, sampler, keypoints, found.image_size, layout, hypotheses, focal=focal, flip=flip,
-                            batch=batch, seed=seed, device=device, engine=engine, amp=amp, log=log)
+                            batch=batch, seed=seed, device=device, engine=engine, amp=amp, log=log,
+                            calibration=calibration, coverage=coverage)
     result.fps, result.video = found.fps, found
     result.timings = {"decode": found.decode_s, "detect": found.detect_s, **result.timings}
     return result
@@ -388,20 +407,27 @@ def render_result(result: WildResult, out_path, video=None, fps: float | None = 
     from ..render import render_animation
     from ..skeleton import h36m_skeleton_17
 
-    keypoints, j_agg, hyps = result.keypoints_2d, result.j_agg, result.hypotheses[:, -1]
+    keypoints, j_agg, hyps, radii = result.keypoints_2d, result.j_agg, result.hypotheses[:, -1], result.uncertainty
     background = None
     if video is not None:
         background = iter(VideoFrames(video))
         if result.video is not None:                         # every decoded frame, NaN where not lifted
             rows = result.frame_ids
             keypoints, j_agg, hyps = (_spread(x, rows, result.video.frames) for x in (keypoints, j_agg, hyps))
+            radii = None if radii is None else _spread(radii, rows, result.video.frames)
         else:
             background = islice(background, int(result.frame_ids[0]), None)
     fps = fps or result.fps or 25.0
     return render_animation(out_path, keypoints, {"J-Agg": j_agg}, h36m_skeleton_17(),
                             fps=fps, size=size, hypotheses=hyps, background=background,
                             resolution=result.image_size, limit=limit, downsample=downsample, azim=azim,
-                            skeleton_2d=coco_skeleton() if result.keypoints_layout == "coco" else None)
+                            skeleton_2d=coco_skeleton() if result.keypoints_layout == "coco" else None,
+                            uncertainty=radii, uncertainty_label=_radius_label(result))
+
+
+def _radius_label(result: WildResult) -> str:
+    return (f"{result.coverage:.0%} radius, mm" if result.uncertainty_calibrated
+            else "spread of the hypotheses, mm (uncalibrated)")
 
 
 def _spread(values: np.ndarray, rows: np.ndarray, frames: int) -> np.ndarray:

@@ -1,0 +1,185 @@
+"""What the entry scripts do with per-joint uncertainty (common.uncertainty): fit the factors
+at the end of training (--calibrate) and store them in the checkpoints, refit them on an
+evaluated set (--evaluate ... --calibrate) into a copy of the checkpoint, and add the
+calibration block to an evaluation report. Functions take plain values and results."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .checkpoint import atomic_save, load_denoiser, safe_load
+from .evaluate import evaluate_sequences
+from .uncertainty import (Calibration, UncertaintyError, calibration_split, evaluate_calibration,
+                          fit_from_results)
+
+MIN_HYPOTHESES = 2
+
+
+def joint_names(sequences) -> list[str] | None:
+    """Joint names of the sequences' 3D layout (Human3.6M-17 or MPI-INF-3DHP-17), else None."""
+    if not sequences or sequences[0].pose_2d.shape[1] != 17:
+        return None
+    if sequences[0].root_index == 0:
+        from .skeleton import h36m_skeleton_17
+
+        return h36m_skeleton_17().names
+    from .datasets.mpi_inf_3dhp import ROOT_INDEX, mpi_inf_3dhp_metadata
+
+    return mpi_inf_3dhp_metadata()["joint_names"] if sequences[0].root_index == ROOT_INDEX else None
+
+
+def data_label(args, sequences) -> str:
+    """What the factors were fitted on, for people: the data set and 2D keypoints."""
+    from .datasets.mpi_inf_3dhp import ROOT_INDEX
+
+    if sequences and sequences[0].root_index == ROOT_INDEX and sequences[0].pose_2d.shape[1] == 17:
+        return "MPI-INF-3DHP " + ",".join(sorted({s.subject for s in sequences}))
+    return f"{args.dataset} (-k {args.keypoints})"
+
+
+def check_hypotheses(hypotheses: int, what: str = "--calibrate") -> None:
+    if hypotheses < MIN_HYPOTHESES:
+        raise UncertaintyError(f"{what} needs the spread of several hypotheses: give -num_proposals 2 or more "
+                               f"(e.g. -num_proposals 5 -sampling_timesteps 5), not {hypotheses}")
+
+
+def check_training_calibration(hypotheses: int, val_sequences) -> None:
+    """Before training with --calibrate: what the fit at the end will need."""
+    check_hypotheses(hypotheses, "--calibrate (fitting the uncertainty factors after training)")
+    if not val_sequences:
+        raise ValueError("--calibrate fits the uncertainty factors on the validation sequences, and none were "
+                         "selected (check -ste, -a)")
+
+
+def stored_calibration(checkpoint: dict | None, path, hypotheses: int, log=print) -> Calibration | None:
+    """The factors a checkpoint holds (None without), with a warning when they were fitted
+    with another number of hypotheses (the spread of H hypotheses depends on H)."""
+    calibration = Calibration.from_checkpoint(checkpoint, path) if checkpoint else None
+    fitted_h = calibration.fitted_on.get("hypotheses") if calibration else None
+    if fitted_h is not None and fitted_h != hypotheses:
+        log(f"warning: the uncertainty factors in {path} were fitted with H={fitted_h}, this evaluation samples "
+            f"H={hypotheses}: the radii may not hold their coverage; refit with --calibrate")
+    return calibration
+
+
+def fit_on_split(results, sequences, note: str, hypotheses: int, iterations: int) -> Calibration:
+    """Fit on the calibration split of the evaluated sequences (uncertainty.calibration_split)."""
+    masks, how = calibration_split(sequences)
+    fitted_on = {"data": note, "split": how, "hypotheses": int(hypotheses), "iterations": int(iterations),
+                 "date": time.strftime("%Y-%m-%d")}
+    return fit_from_results(results, masks, fitted_on)
+
+
+def calibrate_after_training(trainer, sequences, sampler, settings, device, data: str, log=print) -> Calibration:
+    """Fit the factors on the calibration split of the validation sequences, for the weights
+    of best_epoch.bin and of latest_epoch.bin (once when they are the same epoch), and store
+    them in those files (their 'uncertainty' entry). Returns the latest weights' factors."""
+    masks, how = calibration_split(sequences)
+    chosen = [i for i, m in enumerate(masks) if m.any()]
+    seqs = [sequences[i] for i in chosen]
+    fitted = {}
+    latest = None
+    for name in ("latest_epoch.bin", "best_epoch.bin"):
+        path = Path(trainer.out_dir) / name
+        if not path.is_file():
+            continue
+        ckpt = safe_load(path)
+        epoch = ckpt.get("epoch")
+        if epoch not in fitted:
+            model = trainer.model if epoch == trainer.epoch else load_denoiser(path)[0].to(device)
+            log(f"fitting the uncertainty factors for epoch {epoch} on {len(seqs)} validation sequences "
+                f"({how}), H={settings.hypotheses} K={settings.iterations}")
+            results = evaluate_sequences(model.eval(), sampler, seqs, settings, device, desc="calibrating")
+            fitted[epoch] = fit_from_results(results, [masks[i] for i in chosen], {
+                "data": data, "split": f"validation set: {how}", "hypotheses": settings.hypotheses,
+                "iterations": settings.iterations, "epoch": epoch, "date": time.strftime("%Y-%m-%d")})
+        ckpt["uncertainty"] = fitted[epoch].to_checkpoint()
+        atomic_save(ckpt, path)
+        log(f"stored the uncertainty factors in {path}")
+        if name == "latest_epoch.bin":
+            latest = fitted[epoch]
+    return latest
+
+
+def calibrated_copy_path(evaluated, out_dir) -> Path:
+    return Path(out_dir) / f"{Path(evaluated).stem}_calibrated.bin"
+
+
+def write_calibrated_copy(checkpoint: dict, calibration: Calibration, path, overwrite: bool = False,
+                          log=print) -> Path:
+    """The evaluated checkpoint with the refitted factors, written to path; an existing file
+    there is kept (error) or, with overwrite, moved to '<name>.previous-<time>'."""
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise ValueError(f"{path} exists (factors of an earlier --calibrate): add --overwrite to replace it "
+                             f"(it is moved aside, not deleted), or choose another -c folder")
+        backup = path.with_name(f"{path.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.rename(backup)
+        log(f"--overwrite: moved the earlier {path.name} to {backup}")
+    atomic_save({**checkpoint, "uncertainty": calibration.to_checkpoint()}, path)
+    return path
+
+
+def report_block(results, sequences, calibration: Calibration | None, coverage: float) -> dict:
+    return evaluate_calibration(results, calibration, coverage, joint_names(sequences))
+
+
+class EvaluationUncertainty:
+    """The uncertainty side of one evaluation run (experiment.run_evaluation): flags checked
+    before sampling, per-frame records asked for, the report's calibration block, and after
+    the tables, the refitted copy (--calibrate) and the per-frame file (--save-predictions)."""
+
+    def __init__(self, args, checkpoint: dict | None, refit: bool | None = None, log=print):
+        from .uncertainty import DEFAULT_COVERAGE, check_coverage
+
+        self.args, self.checkpoint, self.log = args, checkpoint, log
+        self.coverage = check_coverage(getattr(args, "coverage", DEFAULT_COVERAGE))
+        self.evaluated = getattr(args, "evaluate", "") or "the checkpoint"
+        self.refit = bool(getattr(args, "calibrate", False) and getattr(args, "evaluate", "")) if refit is None \
+            else refit
+        if self.refit:
+            check_hypotheses(args.num_proposals)
+            if checkpoint is None:
+                raise ValueError("--calibrate with --evaluate needs the evaluated checkpoint's contents")
+        self.save_to = getattr(args, "save_predictions", "")
+        if self.save_to:
+            from .outputs import check_writable_file
+            from .predictions import check_path
+
+            check_writable_file(check_path(self.save_to), "--save-predictions")
+        self.calibration = stored_calibration(checkpoint, self.evaluated, args.num_proposals, log)
+        if self.calibration is not None and args.num_proposals >= MIN_HYPOTHESES and not self.refit:
+            self.calibration.factors(self.coverage)          # a coverage the factors cannot give: refused now
+
+    def configure(self, settings) -> None:
+        """Ask the evaluation for the per-frame records this run needs."""
+        settings.keep_frames = settings.keep_frames or settings.hypotheses >= MIN_HYPOTHESES or bool(self.save_to)
+        settings.keep_frame_poses = settings.keep_frame_poses or bool(self.save_to)
+
+    def attach(self, report, results, sequences, settings) -> None:
+        """Refit (with --calibrate) and put the calibration block into the report."""
+        if self.refit:
+            try:
+                fitted = fit_on_split(results, sequences, data_label(self.args, sequences), settings.hypotheses,
+                                      settings.iterations)
+                fitted.factors(self.coverage)
+                self.calibration = fitted
+            except ValueError as e:
+                self.log(f"warning: the uncertainty factors were not refitted: {e}")
+                self.refit = False
+        if settings.hypotheses >= MIN_HYPOTHESES:
+            report.calibration = report_block(results, sequences, self.calibration, self.coverage)
+
+    def write(self, results, out_dir) -> None:
+        """After the tables: the calibrated copy and the predictions file."""
+        if self.refit:
+            path = write_calibrated_copy(self.checkpoint, self.calibration,
+                                         calibrated_copy_path(self.args.evaluate, out_dir),
+                                         getattr(self.args, "overwrite", False), self.log)
+            self.log(f"wrote {path}: {self.args.evaluate} with the refitted uncertainty factors (evaluate it with "
+                     f"--evaluate)")
+        if self.save_to:
+            from .predictions import save_predictions
+
+            self.log(f"wrote {save_predictions(self.save_to, results, self.calibration, self.coverage, getattr(self.args, 'downsample', 1))}")
