@@ -85,7 +85,13 @@ def test_lift_settings_change_the_result_and_a_seed_repeats_it(tmp_path):
     c = lifter.lift(kp, (W, H), hypotheses=2, iterations=1, seed=1)
     np.testing.assert_array_equal(a.j_agg, b.j_agg)
     assert np.abs(a.hypotheses - c.hypotheses).max() > 1e-4
-    assert lifter.lift(kp, (W, H), hypotheses=4, iterations=3).hypotheses.shape == (23, 3, 4, 17, 3)
+    more = lifter.lift(kp, (W, H), hypotheses=4, iterations=3)
+    assert more.hypotheses.shape == (23, 3, 4, 17, 3)
+    # the per-joint uncertainty travels with the poses: mm, from the last iteration's spread (uncalibrated here)
+    assert more.uncertainty.shape == (23, 17) and not more.uncertainty_calibrated
+    spread = np.median(np.linalg.norm(more.hypotheses[:, -1] - more.j_agg[:, None], axis=-1), axis=1)
+    np.testing.assert_allclose(more.uncertainty[:, 1:], 1000 * spread[:, 1:], rtol=1e-4, atol=1e-3)
+    assert a.uncertainty is not None and lifter.lift(kp, (W, H), hypotheses=1, iterations=1).uncertainty is None
 
 
 @pytest.mark.parametrize("bad, message", [
