@@ -206,8 +206,12 @@ def fill_architecture(args, cfg: DenoiserConfig | None = None) -> None:
 
 
 def model_config(args) -> DenoiserConfig:
+    """The architecture of a new model; COCO-17 input (args.input_layout 'coco', set from the
+    training data) is mapped onto the output joints inside the model (common.denoiser.INPUT_MAPS)."""
     fill_architecture(args)
-    return DenoiserConfig(**explicit_architecture(args), heads=args.heads, drop_path=args.drop_path)
+    input_map = "coco_to_h36m" if getattr(args, "input_layout", None) == "coco" else ""
+    return DenoiserConfig(**explicit_architecture(args), heads=args.heads, drop_path=args.drop_path,
+                          input_map=input_map)
 
 
 def resolve_device(args) -> torch.device:

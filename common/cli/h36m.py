@@ -40,6 +40,7 @@ def run(argv=None) -> int:
         apply_demo(args)
     device = resolve_device(args)
     dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
+    args.input_layout = dataset.layout_name      # a new model maps COCO-17 input (arguments.model_config)
     actions = split_list(args.actions)
     test = dataset.sequences(split_list(args.subjects_test), actions, downsample=args.downsample)
     out_dir = Path(args.checkpoint)

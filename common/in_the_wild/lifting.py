@@ -7,7 +7,7 @@ The steps (docs/method.md, with the parts that need ground truth replaced):
 2. The clip is cut into the model's F-frame evaluation windows (the last aligned to the end,
    short clips padded) and H hypotheses are sampled over K DDIM iterations with flip
    test-time augmentation; windows are reassembled per frame.
-3. JPMA without ground truth: a pinhole camera (focal = image width unless given), the root
+3. JPMA without ground truth: a pinhole camera (focal = 0.9 x the larger image side unless given), the root
    trajectory by least squares from the mean hypothesis and the 2D, then per frame and joint
    the hypothesis joint whose reprojection is nearest the 2D (mapped to Human3.6M joints,
    the layout of the 3D output).
