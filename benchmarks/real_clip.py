@@ -117,7 +117,7 @@ def sampler_for(steps: int) -> DDIMSampler:
 
 
 # ---------------------------------------------------------------------------- the two benchmarks
-def real_video(model, layout, video, cache, hypotheses, steps, focal=None) -> dict:
+def real_video(model, layout, video, cache, hypotheses, steps, focal=None, virtual_focal=None) -> dict:
     pixels, visibility, world, size = mediapipe_keypoints(video, cache)
     total = len(pixels)
     run = longest_run(np.isfinite(pixels).all(axis=(1, 2)))
@@ -125,7 +125,7 @@ def real_video(model, layout, video, cache, hypotheses, steps, focal=None) -> di
     kp = Keypoints2D(keypoints=pixels, confidence=visibility, frame_ids=np.arange(run.start, run.stop),
                      res_w=size[0], res_h=size[1])
     result = lifting.lift_keypoints(model, sampler_for(steps), kp, size, layout, hypotheses, focal=focal,
-                                    batch=8, seed=0)
+                                    batch=8, seed=0, virtual_focal=virtual_focal)
     target_px = coco_to_h36m(pixels)
     ours = {"bone CV %": bone_cv(result.j_agg), "accel mm/f^2": acceleration_mm(result.j_agg),
             "reproj px": reprojection_px(result.j_agg, result.trajectory[:, None], target_px, result.intrinsics, size),
@@ -142,7 +142,7 @@ def real_video(model, layout, video, cache, hypotheses, steps, focal=None) -> di
             "mediapipe": reference, "P-MPJPE ours vs MediaPipe mm": agreement}
 
 
-def ts5(model, layout, path, hypotheses, steps, focal=None) -> dict:
+def ts5(model, layout, path, hypotheses, steps, focal=None, virtual_focal=None) -> dict:
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -158,6 +158,8 @@ def ts5(model, layout, path, hypotheses, steps, focal=None) -> dict:
     px = pose_2d[:, MPI_TO_H36M].astype(np.float32)
     x2d = normalize_screen_coordinates(px, w, h)
     cam = default_intrinsics(w, h, focal)
+    if virtual_focal is not None:
+        x2d, cam = lifting.to_virtual_camera(x2d, cam, virtual_focal)
     hyps = lifting.sample_clip(model, sampler_for(steps), x2d, hypotheses, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT,
                                batch=8, seed=0)
     poses, traj = lifting.aggregate_without_ground_truth(hyps, x2d, cam)
@@ -179,6 +181,8 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=None, help=".npz where MediaPipe's output for the video is kept")
     p.add_argument("--ts5", default=None, help="MPI-INF-3DHP's TS5/annot_data.mat")
     p.add_argument("--focal", type=float, default=None, help="focal length, pixels; None: the in-the-wild default")
+    p.add_argument("--virtual-camera", action="store_true",
+                   help="lift the 2D as the training cameras would see it (lifting.to_virtual_camera)")
     p.add_argument("-H", "--hypotheses", type=int, default=5)
     p.add_argument("-K", "--steps", type=int, default=5)
     args = p.parse_args(argv)
@@ -186,17 +190,19 @@ def main(argv=None) -> int:
     model.eval()
     layout, _ = lifting.input_layout_of(ckpt, args.input_layout)
     print(f"{args.checkpoint}: {layout} input, F={model.cfg.frames} C={model.cfg.channels} D={model.cfg.depth}, "
-          f"H={args.hypotheses} K={args.steps}")
+          f"H={args.hypotheses} K={args.steps}{', virtual camera' if args.virtual_camera else ''}")
+    virtual = lifting.TRAINING_FOCAL if args.virtual_camera else None
     with torch.no_grad():
         if args.video:
-            r = real_video(model, layout, args.video, args.cache, args.hypotheses, args.steps, args.focal)
+            r = real_video(model, layout, args.video, args.cache, args.hypotheses, args.steps, args.focal,
+                           virtual)
             print(f"real video {Path(args.video).name} ({r['size'][0]}x{r['size'][1]}), frames {r['frames']}:")
             for who in ("ours", "mediapipe"):
                 print(f"  {who:10s} " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                                                    for k, v in r[who].items()))
             print(f"  P-MPJPE ours vs MediaPipe world landmarks: {r['P-MPJPE ours vs MediaPipe mm']:.1f} mm")
         if args.ts5:
-            r = ts5(model, layout, args.ts5, args.hypotheses, args.steps, args.focal)
+            r = ts5(model, layout, args.ts5, args.hypotheses, args.steps, args.focal, virtual)
             print("MPI-INF-3DHP TS5 (real 3D): " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                                                            for k, v in r.items()))
     return 0

@@ -34,6 +34,20 @@ from .root_depth import default_intrinsics, estimate_root_trajectory
 # Left / right 2D joints of each input layout (for flipping the input).
 INPUT_SYMMETRY = {"coco": (COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT), "h36m": (H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT)}
 ROOT = 0  # pelvis, Human3.6M-17
+# The focal length of the cameras the models here are trained with (Human3.6M's, also the
+# synthetic set's), in normalised screen units (focal px / half the image width).
+TRAINING_FOCAL = 2.29
+
+
+def to_virtual_camera(x2d: np.ndarray, cam: np.ndarray, focal: float = TRAINING_FOCAL):
+    """2D (..., J, 2) normalised, seen by the pinhole camera cam, as a camera at the same place
+    with focal length `focal` and its principal point at the origin would see it: for a
+    distortion-free camera this is exact (the same rays), and the root-relative 3D pose and the
+    root position are unchanged. Returns (2D, that camera's 9-vector intrinsics)."""
+    cam = np.asarray(cam, dtype=np.float32)
+    virtual = np.zeros(9, np.float32)
+    virtual[:2] = focal
+    return ((np.asarray(x2d) - cam[2:4]) * (focal / cam[:2])).astype(np.float32), virtual
 
 
 @dataclass
@@ -182,17 +196,24 @@ def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray
 
 def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tuple[int, int], layout: str,
                    hypotheses: int, focal: float | None = None, flip: bool = True, batch: int = 4,
-                   seed: int = 0, device="cpu") -> WildResult:
-    """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h)."""
+                   seed: int = 0, device="cpu", virtual_focal: float | None = None) -> WildResult:
+    """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h).
+    virtual_focal: lift the 2D as seen by a camera of that normalised focal length (e.g.
+    TRAINING_FOCAL, the training cameras'; to_virtual_camera), so that a person filmed with
+    another lens appears at the sizes the model was trained on; None: the 2D as it is."""
     w, h = size
     pixels = keypoints.keypoints                                       # (N, 17, 2) COCO pixels
     x2d = normalize_screen_coordinates(keypoints_for_model(pixels, layout), w, h)
     target_px, target_conf = coco_to_h36m(pixels, keypoints.confidence)
     target = normalize_screen_coordinates(target_px, w, h)             # (N, 17, 2) Human3.6M layout
     cam = default_intrinsics(w, h, focal)
+    lift_cam = cam
+    if virtual_focal is not None:
+        x2d, _ = to_virtual_camera(x2d, cam, virtual_focal)
+        target, lift_cam = to_virtual_camera(target, cam, virtual_focal)
     hyps = sample_clip(model, sampler, x2d, hypotheses, *INPUT_SYMMETRY[layout], flip=flip, batch=batch,
                        seed=seed, device=device)
-    poses, traj = aggregate_without_ground_truth(hyps, target, cam, target_conf)
+    poses, traj = aggregate_without_ground_truth(hyps, target, lift_cam, target_conf)
     return WildResult(hypotheses=hyps, j_agg=poses[:, -1], p_agg=hyps[:, -1].mean(axis=1),
                       trajectory=traj[:, 0], keypoints_2d=pixels, confidence=keypoints.confidence,
                       frame_ids=keypoints.frame_ids, intrinsics=cam, image_size=(w, h), input_layout=layout)
