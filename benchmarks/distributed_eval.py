@@ -36,7 +36,6 @@ sys.path.insert(0, str(ROOT))
 
 from common.denoiser import Denoiser, DenoiserConfig  # noqa: E402
 from common.diffusion import DDIMSampler, Diffusion, FlipTTA  # noqa: E402
-from common.engine import sampling_flops  # noqa: E402
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose  # noqa: E402
 
 H36M_TEST_FRAMES = 543_344      # S9 + S11, 4 cameras (an assumption, see the docstring)
@@ -143,7 +142,7 @@ def main(argv=None) -> int:
     cfg = DenoiserConfig(frames=PAPER["frames"], channels=PAPER["channels"], depth=PAPER["depth"], heads=PAPER["heads"])
     passes = PAPER["hypotheses"] * PAPER["iterations"]
     per_window, per_window_cpu = seconds * passes, cpu_seconds * passes
-    flops = sampling_flops(cfg, PAPER["hypotheses"], PAPER["iterations"], True)
+    flops = cfg.flops(PAPER["hypotheses"], PAPER["iterations"], True)
     windows = h36m_test_windows()
     report.update(paper_iteration_s=seconds, paper_iteration_cpu_s=cpu_seconds, per_window_s=per_window,
                   per_window_flops=flops, windows=windows)

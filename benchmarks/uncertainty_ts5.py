@@ -24,6 +24,7 @@ import numpy as np
 
 from common.calibration import joint_names, stored_calibration
 from common.checkpoint import load_denoiser
+from common.coco import input_layout
 from common.datasets.base import Sequence
 from common.datasets.mpi_inf_3dhp import load_3dhp_test
 from common.diffusion import DDIMSampler, Diffusion
@@ -59,7 +60,8 @@ def main(argv=None) -> int:
     model, ckpt = load_denoiser(args.checkpoint)
     stored = stored_calibration(ckpt, args.checkpoint, 5)
     seq = ts5_in_h36m_order(args.raw_dir)
-    settings = EvalSettings(hypotheses=5, iterations=5, group=8, seed=1, keep_frames=True, progress=False)
+    settings = EvalSettings(input_layout("h36m"), hypotheses=5, iterations=5, group=8, seed=1, keep_frames=True,
+                            progress=False)
     results = evaluate_sequences(model.eval(), DDIMSampler(Diffusion(), 5), [seq], settings, "cpu")
     names = joint_names([seq])
     out = {}

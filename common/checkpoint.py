@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .denoiser import ARCHITECTURE_FIELDS, Denoiser, DenoiserConfig, config_of_state_dict, from_authors_state_dict
+from .denoiser import (ARCHITECTURE_FIELDS, INPUT_MAPS, Denoiser, DenoiserConfig, config_of_state_dict,
+                       from_authors_state_dict)
 
 FORMAT = "d3dp-pytorch"
 
@@ -129,6 +130,12 @@ def config_from_checkpoint(ckpt: dict, path="checkpoint") -> DenoiserConfig:
     values = {}
     for name, value in stored.items():
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if fields[name] == "str":
+            if not (isinstance(value, str) and value in INPUT_MAPS):
+                raise CheckpointError(f"{path}: model_config {name} = {value!r} is not one of "
+                                      f"{sorted(INPUT_MAPS)}; {edited}")
+            values[name] = value
+            continue
         if fields[name] == "int":
             ok = number and value == int(value) and value >= 1
         else:

@@ -149,10 +149,11 @@ class RunConfig:
         return self.replace(**{attr: getattr(base, name) for name, (attr, _) in ARCHITECTURE_FIELDS.items()
                                if getattr(self, attr) is None})
 
-    def model_config(self) -> DenoiserConfig:
-        """The denoiser of a new run."""
+    def model_config(self, input_name: str = "h36m") -> DenoiserConfig:
+        """The denoiser of a new run on 2D input of layout `input_name`: COCO-17 input is mapped
+        onto the output joints inside the model (common.denoiser.INPUT_MAPS)."""
         return DenoiserConfig(**self.with_architecture().architecture_given(), heads=self.heads,
-                              drop_path=self.drop_path)
+                              drop_path=self.drop_path, input_map="coco_to_h36m" if input_name == "coco" else "")
 
 
 # The run hyper-parameters a resumed run takes from its checkpoint (field -> flag).

@@ -15,6 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .coco import coco_to_h36m_matrix
+
+# How the 2D input joints reach the tokens, one token per output (Human3.6M) joint:
+# ""             as given (token j gets 2D joint j; the authors' models, Human3.6M-layout input);
+# "coco_to_h36m" COCO-17 input mapped onto the Human3.6M joints first (common.coco: pelvis =
+#                mid-hips, ...), so every token holds the 2D of the joint it predicts. A model
+#                fed COCO-17 in its own order pairs, in one token, the 2D of one body part with
+#                the 3D of another (the left eye's with the right hip's); a small model then
+#                learns little more than the mean pose.
+INPUT_MAPS = {"": None, "coco_to_h36m": coco_to_h36m_matrix}
 
 @dataclass
 class DenoiserConfig:
@@ -27,6 +37,7 @@ class DenoiserConfig:
     joints: int = 17
     mlp_ratio: float = 2.0
     drop_path: float = 0.1  # stochastic depth at the last block (training only)
+    input_map: str = ""     # how the 2D joints reach the tokens (INPUT_MAPS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,6 +202,12 @@ class Denoiser(nn.Module):
         self.spatial_norm = nn.LayerNorm(c, eps=1e-6)   # one norm shared by all depths
         self.temporal_norm = nn.LayerNorm(c, eps=1e-6)  # likewise
         self.head = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, 3))
+        if cfg.input_map not in INPUT_MAPS:
+            raise ValueError(f"unknown input_map {cfg.input_map!r}; expected one of {sorted(INPUT_MAPS)}")
+        matrix = INPUT_MAPS[cfg.input_map]
+        # (J tokens, J inputs) weights; not in the state dict (the config names it).
+        self.register_buffer("input_matrix", None if matrix is None else torch.from_numpy(matrix()),
+                             persistent=False)
         self._init_weights()
 
     def _init_weights(self):
@@ -216,6 +233,8 @@ class Denoiser(nn.Module):
         if single:
             x3d = x3d.unsqueeze(1)
         b, h, f, j, _ = x3d.shape
+        if self.input_matrix is not None:
+            x2d = self.input_matrix.to(x2d.dtype) @ x2d                                # (B, F, J, 2)
         cond = F.linear(x2d, self.joint_embed.weight[:, :2], self.joint_embed.bias)   # (B, F, J, C)
         c = cond.shape[-1]
         assert f == self.cfg.frames and j == self.cfg.joints, (

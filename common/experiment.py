@@ -180,7 +180,7 @@ def run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout,
         guard_previous_run(run.checkpoint, run.resume, run.overwrite, log)
         remove_stale_temp_files(run.checkpoint)
     torch.manual_seed(run.seed)
-    model_cfg = config_from_checkpoint(resumed, run.resume) if resumed else run.model_config()
+    model_cfg = config_from_checkpoint(resumed, run.resume) if resumed else run.model_config(layout.input_name)
     run = run.with_architecture(model_cfg)
     model = prepare_model(Denoiser(model_cfg).to(device), device)
     diffusion = Diffusion(run.timestep, run.scale)

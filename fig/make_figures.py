@@ -98,11 +98,9 @@ def reliability_figure(checkpoint, data_dir, path) -> int:
     model, ckpt = load_denoiser(checkpoint)
     calibration = stored_calibration(ckpt, checkpoint, 5)
     dataset = H36MDataset(data_dir, "det", "synthetic")
-    layout = dataset.layout()
     sequences = [s for s in dataset.sequences(["S9", "S11"]) if not fitted_mask(calibration, s).any()]  # held out
-    settings = EvalSettings(hypotheses=5, iterations=5, group=8, seed=1, keep_frames=True, progress=False,
-                            joints_left=tuple(layout.joints_left), joints_right=tuple(layout.joints_right),
-                            kps_left=tuple(layout.kps_left), kps_right=tuple(layout.kps_right))
+    settings = EvalSettings(dataset.layout, hypotheses=5, iterations=5, group=8, seed=1, keep_frames=True,
+                            progress=False)
     results = evaluate_sequences(model.eval(), DDIMSampler(Diffusion(), 5), sequences, settings, "cpu")
     keep = [usable_frames(r) & ~fitted_mask(calibration, r.sequence) for r in results]
     error = np.concatenate([r.frames.error[k] for r, k in zip(results, keep)])[:, 1:]     # the root left out

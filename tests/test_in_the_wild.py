@@ -174,8 +174,10 @@ def test_keypoints_for_model_passes_coco_through_and_maps_h36m():
         keypoints_for_model(coco, "mpii")
 
 
-def test_default_intrinsics_focal_is_image_width_and_centre_is_image_centre():
-    np.testing.assert_allclose(default_intrinsics(1000, 500), [2, 2, 0, 0, 0, 0, 0, 0, 0])
+def test_default_intrinsics_focal_is_0_9_of_the_larger_side_and_centre_is_image_centre():
+    np.testing.assert_allclose(default_intrinsics(1000, 500), [1.8, 1.8, 0, 0, 0, 0, 0, 0, 0])
+    # portrait: the long side (1920) sets the focal length, 1728 px; normalised by the width
+    np.testing.assert_allclose(default_intrinsics(1080, 1920)[:4], [1728 / 540, 1728 / 540, 0, 0], rtol=1e-6)
     np.testing.assert_allclose(default_intrinsics(1000, 500, focal_px=1500)[:2], [3, 3])
 
 

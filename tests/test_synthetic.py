@@ -98,3 +98,42 @@ def test_ensure_synthetic_generates_once_and_again_when_options_change(tmp_path)
     assert paths["3d"].stat().st_mtime_ns == stamp
     ensure_synthetic(tmp_path, name="demo", **{**SMALL, "frames_per_sequence": 20})
     assert load(paths["3d"], "positions_3d")["S1"]["Walking"].shape[0] == 20
+
+
+def test_jumping_leaves_the_floor_and_stretching_crosses_and_raises_the_arms():
+    from common.datasets.synthetic.motion import (HEAD, L_ANKLE, L_SHOULDER, L_WRIST, R_ANKLE, R_SHOULDER,
+                                                  R_WRIST, THORAX, animate)
+
+    bones = subject_bones(0, "S1")
+    jump = animate(STYLES["Jumping"], bones, 150, np.random.default_rng(1))
+    feet = jump[:, [L_ANKLE, R_ANKLE], 2].min(axis=1)                 # lower ankle above the floor, m
+    assert feet.min() == pytest.approx(0.08 * bones["scale"], abs=1e-3)   # standing phases
+    assert feet.max() > 0.15                                              # both feet in the air
+    assert (feet > feet.min() + 0.05).mean() > 0.15                       # repeatedly, not once
+    walk = animate(STYLES["Walking"], bones, 150, np.random.default_rng(1))
+    assert np.ptp(walk[:, [L_ANKLE, R_ANKLE], 2].min(axis=1)) < 1e-4      # walkers keep a foot down
+
+    crossed = overhead = 0
+    for seed in range(6):
+        p = animate(STYLES["Stretching"], bones, 150, np.random.default_rng(seed))
+        across = p[:, L_SHOULDER] - p[:, R_SHOULDER]                       # body's left direction
+        side = lambda joint: ((p[:, joint] - p[:, THORAX]) * across).sum(-1)   # > 0: on the left
+        crossed += ((side(L_WRIST) < 0) & (side(R_WRIST) > 0)).sum()          # both wrists across
+        overhead += (np.maximum(p[:, L_WRIST, 2], p[:, R_WRIST, 2]) > p[:, HEAD, 2]).sum()   # a hand up
+    assert crossed > 30 and overhead > 30
+
+
+def test_detection_noise_wanders_slowly_and_grows_with_the_person():
+    from common.datasets.h36m import h36m_cameras
+    from common.datasets.synthetic import detections
+
+    camera = h36m_cameras("S1")[0]
+    t = np.arange(200)[:, None, None]
+    person = np.concatenate([np.full((200, 16, 2), 300.0), np.full((200, 1, 2), 700.0)], axis=1) + 0 * t
+    err_big = detections(person, camera, np.random.default_rng(0)) - person          # 400 px tall
+    small = 500 + (person - 500) / 4                                                 # 100 px tall
+    err_small = detections(small, camera, np.random.default_rng(0)) - small
+    assert np.abs(err_small).mean() < 0.35 * np.abs(err_big).mean()
+    # much of the error is a slow offset: consecutive frames' errors are correlated
+    a, b = err_big[1:].ravel(), err_big[:-1].ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.4                             # white jitter alone: 0

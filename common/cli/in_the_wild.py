@@ -57,7 +57,9 @@ def build_wild_parser():
     g.add_argument("--video", "--viz-video", dest="video", default=None, metavar="FILE",
                    help="the video to lift (needs --evaluate); with --keypoints-file: its image size and the "
                         "background of --render")
-    g.add_argument("--focal", type=float, default=None, help="focal length, pixels; None: the image width")
+    g.add_argument("--focal", type=float, default=None,
+                   help="focal length, pixels; None: 0.9 x the larger image side (a 58-degree field of view across it, "
+                        "as phones filming and lab cameras have; 1728 for 1920x1080 or 1080x1920)")
     g.add_argument("--input-layout", choices=("auto", "coco", "h36m"), default="auto",
                    help="2D joint layout the model was trained on (auto: from the checkpoint's training args)")
     g.add_argument("--output", action="append", default=[], metavar="FILE",

@@ -7,7 +7,7 @@ The steps (docs/method.md, with the parts that need ground truth replaced):
 2. The clip is cut into the model's F-frame evaluation windows (the last aligned to the end,
    short clips padded) and H hypotheses are sampled over K DDIM iterations with flip
    test-time augmentation; windows are reassembled per frame.
-3. JPMA without ground truth: a pinhole camera (focal = image width unless given), the root
+3. JPMA without ground truth: a pinhole camera (focal = 0.9 x the larger image side unless given), the root
    trajectory by least squares from the mean hypothesis and the 2D, then per frame and joint
    the hypothesis joint whose reprojection is nearest the 2D (mapped to Human3.6M joints,
    the layout of the 3D output).
@@ -83,6 +83,22 @@ class VideoDetections:
         return (f"{self.detector}: a person detected in {self.detected_frames} of {self.frames} decoded frames "
                 f"({self.frames / self.fps:.1f} s at {self.fps:g} fps, {self.image_size[0]}x{self.image_size[1]} "
                 f"pixels{cut})")
+
+
+# The focal length of the cameras the models here are trained with (Human3.6M's, also the
+# synthetic set's), in normalised screen units (focal px / half the image width).
+TRAINING_FOCAL = 2.29
+
+
+def to_virtual_camera(x2d: np.ndarray, cam: np.ndarray, focal: float = TRAINING_FOCAL):
+    """2D (..., J, 2) normalised, seen by the pinhole camera cam, as a camera at the same place
+    with focal length `focal` and its principal point at the origin would see it: for a
+    distortion-free camera this is exact (the same rays), and the root-relative 3D pose and the
+    root position are unchanged. Returns (2D, that camera's 9-vector intrinsics)."""
+    cam = np.asarray(cam, dtype=np.float32)
+    virtual = np.zeros(9, np.float32)
+    virtual[:2] = focal
+    return ((np.asarray(x2d) - cam[2:4]) * (focal / cam[:2])).astype(np.float32), virtual
 
 
 @dataclass
@@ -268,13 +284,17 @@ def joint_uncertainty(hypotheses: np.ndarray, j_agg: np.ndarray, calibration=Non
 def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tuple[int, int], layout: str,
                    hypotheses: int, focal: float | None = None, flip: bool = True, batch: int = 4,
                    seed: int = 0, device="cpu", engine: str = "auto", amp: str | None = None,
-                   log=print, calibration=None, coverage: float = DEFAULT_COVERAGE) -> WildResult:
+                   log=print, calibration=None, coverage: float = DEFAULT_COVERAGE,
+                   virtual_focal: float | None = None) -> WildResult:
     """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h).
     engine, amp: how the denoiser runs (see sampling_model); calibration: the checkpoint's
-    uncertainty factors (common.uncertainty.Calibration), or None for the raw spread."""
+    uncertainty factors (common.uncertainty.Calibration), or None for the raw spread;
+    virtual_focal: lift the 2D as seen by a camera of that normalised focal length (e.g.
+    TRAINING_FOCAL, the training cameras'; to_virtual_camera), so that a person filmed with
+    another lens appears at the sizes the model was trained on; None: the 2D as it is."""
     pixels, confidence = keypoints_for_model(keypoints.keypoints, layout, keypoints.confidence)
     result = lift_pixels(model, sampler, pixels, confidence, keypoints.frame_ids, size, layout, hypotheses,
-                         focal, flip, batch, seed, device, engine, amp, log, calibration, coverage)
+                         focal, flip, batch, seed, device, engine, amp, log, calibration, coverage, virtual_focal)
     result.keypoints_2d, result.confidence, result.keypoints_layout = keypoints.keypoints, keypoints.confidence, "coco"
     result.source = keypoints
     return result
@@ -283,9 +303,10 @@ def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tu
 def lift_pixels(model, sampler: DDIMSampler, pixels: np.ndarray, confidence: np.ndarray, frame_ids: np.ndarray,
                 size: tuple[int, int], layout: str, hypotheses: int, focal: float | None = None, flip: bool = True,
                 batch: int = 4, seed: int = 0, device="cpu", engine: str = "auto", amp: str | None = None,
-                log=print, calibration=None, coverage: float = DEFAULT_COVERAGE) -> WildResult:
+                log=print, calibration=None, coverage: float = DEFAULT_COVERAGE,
+                virtual_focal: float | None = None) -> WildResult:
     """The pipeline for keypoints already in the model's input layout: pixels (N, 17, 2) and
-    confidence (N, 17), gaps filled, in an image of size (w, h)."""
+    confidence (N, 17), gaps filled, in an image of size (w, h) (virtual_focal: as lift_keypoints)."""
     start = time.perf_counter()
     w, h = size
     model = sampling_model(model, sampler, len(pixels), hypotheses, flip, engine, device, amp, log)
@@ -293,9 +314,13 @@ def lift_pixels(model, sampler: DDIMSampler, pixels: np.ndarray, confidence: np.
     target_px, target_conf = coco_to_h36m(pixels, confidence) if layout == "coco" else (pixels, confidence)
     target = normalize_screen_coordinates(target_px, w, h)             # (N, 17, 2) Human3.6M layout
     cam = default_intrinsics(w, h, focal)
+    lift_cam = cam
+    if virtual_focal is not None:
+        x2d, _ = to_virtual_camera(x2d, cam, virtual_focal)
+        target, lift_cam = to_virtual_camera(target, cam, virtual_focal)
     hyps = sample_clip(model, sampler, x2d, hypotheses, input_layout(layout), flip=flip, batch=batch,
                        seed=seed, device=device)
-    poses, traj = aggregate_without_ground_truth(hyps, target, cam, target_conf)
+    poses, traj = aggregate_without_ground_truth(hyps, target, lift_cam, target_conf)
     return WildResult(hypotheses=hyps, j_agg=poses[:, -1], p_agg=hyps[:, -1].mean(axis=1),
                       trajectory=traj[:, 0], keypoints_2d=pixels, confidence=confidence,
                       frame_ids=frame_ids, intrinsics=cam, image_size=(w, h), input_layout=layout,

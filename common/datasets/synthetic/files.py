@@ -24,7 +24,7 @@ import torch
 from ...camera import image_coordinates, project_to_2d, world_to_camera_np
 from ...coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT
 from ...datasets.h36m import h36m_cameras
-from ...skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_metadata
+from ...skeleton import H36M_FPS as FPS, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_metadata
 
 from .coco_face import coco_points
 from .motion import check_actions, sequence_motion, subject_bones
@@ -32,10 +32,10 @@ from .motion import check_actions, sequence_motion, subject_bones
 SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 # One trial of several action groups, with Human3.6M-style suffixes.
 DEFAULT_ACTIONS = ("Directions", "Greeting", "Phoning 1", "Photo", "Sitting 1", "SittingDown 2",
-                   "Walking", "Walking 1")
+                   "Walking", "Walking 1", "Jumping", "Stretching")
 DEFAULT_FRAMES = 80
 DEFAULT_SEED = 0
-GENERATOR_VERSION = 1  # bump when the motion changes, so ensure_synthetic regenerates
+GENERATOR_VERSION = 2  # bump when the motion changes, so ensure_synthetic regenerates
 METADATA = {"layout_name": "h36m", "num_joints": 17,
             "keypoints_symmetry": [list(H36M_JOINTS_LEFT), list(H36M_JOINTS_RIGHT)]}
 COCO_METADATA = {"layout_name": "coco", "num_joints": 17,
@@ -52,11 +52,21 @@ def project_to_pixels(world: np.ndarray, camera: dict) -> np.ndarray:
 
 
 def detections(pixels: np.ndarray, camera: dict, rng: np.random.Generator) -> np.ndarray:
-    """Detector-like 2D (N, J, 2) pixels: gaussian jitter plus occasional large joint
-    errors, kept inside the image."""
-    noisy = pixels + rng.normal(0, rng.uniform(1.5, 3.5), pixels.shape)
+    """Detector-like 2D (N, J, 2) pixels, kept inside the image: a real detector's error is
+    mostly a slowly wandering offset per joint (it misplaces a hip or a wrist for many frames
+    at once, some joints more than others) plus frame-to-frame jitter and occasional large
+    errors, all in proportion to the person's size in the image."""
+    n, j = pixels.shape[:2]
+    height = np.median(pixels[..., 1].max(axis=1) - pixels[..., 1].min(axis=1))   # person, pixels
+    unit = max(height, 1.0) / 400                                     # 400 px: a Human3.6M person
+    joint_scale = rng.uniform(0.6, 1.6, (1, j, 1))                    # per-joint difficulty
+    kernel = np.hanning(int(0.4 * FPS) + 2)[1:-1]
+    kernel /= np.sqrt((kernel ** 2).sum())                            # unit variance after smoothing
+    drift = rng.normal(0, 1, (n + len(kernel) - 1, j, 2))
+    drift = sum(w * drift[k:k + n] for k, w in enumerate(kernel))      # smoothed over ~0.4 s
+    noisy = pixels + unit * joint_scale * (rng.uniform(2, 5) * drift + rng.normal(0, rng.uniform(1, 2.5), pixels.shape))
     outliers = rng.random(pixels.shape[:2]) < 0.01
-    noisy[outliers] += rng.normal(0, 25, (outliers.sum(), 2))
+    noisy[outliers] += rng.normal(0, 25 * unit, (outliers.sum(), 2))
     return np.clip(noisy, 0, [camera["res_w"], camera["res_h"]]).astype(np.float32)
 
 

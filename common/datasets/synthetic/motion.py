@@ -1,6 +1,7 @@
 """The animator of the synthetic set: a 32-joint kinematic skeleton with Human3.6M bone
 lengths moved with simple human-like motion (walking with leg and arm swing, turning,
-pointing, waving, sitting, crouching, bending) in the real capture volume, z up, metres.
+pointing, waving, arms raised and crossed, sitting, crouching, bending, jumping) in the real
+capture volume, z up, metres.
 Each sequence has its own random stream (seed, subject, action), so adding subjects or
 actions does not change the others.
 """
@@ -29,6 +30,8 @@ ARM_POSES = {
     "forward": (70, 10, 0, 60, 0),
     "leash": (35, 15, 0, 20, 0),
     "lap": (30, 10, 0, 50, 0),
+    "crossed": (30, 10, -75, 120, 0),
+    "overhead": (170, 15, 0, 5, 0),
 }
 
 # How deep each kind of bend goes at level 1, degrees: (hip flexion, knee flexion, torso lean).
@@ -50,6 +53,7 @@ class Style:
     bend: tuple[float, float] = (0.0, 0.08)  # bend level range (0 = upright)
     bend_profile: tuple[float, float, float] = SIT
     alternate: bool = False       # bend comes and goes (sit down / stand up)
+    jump: tuple[float, float] = (0.0, 0.0)  # jumps per second (0: feet stay on the floor)
 
 
 STYLES = {
@@ -72,6 +76,10 @@ STYLES = {
     "WalkDog": Style(arms=(("rest",), ("leash",)), path=True, speed=(0.8, 1.2)),
     "Walking": Style(arms=(("rest",), ("rest",)), path=True, speed=(1.0, 1.5)),
     "WalkTogether": Style(arms=(("rest",), ("rest", "gesture")), path=True, speed=(0.7, 1.0)),
+    # Beyond Human3.6M's groups: what people filmed in the wild also do.
+    "Jumping": Style(arms=(("rest", "side", "forward"),) * 2, wander=0.15, turn=30, jump=(1.2, 2.2)),
+    "Stretching": Style(arms=(("overhead", "raise", "crossed", "side", "hips"),) * 2, wander=0.1, turn=40,
+                        bend=(0.0, 0.9), bend_profile=STOOP, alternate=True),
 }
 
 # 32-joint indices (Human3.6M order) used below.
@@ -201,11 +209,17 @@ def animate(style: Style, bones: dict[str, float], n: int, rng: np.random.Genera
     xy, heading = _ellipse_path(rng, n, style.speed) if style.path else _wander(rng, n, style)
     speed = np.linalg.norm(np.gradient(xy, axis=0), axis=1) * FPS  # (n,) m/s
     bend = _bend(rng, n, style)
+    flight = np.zeros(n)
+    if style.jump[1] > 0:                  # hop in place: crouch, take off, fly, land
+        jump_phase = 2 * np.pi * rng.uniform(*style.jump) * np.arange(n) / FPS + rng.uniform(0, 2 * np.pi)
+        height = rng.uniform(0.1, 0.3)
+        flight = height * np.maximum(0, np.sin(jump_phase)) ** 1.5
+        bend = np.maximum(bend, rng.uniform(0.25, 0.45) * np.maximum(0, -np.sin(jump_phase)))
     gait = np.clip(speed / 1.1, 0, 1) * np.clip(1 - bend, 0, 1)  # (n,) how much the legs stride
     stride = 2 * rng.uniform(0.6, 0.75) * scale  # m per gait cycle
     phase = 2 * np.pi * np.cumsum(speed) / FPS / stride + rng.uniform(0, 2 * np.pi)  # right leg
     hip_amp, knee_amp, arm_swing = np.radians([rng.uniform(20, 30), rng.uniform(45, 65), rng.uniform(10, 25)])
-    hip_bend, knee_bend, lean_bend = np.radians(style.bend_profile)
+    hip_bend, knee_bend, lean_bend = np.radians(style.bend_profile if style.jump[1] == 0 else CROUCH)
 
     def torso_keys(k):
         return rng.normal(0, 1, (k, 6)) * np.radians([5, 4, 10, 12, 10, 3]) + np.radians([4, 0, 0, 0, 5, 0])
@@ -246,7 +260,8 @@ def animate(style: Style, bones: dict[str, float], n: int, rng: np.random.Genera
             (1, phase, style.arms[0], range(L_SHOULDER, L_HAND_TIP + 1), "left"),
             (-1, phase + np.pi, style.arms[1], range(R_SHOULDER, R_HAND_TIP + 1), "right")):
         flex, abd, arm_twist, elbow_flex, osc = _arm(rng, n, poses).T
-        flex = flex + arm_swing * gait * np.sin(swing_phase)
+        flex = np.minimum(flex + arm_swing * gait * np.sin(swing_phase) + np.radians(60) * flight / 0.3,
+                          np.radians(170))
         elbow_flex = elbow_flex + osc * np.sin(2 * np.pi * wave_freq * np.arange(n) / FPS)
         r_upper = r_torso @ _rot(0, sign * abd) @ _rot(1, -flex) @ _rot(2, sign * arm_twist)
         r_fore = r_upper @ _rot(1, -elbow_flex)
@@ -258,7 +273,7 @@ def animate(style: Style, bones: dict[str, float], n: int, rng: np.random.Genera
 
     # Stand on the lower foot; walk the pelvis along the floor path.
     lowest = np.minimum(p[:, R_ANKLE, 2], p[:, L_ANKLE, 2])
-    p[..., 2] += ANKLE_HEIGHT * scale - lowest[:, None]
+    p[..., 2] += ANKLE_HEIGHT * scale - lowest[:, None] + flight[:, None]
     p[..., :2] += xy[:, None]
     return p.astype(np.float32)
 

@@ -1,0 +1,212 @@
+"""How well a model lifts real people, measured without 3D ground truth on a real video and with
+it on a real motion-capture test sequence.
+
+    python -m benchmarks.real_clip --checkpoint checkpoint/demo/best_epoch.bin --video clip.mp4 \
+        [--ts5 /path/to/mpi_inf_3dhp_test_set/TS5/annot_data.mat] [--cache clip_mediapipe.npz]
+
+Real video (no 3D truth): MediaPipe Pose (model_complexity=1) gives 33 landmarks per frame; the
+COCO-17 ones are lifted by the model (common.in_the_wild.lifting.lift_keypoints, default camera)
+and the J-Agg poses are scored by what a real body must satisfy:
+  bone CV    coefficient of variation of each Human3.6M bone's length over the frames, mean
+             over the 16 bones, % (a rigid skeleton has 0);
+  reproj px  mean distance, in pixels, between the J-Agg pose (with its fitted root) projected
+             through the camera and the 2D it was lifted from (mapped to Human3.6M joints);
+  accel mm   jitter: mean norm of the root-relative 3D acceleration, mm per frame^2.
+MediaPipe's own world landmarks (metric, hip-centred, mapped to the same joints) get the same
+bone and jitter numbers, and a reprojection error after the same root fit: a reference for
+consistency, not for accuracy (they are a model's output, not ground truth).
+
+Real motion capture (--ts5, MPI-INF-3DHP's outdoor test sequence TS5, 1920x1080, annotated 2D
+and true 3D): its 2D, mapped to Human3.6M joints, is lifted with the camera guessed as in the
+wild, and MPJPE / P-MPJPE against the true 3D are printed on the valid frames, next to the best
+constant pose (the mean true pose, Procrustes-aligned per frame). The two skeletons differ
+slightly (3DHP's hips and head sit elsewhere), which adds a floor shared by every model.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.camera import normalize_screen_coordinates, project_to_2d, image_coordinates
+from common.checkpoint import load_denoiser
+from common.coco import coco_to_h36m, input_layout
+from common.diffusion import DDIMSampler, Diffusion
+from common.in_the_wild import lifting
+from common.in_the_wild.keypoints import Keypoints2D
+from common.in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
+from common.metrics import mpjpe, p_mpjpe
+from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_skeleton_17
+
+# BlazePose landmark of each COCO-17 keypoint.
+BLAZEPOSE_TO_COCO = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
+# MPI-INF-3DHP joint of each Human3.6M-17 joint (pelvis, hips, knees, ankles, spine, thorax = neck,
+# neck_nose = head, head = head_top, shoulders, elbows, wrists).
+MPI_TO_H36M = [14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4]
+
+
+# ---------------------------------------------------------------------------- 2D from the video
+def mediapipe_keypoints(video, cache=None):
+    """Per frame of the video: COCO-17 pixels (N, 17, 2), visibility (N, 17), MediaPipe world
+    landmarks mapped to COCO-17 (N, 17, 3) metres (x right, y down, z away from the camera),
+    NaN where no pose was found; and the image size. Cached in an .npz when asked."""
+    if cache is not None and Path(cache).is_file():
+        z = np.load(cache)
+        return z["pixels"], z["visibility"], z["world"], tuple(int(v) for v in z["size"])
+    import av
+    import mediapipe as mp
+
+    pixels, visibility, world = [], [], []
+    with av.open(str(video)) as container, mp.solutions.pose.Pose(model_complexity=1) as pose:
+        for frame in container.decode(video=0):
+            rgb = frame.to_ndarray(format="rgb24")
+            h, w = rgb.shape[:2]
+            found = pose.process(rgb)
+            if found.pose_landmarks is None:
+                pixels.append(np.full((17, 2), np.nan)), visibility.append(np.zeros(17))
+                world.append(np.full((17, 3), np.nan))
+                continue
+            lm = [found.pose_landmarks.landmark[i] for i in BLAZEPOSE_TO_COCO]
+            wl = [found.pose_world_landmarks.landmark[i] for i in BLAZEPOSE_TO_COCO]
+            pixels.append([(p.x * w, p.y * h) for p in lm])
+            visibility.append([p.visibility for p in lm])
+            world.append([(p.x, p.y, p.z) for p in wl])
+    out = (np.asarray(pixels, np.float32), np.asarray(visibility, np.float32), np.asarray(world, np.float32), (w, h))
+    if cache is not None:
+        np.savez(cache, pixels=out[0], visibility=out[1], world=out[2], size=np.asarray(out[3]))
+    return out
+
+
+def longest_run(found: np.ndarray) -> slice:
+    """The longest run of consecutive True frames."""
+    best, start = (0, 0), None
+    for i, f in enumerate(np.append(found, False)):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            best = max(best, (i - start, start))
+            start = None
+    return slice(best[1], best[1] + best[0])
+
+
+# ---------------------------------------------------------------------------- metrics
+def bone_cv(poses: np.ndarray) -> float:
+    """Mean over the Human3.6M-17 bones of std / mean of the bone length over frames, %."""
+    lengths = np.stack([np.linalg.norm(poses[:, c] - poses[:, p], axis=-1) for c, p in h36m_skeleton_17().bones()],
+                       axis=-1)                                       # (N, 16)
+    return float(100 * (lengths.std(axis=0) / lengths.mean(axis=0)).mean())
+
+
+def acceleration_mm(poses: np.ndarray) -> float:
+    """Mean norm of the second difference of root-relative poses, mm / frame^2."""
+    rel = poses - poses[:, :1]
+    return float(1000 * np.linalg.norm(rel[2:] - 2 * rel[1:-1] + rel[:-2], axis=-1).mean())
+
+
+def reprojection_px(poses: np.ndarray, traj: np.ndarray, target_px: np.ndarray, cam: np.ndarray, size) -> float:
+    """Mean pixel distance between (poses + traj) projected with cam and target_px (N, J, 2)."""
+    w, h = size
+    uv = project_to_2d(torch.from_numpy((poses + traj).astype(np.float32)), torch.from_numpy(cam.astype(np.float32)))
+    return float(np.linalg.norm(image_coordinates(uv.numpy(), w, h) - target_px, axis=-1).mean())
+
+
+def sampler_for(steps: int) -> DDIMSampler:
+    return DDIMSampler(Diffusion(), steps)
+
+
+# ---------------------------------------------------------------------------- the two benchmarks
+def real_video(model, layout, video, cache, hypotheses, steps, focal=None, virtual_focal=None) -> dict:
+    pixels, visibility, world, size = mediapipe_keypoints(video, cache)
+    total = len(pixels)
+    run = longest_run(np.isfinite(pixels).all(axis=(1, 2)))
+    pixels, visibility, world = pixels[run], visibility[run], world[run]
+    kp = Keypoints2D(keypoints=pixels, confidence=visibility, frame_ids=np.arange(run.start, run.stop),
+                     res_w=size[0], res_h=size[1])
+    result = lifting.lift_keypoints(model, sampler_for(steps), kp, size, layout, hypotheses, focal=focal,
+                                    batch=8, seed=0, virtual_focal=virtual_focal)
+    target_px = coco_to_h36m(pixels)
+    ours = {"bone CV %": bone_cv(result.j_agg), "accel mm/f^2": acceleration_mm(result.j_agg),
+            "reproj px": reprojection_px(result.j_agg, result.trajectory[:, None], target_px, result.intrinsics, size),
+            "root depth m": f"{result.trajectory[:, 2].min():.2f}-{result.trajectory[:, 2].max():.2f}"}
+    mp_3d = coco_to_h36m(world)
+    mp_3d = mp_3d - mp_3d[:, :1]
+    cam = default_intrinsics(*size, focal)
+    traj = estimate_root_trajectory(mp_3d, normalize_screen_coordinates(target_px, *size), cam)
+    reference = {"bone CV %": bone_cv(mp_3d), "accel mm/f^2": acceleration_mm(mp_3d),
+                 "reproj px": reprojection_px(mp_3d, traj, target_px, cam, size),
+                 "root depth m": f"{traj[:, 0, 2].min():.2f}-{traj[:, 0, 2].max():.2f}"}
+    agreement = float(1000 * p_mpjpe(torch.from_numpy(result.j_agg), torch.from_numpy(mp_3d)))
+    return {"frames": f"{run.start}-{run.stop - 1} of {total}", "size": size, "ours": ours,
+            "mediapipe": reference, "P-MPJPE ours vs MediaPipe mm": agreement}
+
+
+def ts5(model, layout, path, hypotheses, steps, focal=None, virtual_focal=None) -> dict:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        pose_3d = np.asarray(f["annot3"])[:, 0] / 1000                # (N, 17, 3) metres, camera space
+        pose_2d = np.asarray(f["annot2"])[:, 0]                       # (N, 17, 2) pixels
+        valid = np.asarray(f["valid_frame"]).reshape(-1) > 0
+    if layout != "h36m":
+        raise ValueError("the TS5 benchmark feeds Human3.6M-layout 2D (MPI-INF-3DHP has no face points): "
+                         "give a model trained on Human3.6M-layout 2D")
+    w, h = 1920, 1080
+    gt = pose_3d[:, MPI_TO_H36M]
+    gt = gt - gt[:, :1]
+    px = pose_2d[:, MPI_TO_H36M].astype(np.float32)
+    x2d = normalize_screen_coordinates(px, w, h)
+    cam = default_intrinsics(w, h, focal)
+    if virtual_focal is not None:
+        x2d, cam = lifting.to_virtual_camera(x2d, cam, virtual_focal)
+    hyps = lifting.sample_clip(model, sampler_for(steps), x2d, hypotheses, input_layout("h36m"),
+                               batch=8, seed=0)
+    poses, traj = lifting.aggregate_without_ground_truth(hyps, x2d, cam)
+    pred, truth = torch.from_numpy(poses[valid, -1]), torch.from_numpy(gt[valid].astype(np.float32))
+    constant = torch.from_numpy(gt[valid].mean(axis=0, keepdims=True).astype(np.float32)).expand(truth.shape)
+    return {"frames (valid)": int(valid.sum()),
+            "J-Agg MPJPE mm": float(1000 * mpjpe(pred, truth)), "J-Agg P-MPJPE mm": float(1000 * p_mpjpe(pred, truth)),
+            "constant pose P-MPJPE mm": float(1000 * p_mpjpe(constant, truth)),
+            "bone CV %": bone_cv(poses[valid, -1]), "true bone CV %": bone_cv(gt[valid]),
+            "accel mm/f^2": acceleration_mm(poses[:, -1]), "true accel mm/f^2": acceleration_mm(gt),
+            "root depth m (true)": f"{traj[valid, 0, 2].mean():.2f} ({pose_3d[valid, 14, 2].mean():.2f})"}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="a model of ours (or the authors', with --input-layout)")
+    p.add_argument("--input-layout", choices=("auto", "coco", "h36m"), default="auto")
+    p.add_argument("--video", default=None, help="a real video with one person")
+    p.add_argument("--cache", default=None, help=".npz where MediaPipe's output for the video is kept")
+    p.add_argument("--ts5", default=None, help="MPI-INF-3DHP's TS5/annot_data.mat")
+    p.add_argument("--focal", type=float, default=None, help="focal length, pixels; None: the in-the-wild default")
+    p.add_argument("--virtual-camera", action="store_true",
+                   help="lift the 2D as the training cameras would see it (lifting.to_virtual_camera)")
+    p.add_argument("-H", "--hypotheses", type=int, default=5)
+    p.add_argument("-K", "--steps", type=int, default=5)
+    args = p.parse_args(argv)
+    model, ckpt = load_denoiser(args.checkpoint)
+    model.eval()
+    layout, _ = lifting.input_layout_of(ckpt, args.input_layout)
+    print(f"{args.checkpoint}: {layout} input, F={model.cfg.frames} C={model.cfg.channels} D={model.cfg.depth}, "
+          f"H={args.hypotheses} K={args.steps}{', virtual camera' if args.virtual_camera else ''}")
+    virtual = lifting.TRAINING_FOCAL if args.virtual_camera else None
+    with torch.no_grad():
+        if args.video:
+            r = real_video(model, layout, args.video, args.cache, args.hypotheses, args.steps, args.focal,
+                           virtual)
+            print(f"real video {Path(args.video).name} ({r['size'][0]}x{r['size'][1]}), frames {r['frames']}:")
+            for who in ("ours", "mediapipe"):
+                print(f"  {who:10s} " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                                                   for k, v in r[who].items()))
+            print(f"  P-MPJPE ours vs MediaPipe world landmarks: {r['P-MPJPE ours vs MediaPipe mm']:.1f} mm")
+        if args.ts5:
+            r = ts5(model, layout, args.ts5, args.hypotheses, args.steps, args.focal, virtual)
+            print("MPI-INF-3DHP TS5 (real 3D): " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                                                           for k, v in r.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
