@@ -38,7 +38,7 @@ from common.in_the_wild import lifting
 from common.in_the_wild.keypoints import Keypoints2D
 from common.in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
 from common.metrics import mpjpe, p_mpjpe
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_skeleton_17
+from common.skeleton import h36m_skeleton_17
 
 # BlazePose landmark of each COCO-17 keypoint.
 BLAZEPOSE_TO_COCO = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
