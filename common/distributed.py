@@ -67,6 +67,16 @@ def mean_over_ranks(value: float, weight: float, info: DistInfo, device) -> floa
     return float(t[0] / t[1])
 
 
+def agreed_stop(signum: int, info: DistInfo, device) -> int:
+    """All ranks' answer to "stop?": the largest signal number any rank holds (0: go on).
+    Every rank must call it at the same point; it also acts as a barrier."""
+    if not info.enabled:
+        return signum
+    t = torch.tensor([signum], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t[0])
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -2,11 +2,14 @@
 evaluate a checkpoint and write the result tables. Entry scripts only choose the data."""
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
+from . import signals
 from .arguments import explicit_architecture, fill_architecture, model_config, resolve_checkpoint_path
 from .checkpoint import (CheckpointError, check_architecture, config_from_checkpoint, load_denoiser,
                          remove_stale_temp_files, safe_load)
@@ -18,6 +21,7 @@ from .distributed import cleanup, init_from_env, wrap
 from .datasets.base import Layout
 from .engine import OpenVINODenoiser, for_sampling, sampling_flops
 from .evaluate import EvalSettings, evaluate_sequences
+from .locks import run_lock
 from .outputs import check_writable, guard_previous_run, set_interrupt_hint
 from .report import Report
 from .train import Trainer, TrainConfig
@@ -83,7 +87,8 @@ def run_evaluation(args, model, sequences, layout: Layout, device, out_dir: Path
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
     meta = {"settings": {k: v for k, v in vars(settings).items() if not k.startswith("keep")},
             "checkpoint": str(getattr(args, "evaluate", ""))}
-    report.write(out_dir, name, header, meta, log=log)
+    with signals.deferred():                               # the .log and the .json are written together
+        report.write(out_dir, name, header, meta, log=log)
     set_interrupt_hint(f"the evaluation tables were written to {out_dir}; what came after them was cut short")
     return report, results
 
@@ -108,32 +113,113 @@ RUN_FLAGS = {"learning_rate": "-lr", "lr_decay": "-lrd", "batch_size": "-b", "we
              "heads": "--heads"}
 
 
-def resume_arguments(args, log=print) -> dict:
-    """Load the checkpoint of -r and take the run's architecture and hyper-parameters from it:
-    a flag given on the command line wins (and is reported) except -lr and an architecture
-    flag, which cannot change without breaking the exact resume. Returns the checkpoint."""
-    ckpt = safe_load(args.resume)
+# The data flags of a run: a resumed run takes them from its checkpoint (the entry script
+# reads the data with them, see load_resume); one typed with another value is refused.
+DATA_FLAGS = {"dataset": "-d", "keypoints": "-k", "subjects_train": "-str", "actions": "-a", "subset": "--subset",
+              "downsample": "--downsample"}
+
+
+def merge_resumed_flags(stored: dict, given: dict, table: dict, refused=()) -> tuple[dict, list[str], list[str]]:
+    """The flags of a resumed run, on plain dicts. stored: the run's values (the checkpoint's
+    args); given: the values typed on the command line; table: name -> flag, the names to
+    settle; refused: names whose typed value must not differ from the run's. Returns (values
+    to use for every name of table the run stored, messages about typed values that win,
+    errors about refused ones). Names the run did not store (older checkpoints) are left out."""
+    values, messages, errors = {}, [], []
+    for name, flag in table.items():
+        if name not in stored:
+            continue
+        if name not in given or _same(given[name], stored[name]):
+            values[name] = stored[name]
+        elif name in refused:
+            errors.append(f"{flag} {given[name]} differs from the resumed run's {flag} {stored[name]}")
+        else:
+            values[name] = given[name]
+            messages.append(f"resuming with {flag} {given[name]} from the command line (the run used {stored[name]})")
+    return values, messages, errors
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.replace(" ", "") == b.replace(" ", "")
+    return a == b
+
+
+def _typed(args) -> dict:
+    return {name: getattr(args, name) for name in getattr(args, "given", set()) if hasattr(args, name)}
+
+
+def _apply_data_flags(args, stored: dict) -> dict:
+    """Set the data flags of args to the run's; raise ValueError for a typed one that differs.
+    Returns {name: value} of those that changed."""
+    values, _, errors = merge_resumed_flags(stored, _typed(args), DATA_FLAGS, refused=set(DATA_FLAGS))
+    if errors:
+        raise ValueError(f"{'; '.join(errors)}: a resumed run continues on the data it was trained on, so its data "
+                         f"flags come from {args.resume}; drop {', '.join(e.split()[0] for e in errors)}, or start "
+                         f"a new run in another -c folder")
+    changed = {k: v for k, v in values.items() if not _same(getattr(args, k), v)}
+    for name, value in values.items():
+        setattr(args, name, value)
+    return changed
+
+
+def _load_training_checkpoint(path) -> dict:
+    ckpt = safe_load(path)
     if "train_generator" not in ckpt or "model_config" not in ckpt:
-        raise CheckpointError(f"{args.resume} holds no training state (an authors' or evaluation-only "
+        raise CheckpointError(f"{path} holds no training state (an authors' or evaluation-only "
                               f"checkpoint); it can be evaluated with --evaluate but not resumed with -r")
+    return ckpt
+
+
+def load_resume(args, log=print) -> dict:
+    """-r, before the entry script reads its data: load the checkpoint and take the run's data
+    flags (-d -k -str -a --subset --downsample) from it; a typed one that differs is refused.
+    Returns the checkpoint, for run_training(resumed=...)."""
+    args.resume = str(resolve_checkpoint_path(args.resume, args.checkpoint, "-r"))
+    ckpt = _load_training_checkpoint(args.resume)
+    changed = _apply_data_flags(args, ckpt.get("args") or {})
+    if changed and int(os.environ.get("RANK", "0")) == 0:
+        log("resuming on the run's data: " + " ".join(f"{DATA_FLAGS[k]} {v}" for k, v in changed.items()))
+    return ckpt
+
+
+def resume_arguments(args, log=print, ckpt: dict | None = None) -> dict:
+    """Load the checkpoint of -r (unless given) and take the run's architecture and
+    hyper-parameters from it: a flag given on the command line wins (and is reported) except
+    -lr, an architecture flag and a data flag, which cannot change without breaking the exact
+    resume. Returns the checkpoint."""
+    ckpt = _load_training_checkpoint(args.resume) if ckpt is None else ckpt
     cfg = config_from_checkpoint(ckpt, args.resume)
     check_architecture(args.resume, explicit_architecture(args), cfg)
     fill_architecture(args, cfg)
     args.heads, args.drop_path = cfg.heads, cfg.drop_path
     stored = ckpt.get("args") or {}
-    given = getattr(args, "given", set())
-    for name, flag in RUN_FLAGS.items():
-        if name not in stored or name in ("heads", "drop_path"):
-            continue
-        if name not in given:
-            setattr(args, name, stored[name])
-        elif getattr(args, name) != stored[name]:
-            if name == "learning_rate":
-                raise ValueError(f"-lr {args.learning_rate} differs from the resumed run's {stored[name]}: a resumed "
-                                 f"run continues at its own decayed rate ({ckpt['lr']:.3e}); drop -lr, or start a "
-                                 f"new run")
-            log(f"resuming with {flag} {getattr(args, name)} from the command line (the run used {stored[name]})")
+    _apply_data_flags(args, stored)
+    table = {k: v for k, v in RUN_FLAGS.items() if k not in ("heads", "drop_path")}
+    values, messages, errors = merge_resumed_flags(stored, _typed(args), table, refused={"learning_rate"})
+    if errors:
+        raise ValueError(f"-lr {args.learning_rate} differs from the resumed run's {stored['learning_rate']}: a "
+                         f"resumed run continues at its own decayed rate ({ckpt['lr']:.3e}); drop -lr, or start a "
+                         f"new run")
+    for name, value in values.items():
+        setattr(args, name, value)
+    for message in messages:
+        log(message)
     return ckpt
+
+
+def _training_data(sequences) -> dict:
+    """What a checkpoint records of its training data, to recognise it on resume."""
+    return {"sequences": len(sequences), "frames": int(sum(s.num_frames for s in sequences))}
+
+
+def check_training_data(stored: dict | None, current: dict, path) -> None:
+    """Refuse to resume on training data other than the run's (other files in --data-dir)."""
+    if stored and dict(stored) != current:
+        raise ValueError(f"the training data differs from the run's in {path}: it trained on {stored['sequences']} "
+                         f"sequences of {stored['frames']} frames in all, the data now read has {current['sequences']} "
+                         f"of {current['frames']}; point --data-dir at the run's data, or start a new run in another "
+                         f"-c folder")
 
 
 def _training_interrupted(trainer, args) -> str:
@@ -144,9 +230,17 @@ def _training_interrupted(trainer, args) -> str:
     return "training interrupted before its first epoch ended; nothing was saved: run the command again"
 
 
-def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
+def run_training(args, train_sequences, val_sequences, layout: Layout, device, log=print,
+                 resumed: dict | None = None) -> Trainer:
     """Train per the recipe of docs/method.md; validate on val_sequences with (--val-proposals, --val-timesteps).
-    Under torchrun, every process trains its share of each global batch (common.distributed)."""
+    Under torchrun, every process trains its share of each global batch (common.distributed).
+    The -c folder stays locked (common.locks) until training ends; resumed: the checkpoint of
+    -r when the caller has loaded it already (load_resume)."""
+    with ExitStack() as held:
+        return _run_training(args, train_sequences, val_sequences, layout, device, log, resumed, held)
+
+
+def _run_training(args, train_sequences, val_sequences, layout, device, log, resumed, held: ExitStack) -> Trainer:
     if not train_sequences:
         raise ValueError("no training sequences were selected (check -str, -a)")
     if args.resume:
@@ -154,10 +248,13 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
     info, device = init_from_env(device)
     if not info.is_main:
         log = lambda *_: None
-    resumed = resume_arguments(args, log) if args.resume else None
+    resumed = resume_arguments(args, log, resumed) if args.resume else None
+    if resumed:
+        check_training_data(resumed.get("train_data"), _training_data(train_sequences), args.resume)
     batch_clips = training_clips(args)
     if info.is_main:
         check_writable(args.checkpoint)
+        held.enter_context(run_lock(args.checkpoint, warn=log))
         guard_previous_run(args.checkpoint, args.resume, getattr(args, "overwrite", False), log)
         remove_stale_temp_files(args.checkpoint)
     torch.manual_seed(args.seed)
@@ -190,11 +287,13 @@ def run_training(args, train_sequences, val_sequences, layout: Layout, device, l
         net = torch.compile(model if net is None else net)
         log("training through torch.compile (the first steps compile the model)")
     trainer = Trainer(model, diffusion, clips, cfg, device, args.checkpoint, validate=validate, writer=writer,
-                      dist=info, ddp_model=net, extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}})
+                      dist=info, ddp_model=net, extra_state={"args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))},
+                                   "train_data": _training_data(train_sequences)})
     if resumed:
         trainer.resume(resumed, args.resume)
         log(f"resumed from {args.resume} after epoch {trainer.epoch}")
-    set_interrupt_hint(lambda: _training_interrupted(trainer, args))
+    set_interrupt_hint((lambda: _training_interrupted(trainer, args)) if info.is_main else
+                       f"rank {info.rank} stopped with the others (rank 0 says how to continue)")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training {n_params / 1e6:.2f}M parameters on {device}"
         f"{f' x {info.world_size} processes' if info.enabled else ''}: {len(train_sequences)} sequences, "
@@ -213,10 +312,12 @@ def entry_point(main):
 
     set_interrupt_hint("")
     try:
-        return main()
+        with signals.handle_signals():               # SIGTERM stops as Ctrl-C does
+            return main()
     except (CheckpointError, DatasetError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {interrupt_hint() or 'stopped before any result was written'}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"\ninterrupted by {signals.signal_name(e)}: {interrupt_hint() or 'stopped before any result was written'}",
+              file=sys.stderr)
+        return signals.exit_code(e)

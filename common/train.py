@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from . import signals
 from .checkpoint import atomic_save, make_checkpoint, safe_load
 from .device import autocast, to_device
 from .diffusion import Diffusion
-from .distributed import DistInfo, barrier, mean_over_ranks
+from .distributed import DistInfo, agreed_stop, mean_over_ranks
 from .metrics import mpjpe
 
 
@@ -113,11 +114,27 @@ class Trainer:
             clips_seen += x3d.shape[0]
             bar.set_postfix(loss=f"{1000 * total / frames:.1f}mm",
                             clips_s=f"{clips_seen / (time.perf_counter() - start):.1f}")
+            self._stop_point()
         speed = clips_seen / (time.perf_counter() - start) * self.dist.world_size
         return mean_over_ranks(total / max(frames, 1), frames, self.dist, self.device), speed
 
     def fit(self, log=print) -> float:
-        """Train until cfg.epochs epochs are complete; returns the best validation error (m)."""
+        """Train until cfg.epochs epochs are complete; returns the best validation error (m).
+
+        SIGINT / SIGTERM (common.signals) stop the run: at once in one process, never while
+        checkpoints are written; under torchrun every rank holds the signal until all of them
+        agree, after a batch or after the epoch's checkpoints, and stops there."""
+        if not self.dist.enabled:
+            return self._fit(log)
+        with signals.deferred():
+            return self._fit(log)
+
+    def _stop_point(self) -> None:
+        """Distributed: a safe point to stop at; all ranks stop when any of them received a signal."""
+        if self.dist.enabled:
+            signals.raise_if_requested(agreed_stop(signals.stop_requested(), self.dist, self.device))
+
+    def _fit(self, log) -> float:
         while self.epoch < self.cfg.epochs:
             loss, speed = self.train_epoch()
             self.epoch += 1
@@ -137,16 +154,17 @@ class Trainer:
                     self.writer.add_scalar("lr", self.lr, self.epoch)
                     if not math.isnan(error):
                         self.writer.add_scalar("loss/val_mpjpe_mm", 1000 * error, self.epoch)
-            barrier(self.dist)
+            self._stop_point()                 # also the ranks' barrier at the end of an epoch
         return self.best_error
 
     def _save(self, improved: bool) -> None:
-        state = self.state()
-        atomic_save(state, self.out_dir / "latest_epoch.bin")
-        if improved:
-            atomic_save(state, self.out_dir / "best_epoch.bin")
-        if self.cfg.checkpoint_frequency and self.epoch % self.cfg.checkpoint_frequency == 0:
-            atomic_save(state, self.out_dir / f"epoch_{self.epoch}.bin")
+        with signals.deferred():       # an interrupt waits until the epoch's checkpoints are all written
+            state = self.state()
+            atomic_save(state, self.out_dir / "latest_epoch.bin")
+            if improved:
+                atomic_save(state, self.out_dir / "best_epoch.bin")
+            if self.cfg.checkpoint_frequency and self.epoch % self.cfg.checkpoint_frequency == 0:
+                atomic_save(state, self.out_dir / f"epoch_{self.epoch}.bin")
 
 
 def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..arguments import build_parser, resolve_device, split_list
 from ..datasets.h36m import H36MDataset
-from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training
+from ..experiment import entry_point, load_for_evaluation, load_resume, run_evaluation, run_training
 
 # The demo: a small model on the built-in synthetic set, sized for a few minutes on 2 CPU cores.
 # -b 8 -s 1: 8 clips per training batch (b // s) and 8 clips per P-Best group in evaluation.
@@ -39,6 +39,7 @@ def run(argv=None) -> int:
     if args.demo:
         apply_demo(args)
     device = resolve_device(args)
+    resumed = load_resume(args) if args.resume and not args.evaluate else None   # the run's data flags
     dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
     actions = split_list(args.actions)
     test = dataset.sequences(split_list(args.subjects_test), actions, downsample=args.downsample)
@@ -50,7 +51,7 @@ def run(argv=None) -> int:
         return 0
 
     train = dataset.sequences(split_list(args.subjects_train), actions, args.subset, args.downsample)
-    trainer = run_training(args, train, test, dataset.layout(), device)
+    trainer = run_training(args, train, test, dataset.layout(), device, resumed=resumed)
     if args.demo:
         from ..report import mean_pose_baseline
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from ..arguments import add_viz_arguments, build_parser, resolve_device, split_list
 from ..datasets.h36m import H36MDataset
-from ..experiment import (entry_point, load_for_evaluation, make_sampler, pbest_group, run_evaluation,
-                               run_training)
+from ..experiment import (entry_point, load_for_evaluation, load_resume, make_sampler, pbest_group,
+                               run_evaluation, run_training)
 from ..outputs import check_writable_file
 from ..in_the_wild import lifting
 from ..in_the_wild.keypoints import read_keypoints
@@ -61,6 +61,7 @@ def run(argv=None) -> int:
         return lift(args, device)
 
     # Training / Human3.6M evaluation: main.py's flow on a (usually COCO-layout) 2D file.
+    resumed = load_resume(args) if args.resume and not args.evaluate else None   # the run's data flags
     dataset = H36MDataset(args.data_dir, args.keypoints, args.dataset)
     args.input_layout = dataset.layout_name      # recorded in the checkpoint's args for inference
     layout, actions = dataset.layout(), split_list(args.actions)
@@ -71,7 +72,7 @@ def run(argv=None) -> int:
                        name=f"eval_{Path(args.evaluate).stem}")
         return 0
     train = dataset.sequences(split_list(args.subjects_train), actions, args.subset, args.downsample)
-    run_training(args, train, test, layout, device)
+    run_training(args, train, test, layout, device, resumed=resumed)
     return 0
 
 
