@@ -120,6 +120,8 @@ class DDIMSampler:
 
     def __init__(self, diffusion: Diffusion, steps: int, eta: float = 1.0,
                  max_batch_hypotheses: int | None = None, amp_dtype: torch.dtype | None = None):
+        if not 1 <= steps <= diffusion.timesteps:
+            raise ValueError(f"{steps} DDIM iterations: give between 1 and the {diffusion.timesteps} diffusion timesteps")
         self.diffusion = diffusion
         self.steps = steps
         self.eta = eta
@@ -172,6 +174,8 @@ class DDIMSampler:
         ones (draw 0 is x_T, draw i the z of the update after iteration i), to replay a run.
         Returns the x0 prediction of every iteration, (B, K, H, F, J, 3).
         """
+        if num_hypotheses < 1:
+            raise ValueError(f"{num_hypotheses} hypotheses: sampling needs at least 1")
         b, f, j, _ = x2d.shape
         shape = (b, num_hypotheses, f, j, 3)
         draws = iter(noise) if noise is not None else None

@@ -16,7 +16,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..arguments import add_viz_arguments, build_parser, resolve_device, split_list
+from ..arguments import (add_viz_arguments, build_parser, non_negative_int, number, positive_float, positive_int,
+                         resolve_device, split_list)
 from ..datasets.h36m import H36MDataset
 from ..experiment import (entry_point, load_for_evaluation, load_resume, make_sampler, pbest_group,
                                run_evaluation, run_training)
@@ -34,22 +35,22 @@ def build_wild_parser():
                         "(frames, 17, 2|3) pixels; needs --evaluate")
     g.add_argument("--track-id", type=int, default=None, help="person to use in a tracked JSON; None: the "
                                                               "longest track")
-    g.add_argument("--threshold", type=float, default=0.3, help="keypoints below this confidence are "
+    g.add_argument("--threshold", type=number(float, 0, 1), default=0.3, help="keypoints below this confidence are "
                                                                 "interpolated over time")
-    g.add_argument("--max-frame-gap", type=int, default=30, metavar="N",
+    g.add_argument("--max-frame-gap", type=positive_int, default=30, metavar="N",
                    help="frame numbers further apart split the detections; the longest segment is used")
-    g.add_argument("--max-missing-frames", type=float, default=0.5, metavar="SHARE",
+    g.add_argument("--max-missing-frames", type=number(float, 0, 1), default=0.5, metavar="SHARE",
                    help="refuse a clip when more than this share of its frames has no detection")
-    g.add_argument("--width", type=int, default=None, help="image width, pixels")
-    g.add_argument("--height", type=int, default=None, help="image height, pixels")
+    g.add_argument("--width", type=positive_int, default=None, help="image width, pixels")
+    g.add_argument("--height", type=positive_int, default=None, help="image height, pixels")
     g.add_argument("--video", "--viz-video", dest="video", default=None, metavar="FILE",
                    help="the source video: image size (with ffprobe) and background of --render")
-    g.add_argument("--focal", type=float, default=None, help="focal length, pixels; None: the image width")
+    g.add_argument("--focal", type=positive_float, default=None, help="focal length, pixels; None: the image width")
     g.add_argument("--input-layout", choices=("auto", "coco", "h36m"), default="auto",
                    help="2D joint layout the model was trained on (auto: from the checkpoint's training args)")
     g.add_argument("--output", default="", metavar="FILE.npz",
                    help="result file; empty: <keypoints file>_3d.npz beside it")
-    g.add_argument("--fps", type=float, default=25.0, help="frame rate of the animation")
+    g.add_argument("--fps", type=positive_float, default=25.0, help="frame rate of the animation")
     add_viz_arguments(p, limit_help="animate only the first N frames; None: all")
     return p
 
