@@ -19,7 +19,7 @@ from . import signals
 from .checkpoint import atomic_save, make_checkpoint, safe_load
 from .device import autocast, to_device
 from .diffusion import Diffusion
-from .distributed import DistInfo, agreed_stop, mean_over_ranks
+from .distributed import DistInfo, agreed_stop, gather_states, mean_over_ranks
 from .metrics import mpjpe
 
 
@@ -62,13 +62,24 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.dist.rank)   # drop-path masks draw from the global generator
 
     # ------------------------------------------------------------------ state
-    def state(self) -> dict:
+    def state(self, rank_rng: list | None = None) -> dict:
+        """rank_rng: distributed, every rank's generator states (_rng_states), so that each
+        rank resumes its own drop-path draws."""
+        extra = {"rank_rng": rank_rng} if rank_rng else {}
         return make_checkpoint(
             self.model, epoch=self.epoch, lr=self.lr, optimizer=self.optimizer.state_dict(),
             random_state=self.clips.random_state(), best_error=self.best_error,
             train_generator=self.generator.get_state(), grad_scaler=self.scaler.state_dict(),
             torch_rng=torch.get_rng_state(),
-            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **self.extra_state)
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **self.extra_state, **extra)
+
+    def _rng_states(self) -> list[torch.Tensor]:
+        """This process's global generators that training draws from (drop-path masks): the
+        CPU's, and its CUDA device's."""
+        states = [torch.get_rng_state()]
+        if torch.device(self.device).type == "cuda":
+            states.append(torch.cuda.get_rng_state(self.device))
+        return states
 
     def resume(self, checkpoint, path=None) -> None:
         """Continue exactly where a checkpoint of ours (a path, or its loaded dict) left off."""
@@ -87,6 +98,12 @@ class Trainer:
         torch.set_rng_state(ckpt["torch_rng"])
         if torch.cuda.is_available() and ckpt["cuda_rng"]:
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        rank_rng = ckpt.get("rank_rng") or []
+        if self.dist.enabled and len(rank_rng) == self.dist.world_size:    # each rank's own draws
+            own = rank_rng[self.dist.rank]
+            torch.set_rng_state(own[0])
+            if len(own) > 1 and torch.device(self.device).type == "cuda":
+                torch.cuda.set_rng_state(own[1], self.device)
 
     # ------------------------------------------------------------------ loop
     def train_epoch(self) -> tuple[float, float]:
@@ -137,6 +154,7 @@ class Trainer:
     def _fit(self, log) -> float:
         while self.epoch < self.cfg.epochs:
             loss, speed = self.train_epoch()
+            rank_rng = gather_states(self._rng_states(), self.dist, self.device) if self.dist.enabled else None
             self.epoch += 1
             self.lr *= self.cfg.lr_decay
             for group in self.optimizer.param_groups:
@@ -148,7 +166,7 @@ class Trainer:
             if self.dist.is_main:
                 log(f"[{self.epoch}] lr {self.lr:.3e}  train {1000 * loss:.2f} mm  "
                     f"val {1000 * error:.2f} mm{'  (best)' if improved else ''}  {speed:.1f} clips/s")
-                self._save(improved)
+                self._save(improved, rank_rng)
                 if self.writer is not None:
                     self.writer.add_scalar("loss/train_mpjpe_mm", 1000 * loss, self.epoch)
                     self.writer.add_scalar("lr", self.lr, self.epoch)
@@ -157,9 +175,9 @@ class Trainer:
             self._stop_point()                 # also the ranks' barrier at the end of an epoch
         return self.best_error
 
-    def _save(self, improved: bool) -> None:
+    def _save(self, improved: bool, rank_rng: list | None = None) -> None:
         with signals.deferred():       # an interrupt waits until the epoch's checkpoints are all written
-            state = self.state()
+            state = self.state(rank_rng)
             atomic_save(state, self.out_dir / "latest_epoch.bin")
             if improved:
                 atomic_save(state, self.out_dir / "best_epoch.bin")
