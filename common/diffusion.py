@@ -186,11 +186,11 @@ class DDIMSampler:
             return torch.randn(shape, device=x2d.device, dtype=x2d.dtype, generator=generator)
 
         x = normal()
-        outputs = []
-        for t, t_next in self.time_pairs:
+        outputs = torch.empty((b, len(self.time_pairs)) + shape[1:], device=x2d.device, dtype=x2d.dtype)
+        for k, (t, t_next) in enumerate(self.time_pairs):
             x0 = self.predict_x0(model, x2d, x, t, flip)
-            outputs.append(x0)
+            outputs[:, k] = x0                      # written in place: no list of K results, no stacked copy
             if t_next < 0:
                 break
             x = self.step(x, x0, t, t_next, normal())
-        return torch.stack(outputs, dim=1)
+        return outputs

@@ -154,7 +154,8 @@ def sample_clip(model, sampler: DDIMSampler, x2d: np.ndarray, hypotheses: int, k
     for g, _, hyps in sample_windows(model, sampler, [x2d], hypotheses, batch, tta, seed, device, progress=False):
         hyps[..., ROOT, :] = 0
         hyps = hyps.permute(0, 3, 1, 2, 4, 5).cpu().numpy()           # (n, F, K, H, J, 3)
-        out[g.windows[g.new]] = hyps[g.new]
+        for frames, new, window in zip(g.windows, g.new, hyps):        # window by window: no copy of the group
+            out[frames[new]] = window[new]
     return out
 
 
