@@ -90,6 +90,7 @@ def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], s
         seq = sequences[g.seq_index]
         _score_group(results[g.seq_index], hyps, _reprojection_target(seq, g.windows, x2d), g,
                      *_gather(seq, g.windows), seq, settings, protocols, device)
+        del x2d, hyps                                   # freed before the next group is sampled
     return results
 
 

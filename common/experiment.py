@@ -311,13 +311,13 @@ def entry_point(main):
     from .outputs import interrupt_hint
 
     set_interrupt_hint("")
-    try:
-        with signals.handle_signals():               # SIGTERM stops as Ctrl-C does
+    with signals.handle_signals():                   # SIGTERM stops as Ctrl-C does
+        try:
             return main()
-    except (CheckpointError, DatasetError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:
-        print(f"\ninterrupted by {signals.signal_name(e)}: {interrupt_hint() or 'stopped before any result was written'}",
-              file=sys.stderr)
-        return signals.exit_code(e)
+        except (CheckpointError, DatasetError, ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as e:
+            print(f"\ninterrupted by {signals.signal_name(e)}: "
+                  f"{interrupt_hint() or 'stopped before any result was written'}", file=sys.stderr)
+            return signals.exit_code(e)

@@ -100,4 +100,5 @@ def sample_windows(model, sampler: DDIMSampler, inputs_2d: list[np.ndarray], hyp
             yield g, x2d[rows], hyps[rows]
             start += len(g.windows)
             bar.update(1)
+        del x2d, tta, per_group, noise, hyps                # not alive while the next batch is sampled
     bar.close()

@@ -4,7 +4,8 @@ Cluster schedulers (SLURM, Kubernetes) and torchrun send SIGTERM some seconds be
 a job; Ctrl-C sends SIGINT. While `handle_signals()` is active both raise `Interrupted` (a
 KeyboardInterrupt), so every `except KeyboardInterrupt` / `finally` on the way out runs, and
 the entry point prints its hint and exits with the shell's code for the signal (128 + signal
-number: 130 for SIGINT, 143 for SIGTERM).
+number: 130 for SIGINT, 143 for SIGTERM). Once the stop has begun, further signals are
+ignored until the block ends, so a repeated one cannot cut the clean stop short.
 
 Where stopping half-way would leave things inconsistent (writing a checkpoint and its
 companions), code runs inside `deferred()`: a signal arriving there is held and raised when
@@ -33,7 +34,7 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-_state = {"deferred": 0, "pending": 0}
+_state = {"deferred": 0, "pending": 0, "stopping": 0}
 
 
 def exit_code(exc: BaseException) -> int:
@@ -47,9 +48,12 @@ def signal_name(exc: BaseException) -> str:
 
 
 def _handler(signum, frame) -> None:
+    if _state["stopping"]:
+        return                  # already stopping (torchrun signals the other ranks again when one ends)
     if _state["deferred"]:
         _state["pending"] = _state["pending"] or int(signum)      # the first signal names the stop
         return
+    _state["stopping"] = int(signum)
     raise Interrupted(signum)
 
 
@@ -64,13 +68,13 @@ def handle_signals():
         for sig in HANDLED:
             if signal.getsignal(sig) is not signal.SIG_IGN:
                 previous[sig] = signal.signal(sig, _handler)
-    _state.update(deferred=0, pending=0)
+    _state.update(deferred=0, pending=0, stopping=0)
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        _state.update(deferred=0, pending=0)
+        _state.update(deferred=0, pending=0, stopping=0)
 
 
 def stop_requested() -> int:
@@ -83,7 +87,7 @@ def raise_if_requested(signum: int | None = None) -> None:
     Interrupted and forget it."""
     signum = signum or _state["pending"]
     if signum:
-        _state["pending"] = 0
+        _state.update(pending=0, stopping=signum)
         raise Interrupted(signum)
 
 

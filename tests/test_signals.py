@@ -208,3 +208,19 @@ def test_sigterm_under_torchrun_stops_every_rank_with_143_and_the_resumed_run_is
     expected, got = weights(tmp_path / "straight" / "latest_epoch.bin"), weights(ck / "latest_epoch.bin")
     for key, value in expected.items():
         assert torch.equal(value, got[key]), key
+
+
+def test_a_second_signal_during_the_stop_is_ignored():
+    """torchrun signals the remaining ranks again when the first one ends: the clean stop
+    already under way must not be cut short by it."""
+    unwound = []
+    with signals.handle_signals():
+        with pytest.raises(signals.Interrupted):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)      # arrives while the first one unwinds
+                time.sleep(0.05)
+                unwound.append(True)
+    assert unwound and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -156,6 +156,7 @@ def sample_clip(model, sampler: DDIMSampler, x2d: np.ndarray, hypotheses: int, k
         hyps = hyps.permute(0, 3, 1, 2, 4, 5).cpu().numpy()           # (n, F, K, H, J, 3)
         for frames, new, window in zip(g.windows, g.new, hyps):        # window by window: no copy of the group
             out[frames[new]] = window[new]
+        del hyps, window                                               # freed before the next group is sampled
     return out
 
 
