@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common.arguments import non_negative_int, positive_int
 from common.denoiser import Denoiser, DenoiserConfig
 from common.device import AMP_DTYPES, autocast, compile_wanted, prepare_model
 from common.diffusion import DDIMSampler, Diffusion, FlipTTA
@@ -287,29 +288,29 @@ def cpu_features() -> dict:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    p.add_argument("-f", "--frames", type=int, help="clip length F (preset's if not given)")
-    p.add_argument("-cs", "--channels", type=int, help="channels C")
-    p.add_argument("-dep", "--depth", type=int, help="depth D")
-    p.add_argument("-num_proposals", "--hypotheses", dest="hypotheses", type=int, help="hypotheses H")
-    p.add_argument("-sampling_timesteps", "--iterations", dest="iterations", type=int, help="DDIM iterations K")
-    p.add_argument("--batch", type=int, help="clips per sampling batch")
-    p.add_argument("--train-batch", type=int, help="clips per training step")
+    p.add_argument("-f", "--frames", type=positive_int, help="clip length F (preset's if not given)")
+    p.add_argument("-cs", "--channels", type=positive_int, help="channels C")
+    p.add_argument("-dep", "--depth", type=positive_int, help="depth D")
+    p.add_argument("-num_proposals", "--hypotheses", dest="hypotheses", type=positive_int, help="hypotheses H")
+    p.add_argument("-sampling_timesteps", "--iterations", dest="iterations", type=positive_int, help="DDIM iterations K")
+    p.add_argument("--batch", type=positive_int, help="clips per sampling batch")
+    p.add_argument("--train-batch", type=positive_int, help="clips per training step")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="sample without flip TTA")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", choices=sorted(AMP_DTYPES), help="eager/compile variants under autocast with this dtype")
     p.add_argument("--compile", action="store_true", help="add torch.compile variants (long warm-up)")
     p.add_argument("--no-engine", dest="engines", action="store_false", help="leave out the OpenVINO variants")
-    p.add_argument("--max-batch-hypotheses", type=int, default=0,
+    p.add_argument("--max-batch-hypotheses", type=non_negative_int, default=0,
                    help="clip-hypotheses per denoiser call (0: automatic for the device)")
-    p.add_argument("--repeats", type=int, default=5, help="timed sampling batches per variant")
-    p.add_argument("--train-steps", type=int, default=5, help="timed training steps per variant and repeat")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed sampling batches per variant")
+    p.add_argument("--train-steps", type=positive_int, default=5, help="timed training steps per variant and repeat")
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory measurement")
     p.add_argument("--demo-checkpoint", metavar="FILE",
                    help="also evaluate this checkpoint of `python main.py --demo` (H=5 K=5) in float32 and in "
                         "bf16 and print the J-Agg averages")
     p.add_argument("--data-dir", default="data", help="where the demo's synthetic data set is (or is written)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -12,6 +12,7 @@ only the numpy globals the authors' pickle needs are allow-listed.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import re
 import tempfile
@@ -249,10 +250,38 @@ def atomic_save(obj, path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, (OSError, RuntimeError)):      # torch's writer reports a full disk as a RuntimeError
+            raise CheckpointWriteError(_write_failure(path, e)) from e
         raise
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, lost permissions); the message says what
+    was kept."""
+
+
+def _write_failure(path: Path, error: BaseException) -> str:
+    import shutil
+
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    chain, seen = [], error
+    while seen is not None and len(chain) < 10:              # torch's RuntimeError may wrap the OSError
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    if any(getattr(e, "errno", None) == errno.ENOSPC for e in chain) or (free is not None and free < 64 * 2 ** 20):
+        reason = f"the disk is full: {free / 2 ** 20:.0f} MB free" if free is not None else "the disk is full"
+    else:
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+    kept = (f"the previous {path.name} is unchanged (continue from it with -r {path} once the problem is fixed)"
+            if path.name == "latest_epoch.bin" and path.is_file() else
+            f"the previous {path.name} is unchanged" if path.is_file() else "nothing was written under that name")
+    return f"could not write the checkpoint {path} ({reason}); {kept}; free space or choose another -c folder"
 
 
 def make_checkpoint(model: Denoiser, **state) -> dict:

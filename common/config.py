@@ -8,7 +8,8 @@ returns a new one (`dataclasses.replace`).
 Field names are the flags' argparse names, so a checkpoint's stored `args` dict (which the
 authors' scripts and ours write) maps onto the fields one to one. `flag` metadata names the
 command-line flag in messages; `resume` marks the run hyper-parameters a resumed run takes from
-its checkpoint unless the command line gives them.
+its checkpoint unless the command line gives them (True), and the data flags it always takes
+from it ("data").
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .datasets.base import Selection
 from .denoiser import ARCHITECTURE_FIELDS, DenoiserConfig
 
 
-def _flag(name: str, default, resume: bool = False, **kw):
+def _flag(name: str, default, resume: bool | str = False, **kw):
     return field(default=default, metadata={"flag": name, "resume": resume}, **kw)
 
 
@@ -33,14 +34,14 @@ def split_list(text: str) -> list[str] | None:
 @dataclass(frozen=True)
 class RunConfig:
     # data
-    dataset: str = _flag("-d", "h36m")
-    keypoints: str = _flag("-k", "cpn_ft_h36m_dbb")
+    dataset: str = _flag("-d", "h36m", resume="data")
+    keypoints: str = _flag("-k", "cpn_ft_h36m_dbb", resume="data")
     data_dir: str = _flag("--data-dir", "data")
-    subjects_train: str = _flag("-str", "S1,S5,S6,S7,S8")
+    subjects_train: str = _flag("-str", "S1,S5,S6,S7,S8", resume="data")
     subjects_test: str = _flag("-ste", "S9,S11")
-    actions: str = _flag("-a", "*")
-    subset: float = _flag("--subset", 1.0)
-    downsample: int = _flag("--downsample", 1)
+    actions: str = _flag("-a", "*", resume="data")
+    subset: float = _flag("--subset", 1.0, resume="data")
+    downsample: int = _flag("--downsample", 1, resume="data")
     # run
     checkpoint: str = _flag("-c", "checkpoint")
     log: str = _flag("-l", "log/default")
@@ -156,5 +157,7 @@ class RunConfig:
                               drop_path=self.drop_path, input_map="coco_to_h36m" if input_name == "coco" else "")
 
 
-# The run hyper-parameters a resumed run takes from its checkpoint (field -> flag).
-RESUME_FIELDS = {f.name: f.metadata["flag"] for f in dataclasses.fields(RunConfig) if f.metadata.get("resume")}
+# The run hyper-parameters a resumed run takes from its checkpoint unless typed (field -> flag),
+# and the data flags it always takes from it (a typed one that differs is refused).
+RESUME_FIELDS = {f.name: f.metadata["flag"] for f in dataclasses.fields(RunConfig) if f.metadata.get("resume") is True}
+DATA_FIELDS = {f.name: f.metadata["flag"] for f in dataclasses.fields(RunConfig) if f.metadata.get("resume") == "data"}

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .aggregation import j_agg, reproject
+from .arguments import non_negative_int
 from .checkpoint import load_denoiser
 from .denoiser import DenoiserConfig
 from .device import AMP_DTYPES, amp_dtype, autocast
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", choices=sorted(AMP_DTYPES),
                         help=f"denoiser under autocast; its outputs checked to {TOL_AMP * 1000:g} mm")
-    parser.add_argument("--max-batch-hypotheses", type=int, default=None, metavar="N",
+    parser.add_argument("--max-batch-hypotheses", type=non_negative_int, default=None, metavar="N",
                         help="split the sampler's denoiser calls into N clip-hypotheses")
     args = parser.parse_args(argv)
     missing = [f for f in args.folders if not (Path(f) / "vectors.npz").is_file() or

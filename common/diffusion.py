@@ -120,6 +120,8 @@ class DDIMSampler:
 
     def __init__(self, diffusion: Diffusion, steps: int, eta: float = 1.0,
                  max_batch_hypotheses: int | None = None, amp_dtype: torch.dtype | None = None):
+        if not 1 <= steps <= diffusion.timesteps:
+            raise ValueError(f"{steps} DDIM iterations: give between 1 and the {diffusion.timesteps} diffusion timesteps")
         self.diffusion = diffusion
         self.steps = steps
         self.eta = eta
@@ -172,6 +174,8 @@ class DDIMSampler:
         ones (draw 0 is x_T, draw i the z of the update after iteration i), to replay a run.
         Returns the x0 prediction of every iteration, (B, K, H, F, J, 3).
         """
+        if num_hypotheses < 1:
+            raise ValueError(f"{num_hypotheses} hypotheses: sampling needs at least 1")
         b, f, j, _ = x2d.shape
         shape = (b, num_hypotheses, f, j, 3)
         draws = iter(noise) if noise is not None else None
@@ -182,11 +186,11 @@ class DDIMSampler:
             return torch.randn(shape, device=x2d.device, dtype=x2d.dtype, generator=generator)
 
         x = normal()
-        outputs = []
-        for t, t_next in self.time_pairs:
+        outputs = torch.empty((b, len(self.time_pairs)) + shape[1:], device=x2d.device, dtype=x2d.dtype)
+        for k, (t, t_next) in enumerate(self.time_pairs):
             x0 = self.predict_x0(model, x2d, x, t, flip)
-            outputs.append(x0)
+            outputs[:, k] = x0                      # written in place: no list of K results, no stacked copy
             if t_next < 0:
                 break
             x = self.step(x, x0, t, t_next, normal())
-        return torch.stack(outputs, dim=1)
+        return outputs

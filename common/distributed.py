@@ -68,6 +68,31 @@ def mean_over_ranks(value: float, weight: float, info: DistInfo, device) -> floa
     return float(t[0] / t[1])
 
 
+def gather_states(states: list[torch.Tensor], info: DistInfo, device) -> list[list[torch.Tensor]]:
+    """Every rank's list of byte tensors (RNG states; the same sizes on every rank), on the
+    CPU, indexed by rank. Every rank must call it at the same point."""
+    if not info.enabled:
+        return [[s.cpu() for s in states]]
+    out = [[] for _ in range(info.world_size)]
+    for state in states:
+        t = state.to(device)
+        parts = [torch.empty_like(t) for _ in range(info.world_size)]
+        dist.all_gather(parts, t)
+        for rank, part in enumerate(parts):
+            out[rank].append(part.cpu())
+    return out
+
+
+def agreed_stop(signum: int, info: DistInfo, device) -> int:
+    """All ranks' answer to "stop?": the largest signal number any rank holds (0: go on).
+    Every rank must call it at the same point; it also acts as a barrier."""
+    if not info.enabled:
+        return signum
+    t = torch.tensor([signum], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t[0])
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -97,6 +97,7 @@ def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], s
         target = results[g.seq_index] if shard is None else shard.target(g, results[g.seq_index])
         _score_group(target, hyps, _reprojection_target(seq, g.windows, x2d), g,
                      *_gather(seq, g.windows), seq, settings, protocols, device)
+        del x2d, hyps                                   # freed before the next group is sampled
     return results
 
 
@@ -112,7 +113,7 @@ def _reprojection_target(seq: Sequence, windows: np.ndarray, x2d: torch.Tensor) 
     (e.g. COCO input mapped to Human3.6M joints)."""
     if "reproj_2d" not in seq.extra:
         return x2d
-    return torch.from_numpy(np.asarray(seq.extra["reproj_2d"], dtype=np.float32)[windows]).to(x2d.device)
+    return torch.from_numpy(np.asarray(seq.extra["reproj_2d"][windows], dtype=np.float32)).to(x2d.device)
 
 
 def _score_group(result: SequenceResult, hyps, x2d, group: WindowGroup, g3d, gtraj, gcam, seq: Sequence,

@@ -4,15 +4,18 @@ setting arrives as one RunConfig (common/config.py), which nothing here changes.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
+from . import signals
 from .checkpoint import (CheckpointError, check_architecture, config_from_checkpoint, load_denoiser,
                          remove_stale_temp_files, safe_load)
 from .clips import ClipSampler
-from .config import RESUME_FIELDS, RunConfig
+from .config import DATA_FIELDS, RESUME_FIELDS, RunConfig
 from .denoiser import Denoiser
 from .device import amp_dtype, compile_wanted, configure_cpu_compile, prepare_model
 from .diffusion import DDIMSampler, Diffusion
@@ -21,6 +24,7 @@ from .distributed_eval import evaluate_distributed
 from .datasets.base import Layout
 from .engine import OpenVINODenoiser, for_sampling
 from .evaluate import EvalSettings, evaluate_sequences
+from .locks import run_lock
 from .outputs import check_writable, guard_previous_run, set_interrupt_hint
 from .report import Report
 from .train import Trainer, TrainConfig
@@ -94,7 +98,8 @@ def run_evaluation(run: RunConfig, model, sequences, layout: Layout, device, out
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
     meta = {"settings": {k: v for k, v in dataclasses.asdict(settings).items() if not k.startswith("keep")},
             "checkpoint": run.evaluate}
-    report.write(out_dir, name, header, meta, log=log)
+    with signals.deferred():                               # the .log and the .json are written together
+        report.write(out_dir, name, header, meta, log=log)
     uncertainty.write(results, out_dir)
     set_interrupt_hint(f"the evaluation tables were written to {out_dir}; what came after them was cut short")
     return report, results
@@ -121,32 +126,101 @@ def resolve_checkpoint_path(name, folder, flag: str = "--evaluate") -> Path:
                             f"nor at {Path(name)}")
 
 
-def resume_settings(run: RunConfig, log=print) -> tuple[RunConfig, dict]:
-    """Load the checkpoint of -r and take the run's architecture and hyper-parameters from it:
-    a flag given on the command line wins (and is reported) except -lr and an architecture
-    flag, which cannot change without breaking the exact resume. Returns (the resumed run's
-    configuration, the checkpoint)."""
-    ckpt = safe_load(run.resume)
+def merge_resumed_flags(stored: dict, given: dict, table: dict, refused=()) -> tuple[dict, list[str], list[str]]:
+    """The flags of a resumed run, on plain dicts. stored: the run's values (the checkpoint's
+    args); given: the values typed on the command line; table: name -> flag, the names to
+    settle; refused: names whose typed value must not differ from the run's. Returns (values
+    to use for every name of table the run stored, messages about typed values that win,
+    errors about refused ones). Names the run did not store (older checkpoints) are left out."""
+    values, messages, errors = {}, [], []
+    for name, flag in table.items():
+        if name not in stored:
+            continue
+        if name not in given or _same(given[name], stored[name]):
+            values[name] = stored[name]
+        elif name in refused:
+            errors.append(f"{flag} {given[name]} differs from the resumed run's {flag} {stored[name]}")
+        else:
+            values[name] = given[name]
+            messages.append(f"resuming with {flag} {given[name]} from the command line (the run used {stored[name]})")
+    return values, messages, errors
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.replace(" ", "") == b.replace(" ", "")
+    return a == b
+
+
+def _typed(run: RunConfig) -> dict:
+    return {name: getattr(run, name) for name in run.given}
+
+
+def _with_data_flags(run: RunConfig, stored: dict) -> tuple[RunConfig, dict]:
+    """The run with its data flags taken from the checkpoint's; ValueError for a typed one that
+    differs. Returns (configuration, {name: value} of those that changed)."""
+    values, _, errors = merge_resumed_flags(stored, _typed(run), DATA_FIELDS, refused=set(DATA_FIELDS))
+    if errors:
+        raise ValueError(f"{'; '.join(errors)}: a resumed run continues on the data it was trained on, so its data "
+                         f"flags come from {run.resume}; drop {', '.join(e.split()[0] for e in errors)}, or start "
+                         f"a new run in another -c folder")
+    changed = {k: v for k, v in values.items() if not _same(getattr(run, k), v)}
+    return run.replace(**values), changed
+
+
+def _load_training_checkpoint(path) -> dict:
+    ckpt = safe_load(path)
     if "train_generator" not in ckpt or "model_config" not in ckpt:
-        raise CheckpointError(f"{run.resume} holds no training state (an authors' or evaluation-only "
+        raise CheckpointError(f"{path} holds no training state (an authors' or evaluation-only "
                               f"checkpoint); it can be evaluated with --evaluate but not resumed with -r")
+    return ckpt
+
+
+def load_resume(run: RunConfig, log=print) -> tuple[RunConfig, dict]:
+    """-r, before the entry script reads its data: load the checkpoint and take the run's data
+    flags (-d -k -str -a --subset --downsample) from it; a typed one that differs is refused.
+    Returns (the configuration with them, the checkpoint for run_training(resumed=...))."""
+    run = run.replace(resume=str(resolve_checkpoint_path(run.resume, run.checkpoint, "-r")))
+    ckpt = _load_training_checkpoint(run.resume)
+    run, changed = _with_data_flags(run, ckpt.get("args") or {})
+    if changed and int(os.environ.get("RANK", "0")) == 0:
+        log("resuming on the run's data: " + " ".join(f"{DATA_FIELDS[k]} {v}" for k, v in changed.items()))
+    return run, ckpt
+
+
+def resume_settings(run: RunConfig, log=print, ckpt: dict | None = None) -> tuple[RunConfig, dict]:
+    """Load the checkpoint of -r (unless given) and take the run's architecture and
+    hyper-parameters from it: a flag given on the command line wins (and is reported) except
+    -lr, an architecture flag and a data flag, which cannot change without breaking the exact
+    resume. Returns (the resumed run's configuration, the checkpoint)."""
+    ckpt = _load_training_checkpoint(run.resume) if ckpt is None else ckpt
     cfg = config_from_checkpoint(ckpt, run.resume)
     check_architecture(run.resume, run.architecture_given(), cfg)
     run = run.with_architecture(cfg).replace(heads=cfg.heads, drop_path=cfg.drop_path)
     stored = ckpt.get("args") or {}
-    taken = {}
-    for name, flag in RESUME_FIELDS.items():
-        if name not in stored:
-            continue
-        if name not in run.given:
-            taken[name] = stored[name]
-        elif getattr(run, name) != stored[name]:
-            if name == "learning_rate":
-                raise ValueError(f"-lr {run.learning_rate} differs from the resumed run's {stored[name]}: a resumed "
-                                 f"run continues at its own decayed rate ({ckpt['lr']:.3e}); drop -lr, or start a "
-                                 f"new run")
-            log(f"resuming with {flag} {getattr(run, name)} from the command line (the run used {stored[name]})")
-    return run.replace(**taken), ckpt
+    run, _ = _with_data_flags(run, stored)
+    values, messages, errors = merge_resumed_flags(stored, _typed(run), RESUME_FIELDS, refused={"learning_rate"})
+    if errors:
+        raise ValueError(f"-lr {run.learning_rate} differs from the resumed run's {stored['learning_rate']}: a "
+                         f"resumed run continues at its own decayed rate ({ckpt['lr']:.3e}); drop -lr, or start a "
+                         f"new run")
+    for message in messages:
+        log(message)
+    return run.replace(**values), ckpt
+
+
+def _training_data(sequences) -> dict:
+    """What a checkpoint records of its training data, to recognise it on resume."""
+    return {"sequences": len(sequences), "frames": int(sum(s.num_frames for s in sequences))}
+
+
+def check_training_data(stored: dict | None, current: dict, path) -> None:
+    """Refuse to resume on training data other than the run's (other files in --data-dir)."""
+    if stored and dict(stored) != current:
+        raise ValueError(f"the training data differs from the run's in {path}: it trained on {stored['sequences']} "
+                         f"sequences of {stored['frames']} frames in all, the data now read has {current['sequences']} "
+                         f"of {current['frames']}; point --data-dir at the run's data, or start a new run in another "
+                         f"-c folder")
 
 
 def _training_interrupted(trainer, run: RunConfig) -> str:
@@ -157,9 +231,18 @@ def _training_interrupted(trainer, run: RunConfig) -> str:
     return "training interrupted before its first epoch ended; nothing was saved: run the command again"
 
 
-def run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout, device, log=print) -> Trainer:
+def run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout, device, log=print,
+                 resumed: dict | None = None) -> Trainer:
     """Train per the recipe of docs/method.md; validate on val_sequences with (--val-proposals, --val-timesteps).
-    Under torchrun, every process trains its share of each global batch (common.distributed)."""
+    Under torchrun, every process trains its share of each global batch (common.distributed).
+    The -c folder stays locked (common.locks) until training ends; resumed: the checkpoint of
+    -r when the caller has loaded it already (load_resume)."""
+    with ExitStack() as held:
+        return _run_training(run, train_sequences, val_sequences, layout, device, log, resumed, held)
+
+
+def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout, device, log, resumed,
+                  held: ExitStack) -> Trainer:
     if not train_sequences:
         raise ValueError("no training sequences were selected (check -str, -a)")
     if run.resume:
@@ -167,9 +250,9 @@ def run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout,
     info, device = init_from_env(device)
     if not info.is_main:
         log = lambda *_: None
-    resumed = None
     if run.resume:
-        run, resumed = resume_settings(run, log)
+        run, resumed = resume_settings(run, log, resumed)
+        check_training_data(resumed.get("train_data"), _training_data(train_sequences), run.resume)
     batch_clips = run.training_clips()
     if run.calibrate:
         from .calibration import check_training_calibration
@@ -177,6 +260,7 @@ def run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout,
         check_training_calibration(run.num_proposals, val_sequences)
     if info.is_main:
         check_writable(run.checkpoint)
+        held.enter_context(run_lock(run.checkpoint, warn=log))
         guard_previous_run(run.checkpoint, run.resume, run.overwrite, log)
         remove_stale_temp_files(run.checkpoint)
     torch.manual_seed(run.seed)
@@ -208,11 +292,14 @@ def run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout,
         net = torch.compile(model if net is None else net)
         log("training through torch.compile (the first steps compile the model)")
     trainer = Trainer(model, diffusion, clips, cfg, device, run.checkpoint, validate=validate, writer=writer,
-                      dist=info, ddp_model=net, extra_state={"args": {**run.to_dict(), "input_layout": layout.input_name}})
+                      dist=info, ddp_model=net,
+                      extra_state={"args": {**run.to_dict(), "input_layout": layout.input_name},
+                                   "train_data": _training_data(train_sequences)})
     if resumed:
         trainer.resume(resumed, run.resume)
         log(f"resumed from {run.resume} after epoch {trainer.epoch}")
-    set_interrupt_hint(lambda: _training_interrupted(trainer, run))
+    set_interrupt_hint((lambda: _training_interrupted(trainer, run)) if info.is_main else
+                       f"rank {info.rank} stopped with the others (rank 0 says how to continue)")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training {n_params / 1e6:.2f}M parameters on {device}"
         f"{f' x {info.world_size} processes' if info.enabled else ''}: {len(train_sequences)} sequences, "
@@ -236,11 +323,13 @@ def entry_point(main):
     from .outputs import interrupt_hint
 
     set_interrupt_hint("")
-    try:
-        return main()
-    except (CheckpointError, DatasetError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {interrupt_hint() or 'stopped before any result was written'}", file=sys.stderr)
-        return 130
+    with signals.handle_signals():                   # SIGTERM stops as Ctrl-C does
+        try:
+            return main()
+        except (CheckpointError, DatasetError, ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as e:
+            print(f"\ninterrupted by {signals.signal_name(e)}: "
+                  f"{interrupt_hint() or 'stopped before any result was written'}", file=sys.stderr)
+            return signals.exit_code(e)

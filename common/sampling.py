@@ -91,7 +91,8 @@ def sample_windows(model, sampler: DDIMSampler, inputs_2d: list[np.ndarray], hyp
             tta = FlipTTA(flip_pose(x2d, flip.kps_left, flip.kps_right), flip.joints_left, flip.joints_right)
         per_group = [group_noise(g.group_id, len(g.windows), (hypotheses, frames, x2d.shape[2], 3),
                                  sampler.steps, seed, device) for g in batch]
-        noise = [torch.cat([draws[k] for draws in per_group]) for k in range(sampler.steps)]
+        noise = per_group[0] if len(per_group) == 1 else \
+            [torch.cat([draws[k] for draws in per_group]) for k in range(sampler.steps)]
         with torch.no_grad():
             hyps = sampler.sample(model, x2d, hypotheses, flip=tta, noise=noise)        # (B, K, H, F, J, 3)
         start = 0
@@ -100,4 +101,5 @@ def sample_windows(model, sampler: DDIMSampler, inputs_2d: list[np.ndarray], hyp
             yield g, x2d[rows], hyps[rows]
             start += len(g.windows)
             bar.update(1)
+        del x2d, tta, per_group, noise, hyps                # not alive while the next batch is sampled
     bar.close()

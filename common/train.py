@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from . import signals
 from .checkpoint import atomic_save, make_checkpoint, safe_load
 from .device import autocast, to_device
 from .diffusion import Diffusion
-from .distributed import DistInfo, barrier, mean_over_ranks
+from .distributed import DistInfo, agreed_stop, gather_states, mean_over_ranks
 from .metrics import mpjpe
 
 
@@ -61,13 +62,24 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.dist.rank)   # drop-path masks draw from the global generator
 
     # ------------------------------------------------------------------ state
-    def state(self) -> dict:
+    def state(self, rank_rng: list | None = None) -> dict:
+        """rank_rng: distributed, every rank's generator states (_rng_states), so that each
+        rank resumes its own drop-path draws."""
+        extra = {"rank_rng": rank_rng} if rank_rng else {}
         return make_checkpoint(
             self.model, epoch=self.epoch, lr=self.lr, optimizer=self.optimizer.state_dict(),
             random_state=self.clips.random_state(), best_error=self.best_error,
             train_generator=self.generator.get_state(), grad_scaler=self.scaler.state_dict(),
             torch_rng=torch.get_rng_state(),
-            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **self.extra_state)
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **self.extra_state, **extra)
+
+    def _rng_states(self) -> list[torch.Tensor]:
+        """This process's global generators that training draws from (drop-path masks): the
+        CPU's, and its CUDA device's."""
+        states = [torch.get_rng_state()]
+        if torch.device(self.device).type == "cuda":
+            states.append(torch.cuda.get_rng_state(self.device))
+        return states
 
     def resume(self, checkpoint, path=None) -> None:
         """Continue exactly where a checkpoint of ours (a path, or its loaded dict) left off."""
@@ -86,6 +98,12 @@ class Trainer:
         torch.set_rng_state(ckpt["torch_rng"])
         if torch.cuda.is_available() and ckpt["cuda_rng"]:
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        rank_rng = ckpt.get("rank_rng") or []
+        if self.dist.enabled and len(rank_rng) == self.dist.world_size:    # each rank's own draws
+            own = rank_rng[self.dist.rank]
+            torch.set_rng_state(own[0])
+            if len(own) > 1 and torch.device(self.device).type == "cuda":
+                torch.cuda.set_rng_state(own[1], self.device)
 
     # ------------------------------------------------------------------ loop
     def train_epoch(self) -> tuple[float, float]:
@@ -113,13 +131,30 @@ class Trainer:
             clips_seen += x3d.shape[0]
             bar.set_postfix(loss=f"{1000 * total / frames:.1f}mm",
                             clips_s=f"{clips_seen / (time.perf_counter() - start):.1f}")
+            self._stop_point()
         speed = clips_seen / (time.perf_counter() - start) * self.dist.world_size
         return mean_over_ranks(total / max(frames, 1), frames, self.dist, self.device), speed
 
     def fit(self, log=print) -> float:
-        """Train until cfg.epochs epochs are complete; returns the best validation error (m)."""
+        """Train until cfg.epochs epochs are complete; returns the best validation error (m).
+
+        SIGINT / SIGTERM (common.signals) stop the run: at once in one process, never while
+        checkpoints are written; under torchrun every rank holds the signal until all of them
+        agree, after a batch or after the epoch's checkpoints, and stops there."""
+        if not self.dist.enabled:
+            return self._fit(log)
+        with signals.deferred():
+            return self._fit(log)
+
+    def _stop_point(self) -> None:
+        """Distributed: a safe point to stop at; all ranks stop when any of them received a signal."""
+        if self.dist.enabled:
+            signals.raise_if_requested(agreed_stop(signals.stop_requested(), self.dist, self.device))
+
+    def _fit(self, log) -> float:
         while self.epoch < self.cfg.epochs:
             loss, speed = self.train_epoch()
+            rank_rng = gather_states(self._rng_states(), self.dist, self.device) if self.dist.enabled else None
             self.epoch += 1
             self.lr *= self.cfg.lr_decay
             for group in self.optimizer.param_groups:
@@ -131,22 +166,23 @@ class Trainer:
             if self.dist.is_main:
                 log(f"[{self.epoch}] lr {self.lr:.3e}  train {1000 * loss:.2f} mm  "
                     f"val {1000 * error:.2f} mm{'  (best)' if improved else ''}  {speed:.1f} clips/s")
-                self._save(improved)
+                self._save(improved, rank_rng)
                 if self.writer is not None:
                     self.writer.add_scalar("loss/train_mpjpe_mm", 1000 * loss, self.epoch)
                     self.writer.add_scalar("lr", self.lr, self.epoch)
                     if not math.isnan(error):
                         self.writer.add_scalar("loss/val_mpjpe_mm", 1000 * error, self.epoch)
-            barrier(self.dist)
+            self._stop_point()                 # also the ranks' barrier at the end of an epoch
         return self.best_error
 
-    def _save(self, improved: bool) -> None:
-        state = self.state()
-        atomic_save(state, self.out_dir / "latest_epoch.bin")
-        if improved:
-            atomic_save(state, self.out_dir / "best_epoch.bin")
-        if self.cfg.checkpoint_frequency and self.epoch % self.cfg.checkpoint_frequency == 0:
-            atomic_save(state, self.out_dir / f"epoch_{self.epoch}.bin")
+    def _save(self, improved: bool, rank_rng: list | None = None) -> None:
+        with signals.deferred():       # an interrupt waits until the epoch's checkpoints are all written
+            state = self.state(rank_rng)
+            atomic_save(state, self.out_dir / "latest_epoch.bin")
+            if improved:
+                atomic_save(state, self.out_dir / "best_epoch.bin")
+            if self.cfg.checkpoint_frequency and self.epoch % self.cfg.checkpoint_frequency == 0:
+                atomic_save(state, self.out_dir / f"epoch_{self.epoch}.bin")
 
 
 def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:

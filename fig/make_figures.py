@@ -28,6 +28,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.arguments import non_negative_int  # noqa: E402
 from common.camera import image_coordinates, project_to_2d  # noqa: E402
 from common.render import CENTER_COLOR, LEFT_COLOR, RIGHT_COLOR  # noqa: E402
 from common.skeleton import h36m_skeleton_17  # noqa: E402
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=str(ROOT / "checkpoint" / "demo" / "best_epoch.bin"))
     p.add_argument("--data-dir", default=str(ROOT / "data"), help="folder with the synthetic set (made by --demo)")
     p.add_argument("--out", default=str(ROOT / "fig"))
-    p.add_argument("--frame", type=int, default=40, help="frame of frame.png")
+    p.add_argument("--frame", type=non_negative_int, default=40, help="frame of frame.png")
     p.add_argument("--only", choices=("all", "reliability"), default="all", help="which figures to make")
     args = p.parse_args(argv)
     if not Path(args.checkpoint).is_file():

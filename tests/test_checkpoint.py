@@ -94,3 +94,42 @@ def test_atomic_save_leaves_the_old_file_intact_when_writing_fails(tmp_path, mon
     monkeypatch.undo()
     assert torch.equal(safe_load(path)["model_pos"]["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["best.bin"]
+
+
+def test_a_full_disk_during_a_save_is_a_clear_error_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    """The file system says ENOSPC after the first 1000 bytes of the new checkpoint (torch's
+    writer turns that into a RuntimeError): an OSError naming the full disk, the old file intact."""
+    import errno
+
+    from common.checkpoint import CheckpointWriteError
+
+    path = tmp_path / "latest_epoch.bin"
+    atomic_save({"model_pos": {"a": torch.ones(2)}}, path)
+    fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 1000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(fdopen(fd, mode)))
+    with pytest.raises(CheckpointWriteError, match="the disk is full") as failure:
+        atomic_save({"model_pos": {"a": torch.zeros(100_000)}}, path)
+    monkeypatch.undo()
+    assert isinstance(failure.value, OSError) and f"continue from it with -r {path}" in str(failure.value)
+    assert torch.equal(safe_load(path)["model_pos"]["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["latest_epoch.bin"]

@@ -125,3 +125,50 @@ def test_no_progress_bar_updates_in_a_redirected_log(data, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "\r" not in captured.err and "\r" not in captured.out
     assert "[1] lr" in captured.out
+
+
+def test_resume_takes_the_data_flags_from_the_run(data, finished_run, tmp_path, capsys):
+    ck, _ = copy_run(finished_run, tmp_path / "ck")
+    # The run trained on -a Walking; resumed without -a (whose default is every action).
+    assert run(data, "-c", str(ck), "-r", str(ck / "latest_epoch.bin"), "-e", "2", "--nolog") == 0
+    assert "resuming on the run's data: -a Walking" in capsys.readouterr().out
+    args = torch.load(ck / "latest_epoch.bin", weights_only=False)["args"]
+    assert args["actions"] == "Walking" and args["subjects_train"] == "S1,S5,S6,S7,S8"
+    assert args["keypoints"] == "cpn_ft_h36m_dbb" and args["subset"] == 1.0 and args["downsample"] == 1
+
+
+@pytest.mark.parametrize("flag, value", [("-str", "S11"), ("-a", "Eating"), ("--subset", "0.5"),
+                                         ("--downsample", "2"), ("-k", "gt")])
+def test_resume_refuses_a_typed_data_flag_that_differs_and_keeps_the_files(data, finished_run, tmp_path, capsys,
+                                                                           flag, value):
+    ck, before = copy_run(finished_run, tmp_path / "ck")
+    assert run(data, "-c", str(ck), "-r", str(ck / "latest_epoch.bin"), "-e", "2", "--nolog", flag, value) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+    assert f"{flag} {value} differs from the resumed run's {flag} " in err and f"drop {flag}" in err
+    assert {p.name: p.read_bytes() for p in ck.glob("*.bin")} == before
+
+
+def test_resume_accepts_the_run_s_own_data_flags_typed_again(data, finished_run, tmp_path):
+    ck, _ = copy_run(finished_run, tmp_path / "ck")
+    assert run(data, "-c", str(ck), "-r", str(ck / "latest_epoch.bin"), "-e", "2", "--nolog", "-a", "Walking",
+               "-str", "S1, S5,S6,S7,S8", "--subset", "1") == 0
+
+
+def test_resume_on_other_training_data_is_refused(data, finished_run, tmp_path, capsys):
+    ck, before = copy_run(finished_run, tmp_path / "ck")
+    other = synthetic_as_h36m(tmp_path / "other", frames_per_sequence=30)
+    assert run(other, "-c", str(ck), "-r", str(ck / "latest_epoch.bin"), "-e", "2", "--nolog") == 2
+    assert "the training data differs from the run's" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in ck.glob("*.bin")} == before
+
+
+def test_merge_resumed_flags_on_plain_dicts():
+    stored = {"actions": "Walking", "subset": 0.5, "epochs": 10, "learning_rate": 1e-3}
+    table = {"actions": "-a", "subset": "--subset", "epochs": "-e", "learning_rate": "-lr", "seed": "--seed"}
+    values, messages, errors = experiment.merge_resumed_flags(stored, {"epochs": 20, "subset": 0.5, "seed": 3}, table,
+                                                              refused={"learning_rate", "actions"})
+    assert values == {"actions": "Walking", "subset": 0.5, "epochs": 20, "learning_rate": 1e-3}   # no seed stored
+    assert messages == ["resuming with -e 20 from the command line (the run used 10)"] and errors == []
+    _, _, errors = experiment.merge_resumed_flags(stored, {"actions": "Eating"}, table, refused={"actions"})
+    assert errors == ["-a Eating differs from the resumed run's -a Walking"]

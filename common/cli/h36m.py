@@ -17,7 +17,7 @@ from ..arguments import build_parser, resolve_device
 from ..config import RunConfig
 from ..datasets.h36m import H36MDataset
 from ..distributed import init_from_env
-from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training
+from ..experiment import entry_point, load_for_evaluation, load_resume, run_evaluation, run_training
 
 # The demo: a small model on the built-in synthetic set, sized for a few minutes on 2 CPU cores.
 # -b 8 -s 1: 8 clips per training batch (b // s) and 8 clips per P-Best group in evaluation.
@@ -41,7 +41,9 @@ def run(argv=None) -> int:
     if args.demo:
         apply_demo(args)
     device = resolve_device(args)
-    config = RunConfig.from_args(args)
+    config, resumed = RunConfig.from_args(args), None
+    if config.resume and not config.evaluate:
+        config, resumed = load_resume(config)            # the run's data flags, before the data is read
     dataset = H36MDataset(config.data_dir, config.keypoints, config.dataset)
     test = dataset.test_sequences(config.selection())
     out_dir = Path(config.checkpoint)
@@ -54,7 +56,7 @@ def run(argv=None) -> int:
         return 0
 
     train = dataset.train_sequences(config.selection())
-    trainer = run_training(config, train, test, dataset.layout, device)
+    trainer = run_training(config, train, test, dataset.layout, device, resumed=resumed)
     if args.demo:
         from ..report import mean_pose_baseline
 

@@ -21,11 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..arguments import add_viz_arguments, build_parser, resolve_device
+from ..arguments import add_viz_arguments, build_parser, non_negative_int, number, positive_float, positive_int, \
+    resolve_device
 from ..config import RunConfig
 from ..datasets.h36m import H36MDataset
 from ..api import Lifter
-from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training, show_progress
+from ..experiment import entry_point, load_for_evaluation, load_resume, run_evaluation, run_training, show_progress
 from ..outputs import check_writable_file
 from ..video import probe_video
 from ..in_the_wild import exports, lifting
@@ -46,18 +47,18 @@ def build_wild_parser():
                    help="2D pose detector for --video; auto: mediapipe when installed")
     g.add_argument("--track-id", type=int, default=None, help="person to use in a tracked JSON; None: the "
                                                               "longest track")
-    g.add_argument("--threshold", type=float, default=0.3, help="keypoints below this confidence are "
+    g.add_argument("--threshold", type=number(float, 0, 1), default=0.3, help="keypoints below this confidence are "
                                                                 "interpolated over time")
-    g.add_argument("--max-frame-gap", type=int, default=30, metavar="N",
+    g.add_argument("--max-frame-gap", type=positive_int, default=30, metavar="N",
                    help="frame numbers further apart split the detections; the longest segment is used")
-    g.add_argument("--max-missing-frames", type=float, default=0.5, metavar="SHARE",
+    g.add_argument("--max-missing-frames", type=number(float, 0, 1), default=0.5, metavar="SHARE",
                    help="refuse a clip when more than this share of its frames has no detection")
-    g.add_argument("--width", type=int, default=None, help="image width, pixels")
-    g.add_argument("--height", type=int, default=None, help="image height, pixels")
+    g.add_argument("--width", type=positive_int, default=None, help="image width, pixels")
+    g.add_argument("--height", type=positive_int, default=None, help="image height, pixels")
     g.add_argument("--video", "--viz-video", dest="video", default=None, metavar="FILE",
                    help="the video to lift (needs --evaluate); with --keypoints-file: its image size and the "
                         "background of --render")
-    g.add_argument("--focal", type=float, default=None,
+    g.add_argument("--focal", type=positive_float, default=None,
                    help="focal length, pixels; None: 0.9 x the larger image side (a 58-degree field of view across it, "
                         "as phones filming and lab cameras have; 1728 for 1920x1080 or 1080x1920)")
     g.add_argument("--input-layout", choices=("auto", "coco", "h36m"), default="auto",
@@ -65,7 +66,7 @@ def build_wild_parser():
     g.add_argument("--output", action="append", default=[], metavar="FILE",
                    help="result file, .npz, .json, .csv or .bvh (repeat for several); none: "
                         "<video or keypoints file>_3d.npz beside the input")
-    g.add_argument("--fps", type=float, default=None,
+    g.add_argument("--fps", type=positive_float, default=None,
                    help="frame rate of the animation; None: the video's, else 25")
     add_viz_arguments(p, limit_help="animate only the first N frames; None: all")
     return p
@@ -79,7 +80,9 @@ def run(argv=None) -> int:
 
     # Training / Human3.6M evaluation: main.py's flow on a (usually COCO-layout) 2D file; the
     # 2D layout is recorded in the checkpoint for inference (dataset.layout.input_name).
-    config = RunConfig.from_args(args)
+    config, resumed = RunConfig.from_args(args), None
+    if config.resume and not config.evaluate:
+        config, resumed = load_resume(config)            # the run's data flags, before the data is read
     dataset = H36MDataset(config.data_dir, config.keypoints, config.dataset)
     test = dataset.test_sequences(config.selection())
     if config.evaluate:
@@ -87,7 +90,7 @@ def run(argv=None) -> int:
         run_evaluation(config, model, test, dataset.layout, device, Path(config.checkpoint),
                        name=f"eval_{Path(config.evaluate).stem}", checkpoint=checkpoint)
         return 0
-    run_training(config, dataset.train_sequences(config.selection()), test, dataset.layout, device)
+    run_training(config, dataset.train_sequences(config.selection()), test, dataset.layout, device, resumed=resumed)
     return 0
 
 

@@ -231,7 +231,9 @@ def sample_clip(model, sampler: DDIMSampler, x2d: np.ndarray, hypotheses: int, l
                                      device, progress=False):
         hyps[..., ROOT, :] = 0
         hyps = hyps.permute(0, 3, 1, 2, 4, 5).cpu().numpy()           # (n, F, K, H, J, 3)
-        out[g.windows[g.new]] = hyps[g.new]
+        for frames, new, window in zip(g.windows, g.new, hyps):        # window by window: no copy of the group
+            out[frames[new]] = window[new]
+        del hyps, window                                               # freed before the next group is sampled
     return out
 
 
@@ -245,11 +247,13 @@ def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray
     last iteration's hypotheses, and used for every iteration. Returns (J-Agg poses
     (N, K, J, 3), trajectory (N, 1, 3)).
     """
-    traj = estimate_root_trajectory(hypotheses[:, -1].mean(axis=1), target_2d, cam, confidence)
     cam_t = torch.from_numpy(np.asarray(cam, dtype=np.float32))
     poses = np.empty(hypotheses.shape[:2] + hypotheses.shape[3:], np.float32)
+    traj = np.empty((len(hypotheses), 1, 3), np.float32)
     for start in range(0, len(hypotheses), chunk):                     # bounded memory on long videos
-        part = slice(start, start + chunk)
+        part = slice(start, start + chunk)                             # (the fit is per frame)
+        traj[part] = estimate_root_trajectory(hypotheses[part, -1].mean(axis=1), target_2d[part], cam,
+                                              None if confidence is None else confidence[part])
         hyps = torch.from_numpy(hypotheses[part]).permute(1, 2, 0, 3, 4)[None]       # (1, K, H, n, J, 3)
         x2d = torch.from_numpy(np.asarray(target_2d[part], dtype=np.float32))[None]  # (1, n, J, 2)
         chosen, _ = agg.j_agg(hyps, x2d, torch.from_numpy(traj[part])[None], cam_t)  # (1, K, n, J, 3)
