@@ -111,50 +111,6 @@ def test_sigterm_during_evaluation_stops_it_with_143_and_writes_no_tables(data, 
     assert not list(out_dir.glob("eval_*"))
 
 
-def test_a_signal_during_a_checkpoint_write_waits_until_every_file_is_written(tmp_path, monkeypatch):
-    """The signal comes (for real, to this process) while latest_epoch.bin is being written:
-    best_epoch.bin is still written, then the run stops."""
-    from common import train
-    from common.clips import ClipSampler
-    from common.denoiser import Denoiser, DenoiserConfig
-    from common.diffusion import Diffusion
-    from conftest import make_sequences
-
-    torch.manual_seed(0)
-    model = Denoiser(DenoiserConfig(frames=5, channels=16, depth=1, heads=2))
-    clips = ClipSampler(make_sequences(2, 10), 5, 2, seed=3)
-    trainer = train.Trainer(model, Diffusion(), clips, train.TrainConfig(epochs=3, progress=False), "cpu", tmp_path,
-                            validate=lambda m: 1.0)
-    atomic_save = train.atomic_save
-    written = []
-
-    def slow_save(obj, path):
-        if not written:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)                                  # the handler has run by now
-        atomic_save(obj, path)
-        written.append(Path(path).name)
-
-    monkeypatch.setattr(train, "atomic_save", slow_save)
-    with signals.handle_signals(), pytest.raises(signals.Interrupted) as stop:
-        trainer.fit(log=lambda *_: None)
-    assert stop.value.signum == signal.SIGTERM and stop.value.exit_code == 143
-    assert written == ["latest_epoch.bin", "best_epoch.bin"] and trainer.epoch == 1
-    assert safe_load(tmp_path / "best_epoch.bin")["epoch"] == 1
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL     # the handler is gone after the block
-
-
-def test_an_ignored_sigint_stays_ignored():
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        with signals.handle_signals():
-            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-            os.kill(os.getpid(), signal.SIGINT)               # nothing happens
-            time.sleep(0.01)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -210,17 +166,96 @@ def test_sigterm_under_torchrun_stops_every_rank_with_143_and_the_resumed_run_is
         assert torch.equal(value, got[key]), key
 
 
+# In-process checks of common.signals, each run in a fresh child process: a signal sent to a
+# process that earlier tests filled with native thread pools (OpenVINO, torch) may land on one
+# of their threads (in the whole suite it once crashed the test process).
+CHECKPOINT_WRITE = """
+import os, signal, sys, time
+from pathlib import Path
+import torch
+from common import signals, train
+from common.checkpoint import safe_load
+from common.clips import ClipSampler
+from common.denoiser import Denoiser, DenoiserConfig
+from common.diffusion import Diffusion
+from conftest import make_sequences
+
+out = Path(sys.argv[1])
+torch.manual_seed(0)
+model = Denoiser(DenoiserConfig(frames=5, channels=16, depth=1, heads=2))
+clips = ClipSampler(make_sequences(2, 10), 5, 2, seed=3)
+trainer = train.Trainer(model, Diffusion(), clips, train.TrainConfig(epochs=3, progress=False), "cpu", out,
+                        validate=lambda m: 1.0)
+atomic_save, written = train.atomic_save, []
+
+def slow_save(obj, path):
+    if not written:
+        os.kill(os.getpid(), signal.SIGTERM)      # arrives while latest_epoch.bin is being written
+        time.sleep(0.05)
+    atomic_save(obj, path)
+    written.append(Path(path).name)
+
+train.atomic_save = slow_save
+try:
+    with signals.handle_signals():
+        trainer.fit(log=lambda *_: None)
+    raise SystemExit("not interrupted")
+except signals.Interrupted as stop:
+    assert stop.signum == signal.SIGTERM and stop.exit_code == 143
+assert written == ["latest_epoch.bin", "best_epoch.bin"] and trainer.epoch == 1, written
+assert safe_load(out / "best_epoch.bin")["epoch"] == 1
+assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL     # the handler is gone after the block
+print("ok")
+"""
+
+IGNORED_SIGINT = """
+import os, signal, time
+from common import signals
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+with signals.handle_signals():
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    os.kill(os.getpid(), signal.SIGINT)                         # nothing happens
+    time.sleep(0.05)
+print("ok")
+"""
+
+SECOND_SIGNAL = """
+import os, signal, time
+from common import signals
+unwound = []
+try:
+    with signals.handle_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)                # arrives while the first one unwinds
+            time.sleep(0.05)
+            unwound.append(True)
+except signals.Interrupted:
+    pass
+assert unwound and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+print("ok")
+"""
+
+
+def _in_child(code: str, *argv) -> None:
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300,
+                          env={**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"})
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+
+
+def test_a_signal_during_a_checkpoint_write_waits_until_every_file_is_written(tmp_path):
+    """The signal comes while latest_epoch.bin is being written: best_epoch.bin is still
+    written, then the run stops."""
+    _in_child(CHECKPOINT_WRITE, str(tmp_path))
+
+
+def test_an_ignored_sigint_stays_ignored():
+    _in_child(IGNORED_SIGINT)
+
+
 def test_a_second_signal_during_the_stop_is_ignored():
     """torchrun signals the remaining ranks again when the first one ends: the clean stop
     already under way must not be cut short by it."""
-    unwound = []
-    with signals.handle_signals():
-        with pytest.raises(signals.Interrupted):
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(1)
-            finally:
-                os.kill(os.getpid(), signal.SIGTERM)      # arrives while the first one unwinds
-                time.sleep(0.05)
-                unwound.append(True)
-    assert unwound and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    _in_child(SECOND_SIGNAL)
