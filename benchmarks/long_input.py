@@ -90,6 +90,7 @@ def measure_evaluation(model, sampler, keypoints, hypotheses: int, iterations: i
     """Score one sequence of the same length with (made-up) ground truth: evaluation keeps
     only sums, so its peak should not grow with the length at all."""
     from common.camera import normalize_screen_coordinates
+    from common.coco import input_layout
     from common.datasets.base import Sequence
     from common.evaluate import EvalSettings, evaluate_sequences
     from common.in_the_wild.root_depth import default_intrinsics
@@ -104,8 +105,9 @@ def measure_evaluation(model, sampler, keypoints, hypotheses: int, iterations: i
                    cam=default_intrinsics(1000, 1000).astype(np.float32))
     before_mb = current_rss_mb()
     t0 = time.perf_counter()
-    results = evaluate_sequences(model, sampler, [seq], EvalSettings(hypotheses=hypotheses, iterations=iterations,
-                                                                     group=batch, progress=False), "cpu")
+    results = evaluate_sequences(model, sampler, [seq], EvalSettings(input_layout("h36m"), hypotheses=hypotheses,
+                                                                     iterations=iterations, group=batch,
+                                                                     progress=False), "cpu")
     error = float(results[0].error("p1", "J-Agg")[-1])
     return {"eval_s": round(time.perf_counter() - t0, 1), "eval_rss_before_mb": round(before_mb, 1),
             "eval_peak_mb": round(peak_rss_mb(), 1), "eval_j_agg_mm": round(1000 * error, 1)}

@@ -52,7 +52,7 @@ def run_lock(folder, what: str = "training run", warn=None):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             locked = True
         except BlockingIOError:
-            holder = _read(fd) or "a process that wrote nothing into the lock file yet"
+            holder = _holder(fd) or "a process that wrote nothing into the lock file yet"
             raise FolderInUse(f"{folder} is in use by another {what}: {holder}. Wait for it to end (or stop it), "
                               f"or choose another -c folder; two runs in one folder would overwrite each "
                               f"other's checkpoints") from None
@@ -70,6 +70,16 @@ def run_lock(folder, what: str = "training run", warn=None):
         if locked:
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _holder(fd: int, wait_s: float = 1.0) -> str:
+    """The holder's line; a process that has just taken the lock writes it a moment later."""
+    deadline = time.monotonic() + wait_s
+    text = _read(fd)
+    while not text and time.monotonic() < deadline:
+        time.sleep(0.05)
+        text = _read(fd)
+    return text
 
 
 def _read(fd: int) -> str:

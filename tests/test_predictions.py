@@ -147,8 +147,9 @@ def test_flags_that_cannot_work_are_refused_before_sampling(trained, tmp_path, c
             "--nolog", "--heads", "2"]
     assert main_script.main(base + ["--calibrate", "-num_proposals", "1"]) == 2
     assert "-num_proposals 2 or more" in capsys.readouterr().err
-    assert main_script.main(base + ["--coverage", "90", "-num_proposals", "2"]) == 2
-    assert "between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:                   # refused where the flag is parsed
+        main_script.main(base + ["--coverage", "90", "-num_proposals", "2"])
+    assert refused.value.code == 2 and "coverage must be a number > 0 and < 1" in capsys.readouterr().err
     assert main_script.main(base + ["--save-predictions", str(tmp_path / "p.txt"), "-num_proposals", "2"]) == 2
     assert ".npz" in capsys.readouterr().err
     assert not list(tmp_path.glob("eval_*"))
