@@ -19,7 +19,7 @@ from .config import DATA_FIELDS, RESUME_FIELDS, RunConfig
 from .denoiser import Denoiser
 from .device import amp_dtype, compile_wanted, configure_cpu_compile, prepare_model
 from .diffusion import DDIMSampler, Diffusion
-from .distributed import cleanup, init_from_env, wrap
+from .distributed import barrier, cleanup, init_from_env, wrap
 from .distributed_eval import evaluate_distributed
 from .datasets.base import Layout
 from .engine import OpenVINODenoiser, for_sampling
@@ -313,6 +313,7 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
                                                        settings, device, data_label(run, val_sequences), log)
     if writer is not None:
         writer.close()
+    barrier(info)            # every rank done (rank 0 validates and saves last) before the group goes away
     cleanup(info)
     return trainer
 
