@@ -66,8 +66,10 @@ def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log
     if isinstance(model, OpenVINODenoiser):
         sampler.amp_dtype = None                          # the precision is OpenVINO's
     if info is not None and info.enabled:
-        results = evaluate_distributed(model, sampler, sequences, settings, device, info, log=log)
-        cleanup(info)
+        try:
+            results = evaluate_distributed(model, sampler, sequences, settings, device, info, log=log)
+        finally:                 # also when stopped: a process group left to the interpreter's exit aborts it
+            cleanup(info)
         return settings, results
     return settings, evaluate_sequences(model, sampler, sequences, settings, device)
 
@@ -248,6 +250,7 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
     if run.resume:
         run = run.replace(resume=str(resolve_checkpoint_path(run.resume, run.checkpoint, "-r")))
     info, device = init_from_env(device)
+    held.callback(cleanup, info)     # also when stopped: a process group left to the interpreter's exit aborts it
     if not info.is_main:
         log = lambda *_: None
     if run.resume:
