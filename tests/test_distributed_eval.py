@@ -272,8 +272,9 @@ def test_a_rank_that_raises_ends_the_run_with_its_error_on_rank_0_and_nothing_wr
     assert "RuntimeError: injected failure in rank 1" in proc.stderr
     assert "Protocol #1" not in proc.stdout
     assert not list((tmp_path / "out").glob("eval_*"))
-    # rank 0 stopped at its next group instead of finishing its share (24 groups of 2 windows)
-    assert 1 <= int((tmp_path / "groups_scored_by_rank0").read_text()) < 12
+    # rank 0 stopped at its next group instead of finishing its share (24 groups of 2 windows; when
+    # rank 1 fails first, rank 0 may stop before scoring any)
+    assert int((tmp_path / "groups_scored_by_rank0").read_text()) < 12
 
 
 @linux_only
