@@ -20,7 +20,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from common.calibration import joint_names, stored_calibration
 from common.checkpoint import load_denoiser

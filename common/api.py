@@ -64,31 +64,29 @@ class Lifter:
         name, why = lifting.input_layout_of(checkpoint, layout)
         return cls(model, checkpoint, run, device, name, why, log)
 
-    def _speed(self, hypotheses: int) -> dict:
-        """How the denoiser runs, and the uncertainty factors the checkpoint holds for H hypotheses."""
-        return dict(device=self.device, engine=self.run.engine, amp=self.run.amp, log=self.log,
-                    calibration=stored_calibration(self.checkpoint, self.run.evaluate, hypotheses, self.log),
-                    coverage=check_coverage(self.run.coverage))
-
-    def _settings(self, hypotheses, iterations, seed, flip, batch) -> dict:
+    def _prepare(self, hypotheses, iterations, seed, flip, batch) -> tuple:
+        """(the DDIM sampler, H, the keywords of common.in_the_wild.lifting's calls): settings left
+        unset come from the run configuration, as the command line's do; with the denoiser's
+        engine and the uncertainty factors the checkpoint holds for H hypotheses."""
         run = self.run
-        return dict(hypotheses=run.num_proposals if hypotheses is None else hypotheses,
-                    iterations=run.sampling_timesteps if iterations is None else iterations,
-                    seed=run.seed if seed is None else seed,
-                    flip=run.test_time_augmentation if flip is None else flip,
-                    batch=batch or run.eval_batch or run.pbest_clips())
+        hypotheses = _positive(run.num_proposals if hypotheses is None else hypotheses, "hypotheses")
+        iterations = _positive(run.sampling_timesteps if iterations is None else iterations, "iterations")
+        settings = dict(seed=run.seed if seed is None else seed,
+                        flip=run.test_time_augmentation if flip is None else flip,
+                        batch=batch or run.eval_batch or run.pbest_clips(),
+                        device=self.device, engine=run.engine, amp=run.amp, log=self.log,
+                        calibration=stored_calibration(self.checkpoint, run.evaluate, hypotheses, self.log),
+                        coverage=check_coverage(run.coverage))
+        return make_sampler(run, iterations), hypotheses, settings
 
     def lift_keypoints(self, keypoints: Keypoints2D, image_size, hypotheses: int | None = None,
                        iterations: int | None = None, seed: int | None = None, focal: float | None = None,
                        flip: bool | None = None, batch: int | None = None) -> LiftResult:
         """Lift COCO-17 keypoints as a keypoint file gives them (common.in_the_wild.keypoints),
         mapped to the model's layout. Unset settings come from the run configuration."""
-        s = self._settings(hypotheses, iterations, seed, flip, batch)
-        size = lifting.checked_image_size(image_size)
-        sampler = make_sampler(self.run, _positive(s["iterations"], "iterations"))
-        return lifting.lift_keypoints(self.model, sampler, keypoints, size, self.layout,
-                                      _positive(s["hypotheses"], "hypotheses"), focal=focal, flip=s["flip"],
-                                      batch=s["batch"], seed=s["seed"], **self._speed(s["hypotheses"]))
+        sampler, h, settings = self._prepare(hypotheses, iterations, seed, flip, batch)
+        return lifting.lift_keypoints(self.model, sampler, keypoints, lifting.checked_image_size(image_size),
+                                      self.layout, h, focal=focal, **settings)
 
     def lift(self, keypoints, image_size, hypotheses: int = 5, iterations: int = 5, seed: int | None = None,
              focal: float | None = None, flip: bool | None = None, batch: int | None = None,
@@ -105,12 +103,9 @@ class Lifter:
         kp = keypoints_from_array(keypoints, frame_ids, threshold, max_missing, source="keypoints")
         if self.layout == "coco":     # the keypoint-file path exactly
             return self.lift_keypoints(kp, image_size, hypotheses, iterations, seed, focal, flip, batch)
-        s = self._settings(hypotheses, iterations, seed, flip, batch)
-        size = lifting.checked_image_size(image_size)
-        sampler = make_sampler(self.run, _positive(s["iterations"], "iterations"))
-        result = lifting.lift_pixels(self.model, sampler, kp.keypoints, kp.confidence, kp.frame_ids, size,
-                                     self.layout, _positive(s["hypotheses"], "hypotheses"), focal=focal,
-                                     flip=s["flip"], batch=s["batch"], seed=s["seed"], **self._speed(s["hypotheses"]))
+        sampler, h, settings = self._prepare(hypotheses, iterations, seed, flip, batch)
+        result = lifting.lift_pixels(self.model, sampler, kp.keypoints, kp.confidence, kp.frame_ids,
+                                     lifting.checked_image_size(image_size), self.layout, h, focal=focal, **settings)
         result.source = kp
         return result
 
@@ -124,12 +119,10 @@ class Lifter:
         does. Unset settings come from the run configuration (the command line's defaults).
         The result also holds `video` (every frame's detections), `source` (the followed
         person's 2D and interpolation counts) and `timings` (seconds per step)."""
-        s = self._settings(hypotheses, iterations, seed, flip, batch)
-        sampler = make_sampler(self.run, _positive(s["iterations"], "iterations"))
-        return lifting.lift_video(self.model, sampler, path, self.layout, _positive(s["hypotheses"], "hypotheses"),
-                                  detector=detector, focal=focal, flip=s["flip"], batch=s["batch"], seed=s["seed"],
+        sampler, h, settings = self._prepare(hypotheses, iterations, seed, flip, batch)
+        return lifting.lift_video(self.model, sampler, path, self.layout, h, detector=detector, focal=focal,
                                   threshold=threshold, max_gap=max_gap, max_missing=max_missing,
-                                  max_frames=max_frames, progress=progress, **self._speed(s["hypotheses"]))
+                                  max_frames=max_frames, progress=progress, **settings)
 
 
 def _positive(value: int, name: str) -> int:

@@ -28,13 +28,13 @@ def joint_names(sequences) -> list[str] | None:
     return mpi_inf_3dhp_metadata()["joint_names"] if sequences[0].root_index == ROOT_INDEX else None
 
 
-def data_label(args, sequences) -> str:
+def data_label(run, sequences) -> str:
     """What the factors were fitted on, for people: the data set and 2D keypoints."""
     from .datasets.mpi_inf_3dhp import ROOT_INDEX
 
     if sequences and sequences[0].root_index == ROOT_INDEX and sequences[0].pose_2d.shape[1] == 17:
         return "MPI-INF-3DHP " + ",".join(sorted({s.subject for s in sequences}))
-    return f"{args.dataset} (-k {args.keypoints})"
+    return f"{run.dataset} (-k {run.keypoints})"
 
 
 def check_hypotheses(hypotheses: int, what: str = "--calibrate") -> None:
@@ -130,26 +130,25 @@ class EvaluationUncertainty:
     before sampling, per-frame records asked for, the report's calibration block, and after
     the tables, the refitted copy (--calibrate) and the per-frame file (--save-predictions)."""
 
-    def __init__(self, args, checkpoint: dict | None, refit: bool | None = None, log=print):
-        from .uncertainty import DEFAULT_COVERAGE, check_coverage
+    def __init__(self, run, checkpoint: dict | None, refit: bool | None = None, log=print):
+        from .uncertainty import check_coverage
 
-        self.args, self.checkpoint, self.log = args, checkpoint, log
-        self.coverage = check_coverage(getattr(args, "coverage", DEFAULT_COVERAGE))
-        self.evaluated = getattr(args, "evaluate", "") or "the checkpoint"
-        self.refit = bool(getattr(args, "calibrate", False) and getattr(args, "evaluate", "")) if refit is None \
-            else refit
+        self.run, self.checkpoint, self.log = run, checkpoint, log        # run: the RunConfig
+        self.coverage = check_coverage(run.coverage)
+        self.evaluated = run.evaluate or "the checkpoint"
+        self.refit = bool(run.calibrate and run.evaluate) if refit is None else refit
         if self.refit:
-            check_hypotheses(args.num_proposals)
+            check_hypotheses(run.num_proposals)
             if checkpoint is None:
                 raise ValueError("--calibrate with --evaluate needs the evaluated checkpoint's contents")
-        self.save_to = getattr(args, "save_predictions", "")
+        self.save_to = run.save_predictions
         if self.save_to:
             from .outputs import check_writable_file
             from .predictions import check_path
 
             check_writable_file(check_path(self.save_to), "--save-predictions")
-        self.calibration = stored_calibration(checkpoint, self.evaluated, args.num_proposals, log)
-        if self.calibration is not None and args.num_proposals >= MIN_HYPOTHESES and not self.refit:
+        self.calibration = stored_calibration(checkpoint, self.evaluated, run.num_proposals, log)
+        if self.calibration is not None and run.num_proposals >= MIN_HYPOTHESES and not self.refit:
             self.calibration.factors(self.coverage)          # a coverage the factors cannot give: refused now
 
     def configure(self, settings) -> None:
@@ -161,7 +160,7 @@ class EvaluationUncertainty:
         """Refit (with --calibrate) and put the calibration block into the report."""
         if self.refit:
             try:
-                fitted = fit_on_split(results, sequences, data_label(self.args, sequences), settings.hypotheses,
+                fitted = fit_on_split(results, sequences, data_label(self.run, sequences), settings.hypotheses,
                                       settings.iterations)
                 fitted.factors(self.coverage)
                 self.calibration = fitted
@@ -175,11 +174,11 @@ class EvaluationUncertainty:
         """After the tables: the calibrated copy and the predictions file."""
         if self.refit:
             path = write_calibrated_copy(self.checkpoint, self.calibration,
-                                         calibrated_copy_path(self.args.evaluate, out_dir),
-                                         getattr(self.args, "overwrite", False), self.log)
-            self.log(f"wrote {path}: {self.args.evaluate} with the refitted uncertainty factors (evaluate it with "
+                                         calibrated_copy_path(self.run.evaluate, out_dir), self.run.overwrite,
+                                         self.log)
+            self.log(f"wrote {path}: {self.run.evaluate} with the refitted uncertainty factors (evaluate it with "
                      f"--evaluate)")
         if self.save_to:
             from .predictions import save_predictions
 
-            self.log(f"wrote {save_predictions(self.save_to, results, self.calibration, self.coverage, getattr(self.args, 'downsample', 1))}")
+            self.log(f"wrote {save_predictions(self.save_to, results, self.calibration, self.coverage, self.run.downsample)}")

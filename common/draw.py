@@ -22,7 +22,7 @@ from .report import Report
 from .outputs import check_writable
 from .skeleton import H36M_FPS, h36m_skeleton_17
 from .calibration import stored_calibration
-from .uncertainty import DEFAULT_COVERAGE, check_coverage, radius
+from .uncertainty import check_coverage, radius
 
 
 @dataclass(frozen=True)

@@ -121,3 +121,16 @@ def synthetic_as_h36m(folder: Path, **options) -> Path:
     shutil.copy(paths["3d"], folder / "data_3d_h36m.npz")
     shutil.copy(paths["det"], folder / "data_2d_h36m_cpn_ft_h36m_dbb.npz")
     return folder
+
+
+def save_tiny_checkpoint(path: Path, layout: str = "h36m", keypoints: str | None = None) -> Path:
+    """An untrained tiny denoiser (F=9, C=16, D=1) saved as one of our checkpoints whose training
+    args say its 2D input layout ('coco' or 'h36m'), for the lifting commands."""
+    from common.checkpoint import atomic_save, make_checkpoint
+    from common.denoiser import Denoiser, DenoiserConfig
+
+    torch.manual_seed(0)
+    model = Denoiser(DenoiserConfig(frames=9, channels=16, depth=1, heads=2))
+    keypoints = keypoints or ("detectron_pt_coco" if layout == "coco" else "cpn_ft_h36m_dbb")
+    atomic_save(make_checkpoint(model, args={"keypoints": keypoints, "input_layout": layout}), path)
+    return path

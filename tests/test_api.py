@@ -11,24 +11,18 @@ import pytest
 import torch
 
 import common as d3dp
-from common.checkpoint import atomic_save, make_checkpoint
 from common.cli import h36m as main_script
 from common.cli import in_the_wild as wild_script
 from common.coco import coco_to_h36m
 from common.datasets.synthetic import write_synthetic_h36m
-from common.denoiser import Denoiser, DenoiserConfig
+from conftest import save_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 640, 480
 
 
 def _checkpoint(folder: Path, layout: str) -> Path:
-    torch.manual_seed(0)
-    model = Denoiser(DenoiserConfig(frames=9, channels=16, depth=1, heads=2))
-    keypoints = "detectron_pt_coco" if layout == "coco" else "cpn_ft_h36m_dbb"
-    path = folder / f"tiny_{layout}.bin"
-    atomic_save(make_checkpoint(model, args={"keypoints": keypoints, "input_layout": layout}), path)
-    return path
+    return save_tiny_checkpoint(folder / f"tiny_{layout}.bin", layout)
 
 
 def _coco_keypoints(frames: int = 23, gaps: bool = True) -> np.ndarray:

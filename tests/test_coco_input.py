@@ -2,7 +2,6 @@
 the denoiser (common.denoiser.INPUT_MAPS), so every token holds the 2D of the joint it predicts.
 Fed in COCO's own order, token j paired the 2D of one body part with the 3D of another and a
 small model learned no more than the mean pose."""
-import numpy as np
 import pytest
 import torch
 

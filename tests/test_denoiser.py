@@ -86,7 +86,7 @@ def test_wrong_clip_length_is_refused():
         raise AssertionError("a 6-frame clip was accepted by a 5-frame model")
 
 
-def test_fused_and_explicit_attention_agree():
+def test_fused_and_explicit_attention_agree_at_several_timesteps():
     model = tiny_model()
     x2d, noise = random_inputs()
     t = torch.tensor([3, 400, 900])

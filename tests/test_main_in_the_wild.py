@@ -9,18 +9,19 @@ from torch import nn
 
 from common.cli import in_the_wild as wild_script
 from common.camera import image_coordinates, normalize_screen_coordinates, project_to_2d, world_to_camera_np
-from common.checkpoint import atomic_save, make_checkpoint, safe_load
+from common.checkpoint import safe_load
 from common.coco import coco_to_h36m, input_layout
 from common.datasets.h36m import H36MDataset, h36m_cameras
 from common.datasets.synthetic import (STYLES, animate, coco_points, subject_bones, write_synthetic_coco,
                                        write_synthetic_h36m)
-from common.denoiser import Denoiser, DenoiserConfig
+from common.denoiser import DenoiserConfig
 from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings, evaluate_sequences
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 from common.in_the_wild import lifting
 from common.in_the_wild.keypoints import read_keypoints
 from common.in_the_wild.root_depth import default_intrinsics
+from conftest import save_tiny_checkpoint
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "-s", "1", "--nolog"]
 W, H = 1280, 720
@@ -39,11 +40,7 @@ def coco_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """An untrained tiny model saved as a COCO-input checkpoint of ours."""
-    torch.manual_seed(0)
-    model = Denoiser(DenoiserConfig(frames=9, channels=16, depth=1, heads=2))
-    path = tmp_path_factory.mktemp("ck") / "tiny.bin"
-    atomic_save(make_checkpoint(model, args={"keypoints": "detectron_pt_coco", "input_layout": "coco"}), path)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.bin", "coco")
 
 
 def walking_clip(frames: int, focal: float | None = None):

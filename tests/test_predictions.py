@@ -15,7 +15,7 @@ from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings, evaluate_sequences
 from common.mpi_inf_3dhp_eval import export_evaluation, read_3dhp_mat
 from common.predictions import load_predictions, save_predictions
-from common.uncertainty import Calibration, fingerprint, radius
+from common.uncertainty import Calibration
 from conftest import make_sequences, synthetic_as_h36m, tiny_model
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-b", "8", "-s", "1", "--nolog"]

@@ -1,7 +1,6 @@
 """Whole-sequence sampling: windows cover every frame once, groups seed their own noise, and
 evaluation and in-the-wild lifting sample through the same loop."""
 import numpy as np
-import torch
 
 from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings, evaluate_sequences

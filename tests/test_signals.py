@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from common import signals
 from common.checkpoint import safe_load
 from conftest import synthetic_as_h36m
 

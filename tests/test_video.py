@@ -8,18 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from common.api import Lifter
-from common.checkpoint import atomic_save, load_denoiser, make_checkpoint
+from common.checkpoint import load_denoiser
 from common.cli import in_the_wild as wild_script
 from common.coco import COCO_NAMES
-from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import DDIMSampler, Diffusion
 from common.engine import openvino_available
 from common.in_the_wild import detectors, lifting
 from common.in_the_wild.detectors import BLAZEPOSE_NAMES, BLAZEPOSE_TO_COCO, Detector, MediaPipeDetector
 from common.video import VideoError, VideoFrames, probe_video, pyav_available, write_mp4
+from conftest import save_tiny_checkpoint
 
 CLIP = Path(__file__).parent / "fixtures" / "video" / "sports2d.mp4"
 needs_pyav = pytest.mark.skipif(not pyav_available(), reason="PyAV is not installed (pip install av)")
@@ -77,11 +76,7 @@ def grey_video(path, frames=120, size=(W, H), fps=25):
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = Denoiser(DenoiserConfig(frames=9, channels=16, depth=1, heads=2))
-    path = tmp_path_factory.mktemp("ck") / "tiny.bin"
-    atomic_save(make_checkpoint(model, args={"keypoints": "det", "input_layout": "h36m"}), path)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.bin", "h36m", keypoints="det")
 
 
 @pytest.fixture
@@ -146,7 +141,7 @@ def test_a_cut_video_gives_its_decodable_frames_and_says_so(tmp_path):
     frames = VideoFrames(cut_short(tmp_path))
     n = len(list(frames))
     assert 0 < n < 60 and frames.decoded == n and frames.truncated
-    assert f"of 60 declared" in frames.summary() and "cut short" in frames.summary()
+    assert "of 60 declared" in frames.summary() and "cut short" in frames.summary()
 
 
 @needs_pyav

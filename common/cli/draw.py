@@ -12,7 +12,6 @@ where <out> is --viz-output (default plot/<dataset>/<subject>_<action>_cam<k>).
 """
 from __future__ import annotations
 
-import sys
 
 from ..arguments import build_draw_parser, resolve_device
 from ..config import RunConfig

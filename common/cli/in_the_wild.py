@@ -21,8 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..arguments import add_viz_arguments, build_parser, non_negative_int, number, positive_float, positive_int, \
-    resolve_device
+from ..arguments import add_viz_arguments, build_parser, number, positive_float, positive_int, resolve_device
 from ..config import RunConfig
 from ..datasets.h36m import H36MDataset
 from ..api import Lifter
@@ -32,8 +31,6 @@ from ..video import probe_video
 from ..in_the_wild import exports, lifting
 from ..in_the_wild.detectors import DETECTORS, make_detector
 from ..in_the_wild.keypoints import read_keypoints
-from ..calibration import stored_calibration
-from ..uncertainty import check_coverage
 
 
 def build_wild_parser():

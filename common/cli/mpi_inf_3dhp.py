@@ -13,7 +13,6 @@ frames of a group; --pbest-group, --calibrated-camera and --pbest-valid-frames c
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..arguments import build_parser, resolve_device
