@@ -327,7 +327,7 @@ def entry_point(main):
     from .outputs import interrupt_hint
 
     set_interrupt_hint("")
-    with signals.handle_signals():                   # SIGTERM stops as Ctrl-C does
+    with signals.handle_signals(stay_stopped=True):  # SIGTERM stops as Ctrl-C does
         try:
             return main()
         except (CheckpointError, DatasetError, ValueError, OSError) as e:

@@ -58,11 +58,16 @@ def _handler(signum, frame) -> None:
 
 
 @contextmanager
-def handle_signals():
+def handle_signals(stay_stopped: bool = False):
     """SIGINT and SIGTERM raise Interrupted inside the block; the previous handlers come back
     after it. A signal the process ignores (SIG_IGN, e.g. SIGINT of a job started in the
     background by a non-interactive shell) stays ignored. Outside the main thread (where
-    Python cannot set handlers) nothing changes."""
+    Python cannot set handlers) nothing changes.
+
+    stay_stopped (for entry points, whose process ends after the block): once a stop has
+    begun, both signals stay ignored after the block instead of getting their old handlers
+    back, so that one arriving while the interpreter shuts down (torchrun signals the other
+    ranks when the first one ends) cannot turn the exit code 143 into a death by signal."""
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in HANDLED:
@@ -72,8 +77,9 @@ def handle_signals():
     try:
         yield
     finally:
+        stopped = stay_stopped and _state["stopping"]
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if stopped else handler)
         _state.update(deferred=0, pending=0, stopping=0)
 
 

@@ -237,11 +237,28 @@ assert unwound and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 print("ok")
 """
 
+ENTRY_POINT_TEARDOWN = """
+import os, signal, sys, time
+from common import signals
+from common.experiment import entry_point
 
-def _in_child(code: str, *argv) -> None:
+def main():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(1)
+
+code = entry_point(main)
+assert code == 143, code
+os.kill(os.getpid(), signal.SIGTERM)        # torchrun's signal to a rank that is already shutting down
+time.sleep(0.05)
+print("ok")
+sys.exit(code)
+"""
+
+
+def _in_child(code: str, *argv, returncode: int = 0) -> None:
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300,
                           env={**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"})
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+    assert proc.returncode == returncode and proc.stdout.strip() == "ok", (proc.returncode, proc.stdout + proc.stderr)
 
 
 def test_a_signal_during_a_checkpoint_write_waits_until_every_file_is_written(tmp_path):
@@ -258,3 +275,10 @@ def test_a_second_signal_during_the_stop_is_ignored():
     """torchrun signals the remaining ranks again when the first one ends: the clean stop
     already under way must not be cut short by it."""
     _in_child(SECOND_SIGNAL)
+
+
+def test_a_signal_after_the_stop_cannot_change_the_exit_code():
+    """After an interrupted entry point has printed its hint, a further SIGTERM (torchrun sends
+    one to every rank still alive when the first one exits) arrives while the process shuts
+    down: it still exits with 143, not killed by the signal."""
+    _in_child(ENTRY_POINT_TEARDOWN, returncode=143)
