@@ -123,6 +123,40 @@ def test_jumping_leaves_the_floor_and_stretching_crosses_and_raises_the_arms():
     assert crossed > 30 and overhead > 30
 
 
+def test_reaching_stoops_kneeling_kneels_and_floor_sits_and_lies_on_the_floor():
+    """The poses of real test sets that standing motion lacks: the torso down to horizontal with
+    the legs almost straight, a knee on the floor, the seat on the floor and lying back."""
+    from common.datasets.synthetic.motion import (HEAD, L_ANKLE, L_KNEE, PELVIS, R_ANKLE, R_KNEE, THORAX,
+                                                  animate)
+
+    bones = subject_bones(0, "S1")
+
+    def run(style, seeds=range(6)):
+        return np.concatenate([animate(STYLES[style], bones, 150, np.random.default_rng(s)) for s in seeds])
+
+    def torso_tilt(p):                          # degrees from upright
+        v = p[:, THORAX] - p[:, PELVIS]
+        return np.degrees(np.arccos(v[:, 2] / np.linalg.norm(v, axis=1)))
+
+    def knee_angle(p):                          # 180: straight
+        a, b = p[:, 1] - p[:, R_KNEE], p[:, R_ANKLE] - p[:, R_KNEE]
+        return np.degrees(np.arccos((a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)))
+
+    reach = run("Reaching")
+    stooped = torso_tilt(reach) > 70
+    assert stooped.mean() > 0.1 and np.median(knee_angle(reach[stooped])) > 135   # bent over, legs nearly straight
+    kneel = run("Kneeling")
+    knee_down = np.minimum(kneel[:, L_KNEE, 2], kneel[:, R_KNEE, 2]) < 0.06
+    assert knee_down.mean() > 0.2 and kneel[knee_down, PELVIS, 2].min() > 0.35   # on the knees, upright thighs
+    floor = run("Floor")
+    assert floor[:, PELVIS, 2].max() < 0.35                                    # sitting or lying on the floor
+    lying = torso_tilt(floor) > 70
+    assert lying.mean() > 0.05 and floor[lying, HEAD, 2].max() < 0.45          # lying back, head near the floor
+    kept = skeleton_32_to_17()[1]
+    for p in (reach, kneel, floor):                                            # no joint below the floor
+        assert p[:, kept, 2].min() > -1e-6 and p[:, [L_ANKLE, R_ANKLE], 2].min() > 0.05
+
+
 def test_detection_noise_wanders_slowly_and_grows_with_the_person():
     from common.datasets.h36m import h36m_cameras
     from common.datasets.synthetic import detections

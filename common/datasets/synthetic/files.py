@@ -32,10 +32,10 @@ from .motion import check_actions, sequence_motion, subject_bones
 SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 # One trial of several action groups, with Human3.6M-style suffixes.
 DEFAULT_ACTIONS = ("Directions", "Greeting", "Phoning 1", "Photo", "Sitting 1", "SittingDown 2",
-                   "Walking", "Walking 1", "Jumping", "Stretching")
-DEFAULT_FRAMES = 80
+                   "Walking", "Walking 1", "Jumping", "Stretching", "Reaching", "Kneeling", "Floor")
+DEFAULT_FRAMES = 160
 DEFAULT_SEED = 0
-GENERATOR_VERSION = 2  # bump when the motion changes, so ensure_synthetic regenerates
+GENERATOR_VERSION = 3  # bump when the motion changes, so ensure_synthetic regenerates
 METADATA = {"layout_name": "h36m", "num_joints": 17,
             "keypoints_symmetry": [list(H36M_JOINTS_LEFT), list(H36M_JOINTS_RIGHT)]}
 COCO_METADATA = {"layout_name": "coco", "num_joints": 17,

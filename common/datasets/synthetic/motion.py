@@ -1,7 +1,7 @@
 """The animator of the synthetic set: a 32-joint kinematic skeleton with Human3.6M bone
 lengths moved with simple human-like motion (walking with leg and arm swing, turning,
-pointing, waving, arms raised and crossed, sitting, crouching, bending, jumping) in the real
-capture volume, z up, metres.
+pointing, waving, arms raised and crossed, sitting, crouching, stooping to the floor,
+kneeling, sitting and lying on the floor, jumping) in the real capture volume, z up, metres.
 Each sequence has its own random stream (seed, subject, action), so adding subjects or
 actions does not change the others.
 """
@@ -34,11 +34,15 @@ ARM_POSES = {
     "overhead": (170, 15, 0, 5, 0),
 }
 
-# How deep each kind of bend goes at level 1, degrees: (hip flexion, knee flexion, torso lean).
+# How deep each kind of bend goes at level 1, degrees: (thigh pitch forward from hanging
+# straight down, knee flexion, torso lean forward from upright).
 SIT = (88, 88, 5)
 SIT_DOWN = (95, 100, 25)
 CROUCH = (105, 125, 35)
-STOOP = (80, 20, 55)
+STOOP = (15, 10, 85)          # legs almost straight, the torso down to horizontal
+KNEEL = (0, 100, 10)          # thighs upright, shins on the floor
+SIT_FLOOR = (90, 50, 0)       # on the floor, legs stretched out to knees drawn up (with recline: lying;
+                              # the thighs rise with the knees, see animate)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,9 @@ class Style:
     bend_profile: tuple[float, float, float] = SIT
     alternate: bool = False       # bend comes and goes (sit down / stand up)
     jump: tuple[float, float] = (0.0, 0.0)  # jumps per second (0: feet stay on the floor)
+    profile_jitter: tuple[float, float, float] = (10, 15, 10)  # +- degrees on each bend_profile angle
+    recline: float = 0.0          # on the floor: the body leans back up to this, degrees (90: lying
+                                  # flat), the thighs staying on the floor (replaces bend)
 
 
 STYLES = {
@@ -66,7 +73,7 @@ STYLES = {
     "Photo": Style(arms=(("forward",), ("forward",)), wander=0.3, turn=45, bend=(0.5, 0.9),
                    bend_profile=CROUCH, alternate=True),
     "Posing": Style(arms=(("raise", "side", "hips", "rest"),) * 2, wander=0.2, turn=45),
-    "Purchases": Style(arms=(("forward", "rest"),) * 2, bend=(0.2, 0.8), bend_profile=STOOP,
+    "Purchases": Style(arms=(("forward", "rest"),) * 2, bend=(0.2, 0.7), bend_profile=STOOP,
                        alternate=True),
     "Sitting": Style(arms=(("lap", "rest", "gesture"),) * 2, wander=0.02, turn=15, bend=(0.9, 1.0)),
     "SittingDown": Style(arms=(("lap", "rest"),) * 2, wander=0.05, turn=20, bend=(0.85, 1.05),
@@ -80,6 +87,12 @@ STYLES = {
     "Jumping": Style(arms=(("rest", "side", "forward"),) * 2, wander=0.15, turn=30, jump=(1.2, 2.2)),
     "Stretching": Style(arms=(("overhead", "raise", "crossed", "side", "hips"),) * 2, wander=0.1, turn=40,
                         bend=(0.0, 0.9), bend_profile=STOOP, alternate=True),
+    "Reaching": Style(arms=(("forward", "point", "rest"),) * 2, wander=0.2, turn=45, bend=(0.6, 1.0),
+                      bend_profile=STOOP, profile_jitter=(15, 30, 15), alternate=True),
+    "Kneeling": Style(arms=(("forward", "lap", "rest", "point"),) * 2, wander=0.05, turn=30, bend=(0.85, 1.0),
+                      bend_profile=KNEEL, profile_jitter=(10, 10, 10), alternate=True),
+    "Floor": Style(arms=(("rest", "side", "lap", "raise", "hips"),) * 2, wander=0.05, turn=30,
+                   bend_profile=SIT_FLOOR, profile_jitter=(15, 45, 20), recline=90),
 }
 
 # 32-joint indices (Human3.6M order) used below.
@@ -93,6 +106,10 @@ R_CLAVICLE, R_SHOULDER, R_ELBOW, R_WRIST, R_THUMB, R_THUMB_TIP, R_HAND, R_HAND_T
 # pelvis paths stay within 1.1 m of it, so whole bodies stay inside the images.
 CAPTURE_CENTRE = np.array([0.25, 0.6])
 ANKLE_HEIGHT = 0.08  # m above the floor, standing
+# How far above the floor each joint that can touch it stays (its flesh), metres: ankles (the
+# foot under them), knees, the pelvis (sitting), the back, the head and the hands.
+FLOOR_CLEARANCE = {R_KNEE: 0.05, L_KNEE: 0.05, PELVIS: 0.12, SPINE: 0.1, THORAX: 0.1, HEAD: 0.1,
+                   L_WRIST: 0.03, R_WRIST: 0.03}
 FOOT = (0.13, 0.06, 0.05)  # ankle -> toe forward, ankle -> toe down, toe -> toe tip, m
 HAND = 0.08  # wrist -> hand tip along the forearm, m
 
@@ -209,6 +226,10 @@ def animate(style: Style, bones: dict[str, float], n: int, rng: np.random.Genera
     xy, heading = _ellipse_path(rng, n, style.speed) if style.path else _wander(rng, n, style)
     speed = np.linalg.norm(np.gradient(xy, axis=0), axis=1) * FPS  # (n,) m/s
     bend = _bend(rng, n, style)
+    recline = np.zeros(n)
+    if style.recline:              # sit up (0) ... lie flat (style.recline), thighs on the floor
+        recline = np.radians(_keyframes(rng, n, lambda k: rng.uniform(0, style.recline, k), spacing=(1.5, 3.0))[:, 0])
+        bend = 1 - recline / (np.pi / 2)
     flight = np.zeros(n)
     if style.jump[1] > 0:                  # hop in place: crouch, take off, fly, land
         jump_phase = 2 * np.pi * rng.uniform(*style.jump) * np.arange(n) / FPS + rng.uniform(0, 2 * np.pi)
@@ -219,7 +240,12 @@ def animate(style: Style, bones: dict[str, float], n: int, rng: np.random.Genera
     stride = 2 * rng.uniform(0.6, 0.75) * scale  # m per gait cycle
     phase = 2 * np.pi * np.cumsum(speed) / FPS / stride + rng.uniform(0, 2 * np.pi)  # right leg
     hip_amp, knee_amp, arm_swing = np.radians([rng.uniform(20, 30), rng.uniform(45, 65), rng.uniform(10, 25)])
-    hip_bend, knee_bend, lean_bend = np.radians(style.bend_profile if style.jump[1] == 0 else CROUCH)
+    profile = style.bend_profile if style.jump[1] == 0 else CROUCH
+    # Every bend is a little different: the profile wanders (more where people differ most).
+    hip_bend, knee_bend, lean_bend = np.radians(np.maximum(0, profile + _keyframes(
+        rng, n, lambda k: rng.uniform(-1, 1, (k, 3)) * style.profile_jitter))).T
+    if style.recline:              # on the floor, knees drawn up: the thighs rise by half the knee bend,
+        hip_bend = np.radians(90) + knee_bend / 2          # which keeps the feet on the floor
 
     def torso_keys(k):
         return rng.normal(0, 1, (k, 6)) * np.radians([5, 4, 10, 12, 10, 3]) + np.radians([4, 0, 0, 0, 5, 0])
@@ -271,9 +297,14 @@ def animate(style: Style, bones: dict[str, float], n: int, rng: np.random.Genera
         p[:, [thumb, thumb_tip]] = p[:, [wrist]]
         p[:, [hand, hand_tip]] = p[:, [wrist]] + _apply(r_fore, [0, 0, -HAND * scale])[:, None]
 
-    # Stand on the lower foot; walk the pelvis along the floor path.
-    lowest = np.minimum(p[:, R_ANKLE, 2], p[:, L_ANKLE, 2])
-    p[..., 2] += ANKLE_HEIGHT * scale - lowest[:, None] + flight[:, None]
+    if style.recline:              # lean the whole body back about the pelvis
+        r_back = _rot(2, heading) @ _rot(1, -recline) @ _rot(2, -heading)
+        p = np.einsum("nij,nkj->nki", r_back, p)
+    # Rest on the lowest of the feet, knees, seat, back, head and hands; walk the pelvis along
+    # the floor path.
+    clearance = {R_ANKLE: ANKLE_HEIGHT * scale, L_ANKLE: ANKLE_HEIGHT * scale, **FLOOR_CLEARANCE}
+    lowest = np.min([p[:, joint, 2] - above for joint, above in clearance.items()], axis=0)
+    p[..., 2] += -lowest[:, None] + flight[:, None]
     p[..., :2] += xy[:, None]
     return p.astype(np.float32)
 
