@@ -179,6 +179,10 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     g.add_argument("-wd", "--weight-decay", type=non_negative_float, default=0.1)
     g.add_argument("-no-da", "--no-data-augmentation", dest="data_augmentation", action="store_false",
                    help="no horizontal-flip training augmentation")
+    g.add_argument("--view-augment", type=number(float, 0, 90), default=0.0, metavar="DEG",
+                   help="see every training clip from a camera turned about the person by up to DEG degrees "
+                        "of pitch and DEG/2 of roll, the 2D re-projected (Human3.6M-layout 2D; 0: off, as the "
+                        "authors; the demo uses 20)")
     g.add_argument("--val-proposals", type=positive_int, default=1, help="hypotheses of the per-epoch validation")
     g.add_argument("--val-timesteps", type=positive_int, default=1, help="DDIM iterations of the per-epoch validation")
     g.add_argument("--no-eval", action="store_true", help="skip the per-epoch validation")

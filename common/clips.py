@@ -5,6 +5,12 @@ F-frame windows, centred on the sequence (frames outside it repeat the first / l
 with augmentation every window appears a second time, mirrored. Batches are shuffled per
 epoch with the sampler's own numpy RandomState, whose state the checkpoints keep.
 
+View augmentation (ours, off by default): each training clip is seen from a camera turned by
+a random pitch and roll about the person's root, so that a model trained on four fixed studio
+cameras also meets the camera heights and tilts of phones and tripods. The 3D target turns
+with the view and the 2D input is re-projected through the clip's camera, keeping the
+detector's error (the 2D minus the projection of the true 3D) as it was.
+
 Evaluation (eval_windows): ceil(N / F) windows from the start of the sequence, the last one
 aligned to the sequence end; sequences shorter than F are padded on the right.
 """
@@ -16,7 +22,9 @@ from typing import Iterator
 
 import numpy as np
 
-from .camera import flip_intrinsics
+import torch
+
+from .camera import flip_intrinsics, project_to_2d
 from .datasets.base import Layout
 from .skeleton import flip_pose
 
@@ -49,7 +57,7 @@ class ClipSampler:
 
     def __init__(self, sequences, clip_length: int, batch_size: int, *, augment: bool = False,
                  layout: Layout | None = None, shuffle: bool = True, seed: int = 1234, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, view_pitch: float = 0.0, view_roll: float = 0.0):
         if augment and layout is None:
             raise ValueError("flip augmentation needs the data set's joint layout (its left/right joints)")
         if not 0 <= rank < world_size:
@@ -62,6 +70,15 @@ class ClipSampler:
         self.random = np.random.RandomState(seed)
         self.with_traj = all(s.traj is not None for s in self.sequences)
         self.with_cam = all(s.cam is not None for s in self.sequences)
+        # largest view change, radians: pitch (about the camera's x axis), roll (about its z axis)
+        self.view = np.radians([view_pitch, view_roll])
+        if self.view.any():
+            if not (self.with_traj and self.with_cam):
+                raise ValueError("view augmentation re-projects the 3D: every training sequence needs its root "
+                                 "trajectory and camera intrinsics")
+            if layout is None or layout.input_name != "h36m":
+                raise ValueError("view augmentation re-projects the 3D joints, so the 2D must be of the same "
+                                 "joints (Human3.6M layout); it cannot make COCO-layout 2D")
         # (sequence index, start, end, flip) per clip, in the authors' order: a sequence's
         # windows, then the same windows flipped.
         clips = []
@@ -78,9 +95,13 @@ class ClipSampler:
     def next_epoch(self) -> Iterator[dict[str, np.ndarray]]:
         """One pass over the clips in a fresh shuffled order."""
         order = self.random.permutation(len(self.clips)) if self.shuffle else np.arange(len(self.clips))
+        # drawn only when asked for, so that the authors' sequence of draws stays as it was
+        views = self.random.uniform(-1, 1, (len(self.clips), 2)) * self.view if self.view.any() else None
         for b in range(self.num_batches()):
             g = b * self.world_size + self.rank  # this rank's share of the global batch list
-            yield self._batch([self.clips[k] for k in order[g * self.batch_size:(g + 1) * self.batch_size]])
+            chosen = order[g * self.batch_size:(g + 1) * self.batch_size]
+            batch = self._batch([self.clips[k] for k in chosen])
+            yield batch if views is None else turn_view(batch, views[chosen])
 
     def random_state(self):
         """A copy of the shuffling RandomState (what the authors' checkpoints store as
@@ -113,6 +134,27 @@ class ClipSampler:
             if self.with_cam:
                 batch["cam"].append(flip_intrinsics(seq.cam) if flip else seq.cam)
         return {k: np.stack(v).astype(np.float32) for k, v in batch.items()}
+
+
+def view_rotation(pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """Camera-space rotations (B, 3, 3): a pitch about the x axis, then a roll about the z axis."""
+    cp, sp, cr, sr = np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    one, zero = np.ones_like(pitch), np.zeros_like(pitch)
+    rx = np.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1).reshape(-1, 3, 3)
+    rz = np.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1).reshape(-1, 3, 3)
+    return rz @ rx
+
+
+def turn_view(batch: dict[str, np.ndarray], angles: np.ndarray) -> dict[str, np.ndarray]:
+    """The batch seen from cameras turned about each clip's root by angles (B, 2) radians
+    (pitch, roll): the root-relative 3D turns, the 2D is re-projected through the clip's camera
+    (traj and cam of the batch) plus its original error against the true 3D's projection."""
+    rotation = view_rotation(angles[:, 0], angles[:, 1]).astype(np.float32)            # (B, 3, 3)
+    pose_3d = np.einsum("bij,bfkj->bfki", rotation, batch["pose_3d"])
+    traj, cam = torch.from_numpy(batch["traj"]), torch.from_numpy(batch["cam"])[:, None, None]
+    before = project_to_2d(torch.from_numpy(batch["pose_3d"]) + traj, cam).numpy()
+    after = project_to_2d(torch.from_numpy(pose_3d) + traj, cam).numpy()
+    return {**batch, "pose_3d": pose_3d, "pose_2d": (batch["pose_2d"] + after - before).astype(np.float32)}
 
 
 def eval_window_indices(num_frames: int, clip_length: int) -> tuple[np.ndarray, np.ndarray]:

@@ -72,6 +72,7 @@ class RunConfig:
     lr_decay: float = _flag("-lrd", 0.993, resume=True)
     weight_decay: float = _flag("-wd", 0.1, resume=True)
     data_augmentation: bool = _flag("-no-da", True, resume=True)
+    view_augment: float = _flag("--view-augment", 0.0, resume=True)
     val_proposals: int = _flag("--val-proposals", 1, resume=True)
     val_timesteps: int = _flag("--val-timesteps", 1, resume=True)
     no_eval: bool = _flag("--no-eval", False, resume=True)

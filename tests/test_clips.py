@@ -1,5 +1,7 @@
-"""Training clips (bounds, padding, flip augmentation, shuffling state, sharding) and
+"""Training clips (bounds, padding, flip and view augmentation, shuffling state, sharding) and
 evaluation windows."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -81,6 +83,63 @@ def test_flipped_2d_is_the_projection_of_flipped_3d_with_flipped_intrinsics(tmp_
     (batch,) = list(sampler.next_epoch())
     projected = project_to_2d(torch.from_numpy(batch["pose_3d"] + batch["traj"]), torch.from_numpy(batch["cam"]))
     np.testing.assert_allclose(projected.numpy(), batch["pose_2d"], atol=1e-4)
+
+
+def test_view_augmentation_turns_the_3d_about_the_root_and_reprojects_the_2d_keeping_its_error(tmp_path):
+    write_synthetic_h36m(tmp_path, name="view", seed=1, frames_per_sequence=30, subjects=("S9",),
+                         actions=("Greeting",))
+    data = H36MDataset(tmp_path, "gt", "view")
+    exact = data.sequences(["S9"])
+    noisy = [dataclasses.replace(s, pose_2d=s.pose_2d + np.float32(0.01) * np.sin(np.arange(s.pose_2d.size))
+                                 .reshape(s.pose_2d.shape).astype(np.float32)) for s in exact]
+    plain = next(ClipSampler(noisy, clip_length=9, batch_size=64, shuffle=False, seed=3, **SYM).next_epoch())
+    sampler = ClipSampler(noisy, clip_length=9, batch_size=64, shuffle=False, seed=3, view_pitch=20, view_roll=10,
+                          **SYM)
+    (turned,) = list(sampler.next_epoch())
+    assert not np.allclose(turned["pose_3d"], plain["pose_3d"], atol=1e-3)
+    # a rigid turn about the root: the root stays, every joint keeps its distance from it
+    np.testing.assert_array_equal(turned["pose_3d"][..., 0, :], 0)
+    np.testing.assert_allclose(np.linalg.norm(turned["pose_3d"], axis=-1), np.linalg.norm(plain["pose_3d"], axis=-1),
+                               atol=1e-5)
+    # one rotation per clip (fitted over all its frames), of at most 20 deg pitch and 10 deg roll
+    angles = []
+    for before, after in zip(plain["pose_3d"], turned["pose_3d"]):
+        x, y = before.reshape(-1, 3), after.reshape(-1, 3)
+        u, _, vt = np.linalg.svd(x.T @ y)
+        rotation = (u @ vt).T
+        np.testing.assert_allclose(x @ rotation.T, y, atol=1e-5)
+        angles.append(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1))))
+    assert 5 < max(angles) <= np.hypot(20, 10) + 1e-3
+    # the 2D is the projection of the turned 3D plus the original 2D's error
+    error = plain["pose_2d"] - project_to_2d(torch.from_numpy(plain["pose_3d"] + plain["traj"]),
+                                             torch.from_numpy(plain["cam"])[:, None, None]).numpy()
+    reprojected = project_to_2d(torch.from_numpy(turned["pose_3d"] + turned["traj"]),
+                                torch.from_numpy(turned["cam"])[:, None, None]).numpy()
+    np.testing.assert_allclose(turned["pose_2d"], reprojected + error, atol=1e-5)
+    assert np.abs(error).max() > 0.005
+
+
+def test_view_augmentation_needs_3d_joints_for_the_2d():
+    seq = tagged_sequence(0, 5)
+    with pytest.raises(ValueError, match="Human3.6M layout"):
+        ClipSampler([seq], clip_length=4, batch_size=2, view_pitch=10, layout=input_layout("coco"))
+    with pytest.raises(ValueError, match="trajectory and camera"):
+        ClipSampler([dataclasses.replace(seq, traj=None)], clip_length=4, batch_size=2, view_pitch=10, **SYM)
+
+
+def test_view_augmentation_is_drawn_from_the_saved_random_state():
+    """The views come from the sampler's RandomState, which checkpoints keep: a resumed run
+    sees the same views; without view augmentation the draws are the authors' (order test above)."""
+    seqs = [dataclasses.replace(tagged_sequence(i, 12), cam=np.array([2, 2, 0, 0, 0, 0, 0, 0, 0], np.float32),
+                                traj=np.full((12, 1, 3), [0, 0, 5], np.float32)) for i in range(3)]
+    a = ClipSampler(seqs, clip_length=4, batch_size=3, seed=7, view_pitch=30, **SYM)
+    list(a.next_epoch())
+    state = a.random_state()
+    expected = [b["pose_2d"] for b in a.next_epoch()]
+    b = ClipSampler(seqs, clip_length=4, batch_size=3, seed=1, view_pitch=30, **SYM)
+    b.set_random_state(state)
+    for x, y in zip(b.next_epoch(), expected):
+        np.testing.assert_array_equal(x["pose_2d"], y)
 
 
 def test_shuffle_order_matches_the_authors_generator():
