@@ -2,10 +2,11 @@
 it on a real motion-capture test sequence.
 
     python -m benchmarks.real_clip --checkpoint checkpoint/demo/best_epoch.bin --video clip.mp4 \
-        [--ts5 /path/to/mpi_inf_3dhp_test_set/TS5/annot_data.mat] [--cache clip_mediapipe.npz]
+        [--ts5 /path/to/mpi_inf_3dhp_test_set/TS5/annot_data.mat] [--cache clip_mediapipe.npz] [--no-virtual-camera]
 
 Real video (no 3D truth): MediaPipe Pose (model_complexity=1) gives 33 landmarks per frame; the
-COCO-17 ones are lifted by the model (common.in_the_wild.lifting.lift_keypoints, default camera)
+COCO-17 ones are lifted by the model (common.in_the_wild.lifting.lift_keypoints, default camera, through the
+virtual camera of the training focal as the command line does unless --no-virtual-camera)
 and the J-Agg poses are scored by what a real body must satisfy:
   bone CV    coefficient of variation of each Human3.6M bone's length over the frames, mean
              over the 16 bones, % (a rigid skeleton has 0);
@@ -181,8 +182,9 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=None, help=".npz where MediaPipe's output for the video is kept")
     p.add_argument("--ts5", default=None, help="MPI-INF-3DHP's TS5/annot_data.mat")
     p.add_argument("--focal", type=float, default=None, help="focal length, pixels; None: the in-the-wild default")
-    p.add_argument("--virtual-camera", action="store_true",
-                   help="lift the 2D as the training cameras would see it (lifting.to_virtual_camera)")
+    p.add_argument("--no-virtual-camera", action="store_true",
+                   help="lift the 2D as it is, not as the training cameras would see it (lifting.to_virtual_camera, "
+                        "the default of main_in_the_wild.py and d3dp.Lifter)")
     p.add_argument("-H", "--hypotheses", type=int, default=5)
     p.add_argument("-K", "--steps", type=int, default=5)
     args = p.parse_args(argv)
@@ -190,8 +192,8 @@ def main(argv=None) -> int:
     model.eval()
     layout, _ = lifting.input_layout_of(ckpt, args.input_layout)
     print(f"{args.checkpoint}: {layout} input, F={model.cfg.frames} C={model.cfg.channels} D={model.cfg.depth}, "
-          f"H={args.hypotheses} K={args.steps}{', virtual camera' if args.virtual_camera else ''}")
-    virtual = lifting.TRAINING_FOCAL if args.virtual_camera else None
+          f"H={args.hypotheses} K={args.steps}{'' if args.no_virtual_camera else ', virtual camera'}")
+    virtual = None if args.no_virtual_camera else lifting.training_focal(ckpt)
     with torch.no_grad():
         if args.video:
             r = real_video(model, layout, args.video, args.cache, args.hypotheses, args.steps, args.focal,

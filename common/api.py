@@ -42,27 +42,34 @@ class Lifter:
     ground truth: an estimated root trajectory and a pinhole camera)."""
 
     def __init__(self, model, checkpoint: dict, run: RunConfig, device, layout: str, layout_source: str,
-                 log=_quiet):
+                 log=_quiet, virtual_camera: bool = True):
         self.model, self.checkpoint, self.run, self.device = model, checkpoint, run, device
         self.log = log                          # where notes go (the engine chosen); silent by default
         self.layout = layout                    # 2D input layout of the model: 'coco' or 'h36m'
         self.layout_source = layout_source      # why: the checkpoint's training data, or the override
+        # The 2D is lifted as a camera with the training cameras' focal length would see it (exact
+        # for a pinhole camera; the 3D is unchanged), so a person filmed with another lens looks
+        # as the model learnt people to look; off: the 2D as it is.
+        self.virtual_focal = lifting.training_focal(checkpoint) if virtual_camera else None
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", layout: str | None = None, log=_quiet,
-                        **settings) -> "Lifter":
+                        virtual_camera: bool = True, **settings) -> "Lifter":
         """Load our checkpoint or the authors' .bin. layout overrides the 2D layout the checkpoint
-        records ('coco' or 'h36m'; the authors' files record none). settings: RunConfig fields
-        of the diffusion and speed (timestep, scale, eta, heads, max_batch_hypotheses, amp, engine)."""
+        records ('coco' or 'h36m'; the authors' files record none). virtual_camera=False lifts
+        the 2D as it is instead of as the training cameras would see it (--no-virtual-camera).
+        settings: RunConfig fields of the diffusion and speed (timestep, scale, eta, heads,
+        max_batch_hypotheses, amp, engine)."""
         run = RunConfig(evaluate=str(path), checkpoint=str(Path(path).parent), **settings)
-        return cls.from_config(run, choose_device(device), layout or "auto", log)
+        return cls.from_config(run, choose_device(device), layout or "auto", log, virtual_camera)
 
     @classmethod
-    def from_config(cls, run: RunConfig, device, layout: str = "auto", log=_quiet) -> "Lifter":
+    def from_config(cls, run: RunConfig, device, layout: str = "auto", log=_quiet,
+                    virtual_camera: bool = True) -> "Lifter":
         """The lifter of a run configuration (its --evaluate checkpoint), as the command line builds it."""
         model, checkpoint, run = load_for_evaluation(run, device)
         name, why = lifting.input_layout_of(checkpoint, layout)
-        return cls(model, checkpoint, run, device, name, why, log)
+        return cls(model, checkpoint, run, device, name, why, log, virtual_camera)
 
     def _prepare(self, hypotheses, iterations, seed, flip, batch) -> tuple:
         """(the DDIM sampler, H, the keywords of common.in_the_wild.lifting's calls): settings left
@@ -76,7 +83,7 @@ class Lifter:
                         batch=batch or run.eval_batch or run.pbest_clips(),
                         device=self.device, engine=run.engine, amp=run.amp, log=self.log,
                         calibration=stored_calibration(self.checkpoint, run.evaluate, hypotheses, self.log),
-                        coverage=check_coverage(run.coverage))
+                        coverage=check_coverage(run.coverage), virtual_focal=self.virtual_focal)
         return make_sampler(run, iterations), hypotheses, settings
 
     def lift_keypoints(self, keypoints: Keypoints2D, image_size, hypotheses: int | None = None,

@@ -104,3 +104,14 @@ def flip_intrinsics(cam):
     cam[..., 2] *= -1
     cam[..., 7] *= -1
     return cam
+
+
+def shared_focal(cams, tolerance: float = 0.05) -> float | None:
+    """The normalised focal length (the mean of fx and fy) that every one of these intrinsics
+    9-vectors has within `tolerance` (relative) of their mean, else None (None entries: None)."""
+    cams = list(cams)
+    if not cams or any(c is None for c in cams):
+        return None
+    focal = np.array([np.mean(np.asarray(c)[:2]) for c in cams], dtype=np.float64)
+    mean = float(focal.mean())
+    return round(mean, 4) if np.all(np.abs(focal - mean) <= tolerance * mean) else None

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from . import signals
+from .camera import shared_focal
 from .checkpoint import (CheckpointError, check_architecture, config_from_checkpoint, load_denoiser,
                          remove_stale_temp_files, safe_load)
 from .clips import ClipSampler
@@ -272,7 +273,8 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
     model = prepare_model(Denoiser(model_cfg).to(device), device)
     diffusion = Diffusion(run.timestep, run.scale)
     clips = ClipSampler(train_sequences, model_cfg.frames, batch_clips, augment=run.data_augmentation, layout=layout,
-                        seed=run.seed, rank=info.rank, world_size=info.world_size)
+                        seed=run.seed, rank=info.rank, world_size=info.world_size, view_pitch=run.view_augment,
+                        view_roll=run.view_augment / 2)
     validate = None
     if not run.no_eval and val_sequences:
         sampler = make_sampler(run, run.val_timesteps)
@@ -296,7 +298,8 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
         log("training through torch.compile (the first steps compile the model)")
     trainer = Trainer(model, diffusion, clips, cfg, device, run.checkpoint, validate=validate, writer=writer,
                       dist=info, ddp_model=net,
-                      extra_state={"args": {**run.to_dict(), "input_layout": layout.input_name},
+                      extra_state={"args": {**run.to_dict(), "input_layout": layout.input_name,
+                                            "training_focal": shared_focal(s.cam for s in train_sequences)},
                                    "train_data": _training_data(train_sequences)})
     if resumed:
         trainer.resume(resumed, run.resume)

@@ -86,6 +86,7 @@ def test_training_on_coco_detections_records_the_input_layout(coco_dir, tmp_path
     assert rc == 0
     ckpt = safe_load(ck / "best_epoch.bin")
     assert ckpt["args"]["input_layout"] == "coco" and ckpt["args"]["keypoints"] == "detectron_pt_coco"
+    assert abs(ckpt["args"]["training_focal"] - 2.29) < 0.01          # the Human3.6M cameras' shared focal
     assert np.isfinite(ckpt["best_error"])
 
 

@@ -218,9 +218,11 @@ def test_cli_on_a_video_writes_every_format_and_lift_video_returns_the_same(tmp_
     assert d["j_agg"].shape == (60, 17, 3) and d["detector_keypoints"].shape == (130, 1, 17, 3)
     assert int(np.isfinite(d["detector_keypoints"][:, 0, 0, 0]).sum()) == 77
     assert all(o.stat().st_size > 0 for o in outs)
-    # the library call the command line makes (and Lifter.lift_video), with its defaults, gives the same numbers
+    # the library call the command line makes (and Lifter.lift_video), with its defaults (the virtual
+    # camera of a Human3.6M-format model), gives the same numbers
     model, _ = load_denoiser(tiny_ckpt)
-    result = lifting.lift_video(model.eval(), DDIMSampler(Diffusion(), 2), video, "h36m", 2, detector="scripted")
+    result = lifting.lift_video(model.eval(), DDIMSampler(Diffusion(), 2), video, "h36m", 2, detector="scripted",
+                                virtual_focal=lifting.TRAINING_FOCAL)
     np.testing.assert_array_equal(result.frame_ids, d["frame_ids"])
     np.testing.assert_allclose(result.j_agg, d["j_agg"], atol=1e-6)
     np.testing.assert_allclose(result.hypotheses, d["hypotheses"], atol=1e-6)

@@ -58,6 +58,10 @@ def build_wild_parser():
     g.add_argument("--focal", type=positive_float, default=None,
                    help="focal length, pixels; None: 0.9 x the larger image side (a 58-degree field of view across it, "
                         "as phones filming and lab cameras have; 1728 for 1920x1080 or 1080x1920)")
+    g.add_argument("--no-virtual-camera", action="store_true",
+                   help="lift the 2D as it is; by default it is first rescaled to how a camera with the training "
+                        "cameras' focal length would see it (exact for a pinhole camera, the 3D is unchanged; "
+                        "MPI-INF-3DHP models: always as it is)")
     g.add_argument("--input-layout", choices=("auto", "coco", "h36m"), default="auto",
                    help="2D joint layout the model was trained on (auto: from the checkpoint's training args)")
     g.add_argument("--output", action="append", default=[], metavar="FILE",
@@ -106,7 +110,8 @@ def lift(args, device) -> int:
     if not args.keypoints_file:
         lifting.check_frame_size(info.width, info.height, args.video)
         detector = make_detector(args.detector)
-    lifter = Lifter.from_config(RunConfig.from_args(args), device, args.input_layout, log=print)
+    lifter = Lifter.from_config(RunConfig.from_args(args), device, args.input_layout, log=print,
+                                virtual_camera=not args.no_virtual_camera)
     run_on = (f"{lifter.layout} input (from {lifter.layout_source}); F={lifter.model.cfg.frames} "
               f"H={args.num_proposals} K={args.sampling_timesteps} on {device}")
     if args.keypoints_file:

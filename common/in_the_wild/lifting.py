@@ -90,6 +90,15 @@ class VideoDetections:
 TRAINING_FOCAL = 2.29
 
 
+def training_focal(checkpoint: dict) -> float | None:
+    """The normalised focal length of the cameras a checkpoint's model was trained with, where
+    one focal fits them all: what our training recorded ('training_focal': None when the
+    cameras differ, as MPI-INF-3DHP's do); for files without it (the authors', ours before),
+    TRAINING_FOCAL, Human3.6M's."""
+    args = checkpoint.get("args") or {}
+    return args["training_focal"] if "training_focal" in args else TRAINING_FOCAL
+
+
 def to_virtual_camera(x2d: np.ndarray, cam: np.ndarray, focal: float = TRAINING_FOCAL):
     """2D (..., J, 2) normalised, seen by the pinhole camera cam, as a camera at the same place
     with focal length `focal` and its principal point at the origin would see it: for a
@@ -373,7 +382,8 @@ def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
                batch: int = CLI_BATCH, seed: int = CLI_SEED, device="cpu", threshold: float = 0.3, max_gap: int = 30,
                max_missing: float = 0.5,
                engine: str = "auto", amp: str | None = None, max_frames: int | None = None,
-               progress: bool = False, log=print, calibration=None, coverage: float = DEFAULT_COVERAGE) -> WildResult:
+               progress: bool = False, log=print, calibration=None, coverage: float = DEFAULT_COVERAGE,
+               virtual_focal: float | None = None) -> WildResult:
     """From a video file to 3D: decode it, detect 2D keypoints in every frame, follow one
     person (as read_keypoints does for files: tracks linked by position, the longest kept,
     gaps over max_gap frames split, missing frames interpolated, over max_missing refused),
@@ -403,7 +413,7 @@ def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
                                      f"that decode")
     result = lift_keypoints(model, sampler, keypoints, found.image_size, layout, hypotheses, focal=focal, flip=flip,
                             batch=batch, seed=seed, device=device, engine=engine, amp=amp, log=log,
-                            calibration=calibration, coverage=coverage)
+                            calibration=calibration, coverage=coverage, virtual_focal=virtual_focal)
     result.fps, result.video = found.fps, found
     result.timings = {"decode": found.decode_s, "detect": found.detect_s, **result.timings}
     return result
