@@ -74,11 +74,11 @@ class ClipSampler:
         self.view = np.radians([view_pitch, view_roll])
         if self.view.any():
             if not (self.with_traj and self.with_cam):
-                raise ValueError("view augmentation re-projects the 3D: every training sequence needs its root "
-                                 "trajectory and camera intrinsics")
+                raise ValueError("--view-augment re-projects the 3D: every training sequence needs its root "
+                                 "trajectory and camera intrinsics; train without --view-augment on this data")
             if layout is None or layout.input_name != "h36m":
-                raise ValueError("view augmentation re-projects the 3D joints, so the 2D must be of the same "
-                                 "joints (Human3.6M layout); it cannot make COCO-layout 2D")
+                raise ValueError("--view-augment re-projects the 3D joints, so it needs 2D of the same joints "
+                                 "(Human3.6M layout); for COCO-layout 2D train without --view-augment")
         # (sequence index, start, end, flip) per clip, in the authors' order: a sequence's
         # windows, then the same windows flipped.
         clips = []
