@@ -282,3 +282,30 @@ def test_a_signal_after_the_stop_cannot_change_the_exit_code():
     one to every rank still alive when the first one exits) arrives while the process shuts
     down: it still exits with 143, not killed by the signal."""
     _in_child(ENTRY_POINT_TEARDOWN, returncode=143)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the worker processes from /proc")
+def test_sigterm_under_torchrun_evaluation_stops_every_rank_with_143_and_writes_no_tables(data, straight_run,
+                                                                                          tmp_path):
+    """SLURM signals every task: SIGTERM to both ranks of a torchrun evaluation. Both stop with
+    143 (no rank left waiting in a collective), and no table is written."""
+    out_dir = tmp_path / "eval"
+    proc = subprocess.Popen(torchrun(data, out_dir, "--evaluate", str(straight_run / "best_epoch.bin"), "-a",
+                                     "Walking", "-k", "cpn_ft_h36m_dbb", "--device", "cpu", "-num_proposals", "20",
+                                     "-sampling_timesteps", "200", "-b", "1", "--nolog", "--engine", "eager",
+                                     "--compile", "off"),
+                            env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    wait_for(out_dir, proc)                                   # created by the writability check, before sampling
+    time.sleep(2.0)
+    workers = _children(proc.pid)
+    assert len(workers) == 2
+    for pid in workers:
+        os.kill(pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    for pid in workers:                                       # torchrun's report of each worker's exit code
+        assert f"exitcode  : 143 (pid: {pid})" in err, err[-3000:]
+    stopped = "interrupted by SIGTERM: evaluation interrupted before its tables were complete; nothing was written"
+    assert err.count(stopped) == 2 and "Protocol #1" not in out, err[-3000:]      # both ranks, mid-evaluation
+    assert not list(out_dir.glob("eval_*"))
