@@ -21,7 +21,6 @@ import copy
 from typing import Iterator
 
 import numpy as np
-
 import torch
 
 from .camera import flip_intrinsics, project_to_2d

@@ -91,21 +91,30 @@ def test_a_signal_stops_training_with_the_resume_command_and_the_resumed_run_is_
         assert torch.equal(value, resumed[key]), key
 
 
-def test_sigterm_during_evaluation_stops_it_with_143_and_writes_no_tables(data, straight_run, tmp_path):
-    out_dir = tmp_path / "eval"
-    # -b 1: one window per group, many groups: the evaluation lasts long enough to be stopped.
-    proc = subprocess.Popen(main_py(data, out_dir, "--evaluate", str(straight_run / "best_epoch.bin"), "-a", "Walking",
-                                    "-k", "cpn_ft_h36m_dbb", "--device", "cpu", "-num_proposals", "20",
+EVAL_STOPPED = "interrupted by SIGTERM: evaluation interrupted before its tables were complete; nothing was written"
+
+
+def start_long_evaluation(command, data, out_dir: Path, checkpoint: Path) -> subprocess.Popen:
+    """An evaluation (command: main_py or torchrun) that lasts long enough to be stopped (-b 1:
+    one window per group, many groups), started and waited for until it is about to sample."""
+    proc = subprocess.Popen(command(data, out_dir, "--evaluate", str(checkpoint), "-a", "Walking", "-k",
+                                    "cpn_ft_h36m_dbb", "--device", "cpu", "-num_proposals", "20",
                                     "-sampling_timesteps", "200", "-b", "1", "--nolog", "--engine", "eager",
                                     "--compile", "off"),
                             env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     wait_for(out_dir, proc)                                   # created by the writability check, before sampling
+    return proc
+
+
+def test_sigterm_during_evaluation_stops_it_with_143_and_writes_no_tables(data, straight_run, tmp_path):
+    out_dir = tmp_path / "eval"
+    proc = start_long_evaluation(main_py, data, out_dir, straight_run / "best_epoch.bin")
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert "interrupted by SIGTERM: evaluation interrupted before its tables were complete; nothing was written" in err
+    assert EVAL_STOPPED in err
     assert "Traceback" not in err and "Protocol #1" not in out
     assert not list(out_dir.glob("eval_*"))
 
@@ -290,13 +299,7 @@ def test_sigterm_under_torchrun_evaluation_stops_every_rank_with_143_and_writes_
     """SLURM signals every task: SIGTERM to both ranks of a torchrun evaluation. Both stop with
     143 (no rank left waiting in a collective), and no table is written."""
     out_dir = tmp_path / "eval"
-    proc = subprocess.Popen(torchrun(data, out_dir, "--evaluate", str(straight_run / "best_epoch.bin"), "-a",
-                                     "Walking", "-k", "cpn_ft_h36m_dbb", "--device", "cpu", "-num_proposals", "20",
-                                     "-sampling_timesteps", "200", "-b", "1", "--nolog", "--engine", "eager",
-                                     "--compile", "off"),
-                            env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    wait_for(out_dir, proc)                                   # created by the writability check, before sampling
+    proc = start_long_evaluation(torchrun, data, out_dir, straight_run / "best_epoch.bin")
     time.sleep(2.0)
     workers = _children(proc.pid)
     assert len(workers) == 2
@@ -306,6 +309,5 @@ def test_sigterm_under_torchrun_evaluation_stops_every_rank_with_143_and_writes_
     assert proc.returncode != 0
     for pid in workers:                                       # torchrun's report of each worker's exit code
         assert f"exitcode  : 143 (pid: {pid})" in err, err[-3000:]
-    stopped = "interrupted by SIGTERM: evaluation interrupted before its tables were complete; nothing was written"
-    assert err.count(stopped) == 2 and "Protocol #1" not in out, err[-3000:]      # both ranks, mid-evaluation
+    assert err.count(EVAL_STOPPED) == 2 and "Protocol #1" not in out, err[-3000:]   # both ranks, mid-evaluation
     assert not list(out_dir.glob("eval_*"))

@@ -61,7 +61,7 @@ def build_wild_parser():
     g.add_argument("--no-virtual-camera", action="store_true",
                    help="lift the 2D as it is; by default it is first rescaled to how a camera with the training "
                         "cameras' focal length would see it (exact for a pinhole camera, the 3D is unchanged; "
-                        "MPI-INF-3DHP models: always as it is)")
+                        "models whose training cameras had no shared focal length: always as it is)")
     g.add_argument("--input-layout", choices=("auto", "coco", "h36m"), default="auto",
                    help="2D joint layout the model was trained on (auto: from the checkpoint's training args)")
     g.add_argument("--output", action="append", default=[], metavar="FILE",

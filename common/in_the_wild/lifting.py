@@ -93,7 +93,7 @@ TRAINING_FOCAL = 2.29
 def training_focal(checkpoint: dict) -> float | None:
     """The normalised focal length of the cameras a checkpoint's model was trained with, where
     one focal fits them all: what our training recorded ('training_focal': None when the
-    cameras differ, as MPI-INF-3DHP's do); for files without it (the authors', ours before),
+    cameras' focal lengths differ or are unknown); for files without it (the authors', ours before),
     TRAINING_FOCAL, Human3.6M's."""
     args = checkpoint.get("args") or {}
     return args["training_focal"] if "training_focal" in args else TRAINING_FOCAL
