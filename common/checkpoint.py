@@ -58,11 +58,20 @@ def _mt19937(bit_generator="MT19937"):
 
 def _random_state(bit_generator_name="MT19937", bit_generator_ctor=None):
     """numpy's pickled-RandomState constructor, for numpy 1 and 2 pickles alike: numpy 2
-    passes the unpickled bit generator itself, numpy 1 its name."""
+    passes the unpickled bit generator itself, numpy 1 its name.
+
+    The RandomState returned holds numpy's own MT19937 without a seed sequence (as a seeded
+    RandomState does), never the unpickling class above, which is defined inside a function and
+    cannot be pickled again: a loaded checkpoint's state saves again under either numpy, in the
+    form a seeded RandomState has. The pickle's __setstate__ that follows sets the full state."""
     from numpy.random import MT19937
 
-    bit_generator = bit_generator_name if isinstance(bit_generator_name, MT19937) else _mt19937(bit_generator_name)
-    return np.random.RandomState(bit_generator)
+    state = np.random.RandomState(0)
+    if isinstance(bit_generator_name, MT19937):
+        state.set_state(bit_generator_name.state)
+    else:
+        _mt19937(bit_generator_name)                  # checks the name
+    return state
 
 
 def _numpy_safe_globals() -> list:

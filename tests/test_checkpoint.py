@@ -133,3 +133,55 @@ def test_a_full_disk_during_a_save_is_a_clear_error_and_keeps_the_previous_file(
     assert isinstance(failure.value, OSError) and f"continue from it with -r {path}" in str(failure.value)
     assert torch.equal(safe_load(path)["model_pos"]["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["latest_epoch.bin"]
+
+
+# ---------------------------------------------------------------------------- numpy 1 and numpy 2
+
+class _Numpy1RandomState:
+    """Pickles as numpy 1.x pickles a RandomState: the bit generator by name, then the state.
+    Lets a numpy-2 environment write the other numpy's form (numpy 1 writes it natively)."""
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def __reduce__(self):
+        from numpy.random import _pickle
+        return getattr(_pickle, "__randomstate_ctor"), ("MT19937",), self.state
+
+
+def _resaved_state_round_trip(ckpt: dict, tmp_path, name: str) -> dict:
+    """Save a loaded checkpoint again (what --calibrate and every resumed run's epoch do), load
+    that, and check its RandomState is numpy's own, equal to the one loaded and drawing alike."""
+    loaded = ckpt["random_state"]
+    assert type(loaded._bit_generator) is np.random.MT19937     # never the unpickling helper class
+    atomic_save(ckpt, tmp_path / name)
+    again = safe_load(tmp_path / name)["random_state"]
+    expected, got = loaded.get_state(), again.get_state()
+    assert expected[0] == got[0] and np.array_equal(expected[1], got[1]) and expected[2:] == got[2:]
+    assert np.array_equal(loaded.permutation(50), again.permutation(50))
+    return again
+
+
+def test_an_authors_checkpoint_loaded_under_this_numpy_saves_again(fixture_a, tmp_path):
+    """The authors' file holds numpy 2's pickle of a RandomState; under numpy 2 a re-save of the
+    loaded dict once died with "Can't pickle local object" (the unpickling class)."""
+    _, _, folder = fixture_a
+    ckpt = safe_load(folder / "checkpoint.bin")
+    again = _resaved_state_round_trip(ckpt, tmp_path, "resaved.bin")
+    _resaved_state_round_trip({"model_pos": {}, "random_state": again}, tmp_path, "resaved_twice.bin")
+
+
+def test_a_numpy1_pickled_random_state_loads_and_saves_again(tmp_path):
+    reference = np.random.RandomState(1234)
+    reference.permutation(10)
+    torch.save({"model_pos": {}, "random_state": _Numpy1RandomState(reference.get_state(legacy=False))},
+               tmp_path / "numpy1.bin")
+    ckpt = safe_load(tmp_path / "numpy1.bin")
+    assert np.array_equal(ckpt["random_state"].permutation(50), _advanced(1234, 10).permutation(50))
+    _resaved_state_round_trip(safe_load(tmp_path / "numpy1.bin"), tmp_path, "resaved.bin")
+
+
+def _advanced(seed: int, draws: int) -> np.random.RandomState:
+    rs = np.random.RandomState(seed)
+    rs.permutation(draws)
+    return rs
