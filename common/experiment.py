@@ -302,7 +302,8 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
                                             "training_focal": shared_focal(s.cam for s in train_sequences)},
                                    "train_data": _training_data(train_sequences)})
     if resumed:
-        trainer.resume(resumed, run.resume)
+        for note in trainer.resume(resumed, run.resume):
+            log(f"note: {note}")
         log(f"resumed from {run.resume} after epoch {trainer.epoch}")
     set_interrupt_hint((lambda: _training_interrupted(trainer, run)) if info.is_main else
                        f"rank {info.rank} stopped with the others (rank 0 says how to continue)")

@@ -23,6 +23,13 @@ from .distributed import DistInfo, agreed_stop, gather_states, mean_over_ranks
 from .metrics import mpjpe
 
 
+# Batches between reads of the running loss for the progress bar (each read waits for the device).
+LOG_EVERY = 20
+# Batches between the ranks' agreement on a stop under torchrun (an all-reduce the host waits
+# for); a signal stops the run at most this many batches later, and always at an epoch's end.
+STOP_CHECK_EVERY = 20
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 400
@@ -64,14 +71,18 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state(self, rank_rng: list | None = None) -> dict:
         """rank_rng: distributed, every rank's generator states (_rng_states), so that each
-        rank resumes its own drop-path draws."""
+        rank resumes its own drop-path draws. Only the run's own device's RNG is stored (not
+        every visible GPU's), with the device type of each generator, so that the checkpoint
+        resumes on another device type or with another number of GPUs."""
         extra = {"rank_rng": rank_rng} if rank_rng else {}
+        device = torch.device(self.device)
+        device_rng = {"type": "cuda", "state": torch.cuda.get_rng_state(device)} if device.type == "cuda" else None
         return make_checkpoint(
             self.model, epoch=self.epoch, lr=self.lr, optimizer=self.optimizer.state_dict(),
             random_state=self.clips.random_state(), best_error=self.best_error,
-            train_generator=self.generator.get_state(), grad_scaler=self.scaler.state_dict(),
-            torch_rng=torch.get_rng_state(),
-            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], **self.extra_state, **extra)
+            train_generator=self.generator.get_state(), train_generator_device=device.type,
+            grad_scaler=self.scaler.state_dict(), torch_rng=torch.get_rng_state(), device_rng=device_rng,
+            **self.extra_state, **extra)
 
     def _rng_states(self) -> list[torch.Tensor]:
         """This process's global generators that training draws from (drop-path masks): the
@@ -81,8 +92,11 @@ class Trainer:
             states.append(torch.cuda.get_rng_state(self.device))
         return states
 
-    def resume(self, checkpoint, path=None) -> None:
-        """Continue exactly where a checkpoint of ours (a path, or its loaded dict) left off."""
+    def resume(self, checkpoint, path=None) -> list[str]:
+        """Continue exactly where a checkpoint of ours (a path, or its loaded dict) left off.
+        On the device type it was saved on the continuation is exact; on another (a CPU run's
+        checkpoint on a GPU, or the reverse) the generators cannot carry over, so the noise
+        draws restart from a stream seeded by (seed, epoch). Returns notes saying so."""
         ckpt = safe_load(checkpoint, map_location="cpu") if path is None else checkpoint
         path = checkpoint if path is None else path
         if "train_generator" not in ckpt:
@@ -92,28 +106,44 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.lr, self.epoch, self.best_error = ckpt["lr"], ckpt["epoch"], ckpt["best_error"]
         self.clips.set_random_state(ckpt["random_state"])
-        self.generator.set_state(ckpt["train_generator"])
         if ckpt.get("grad_scaler"):
             self.scaler.load_state_dict(ckpt["grad_scaler"])
         torch.set_rng_state(ckpt["torch_rng"])
-        if torch.cuda.is_available() and ckpt["cuda_rng"]:
-            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        here = torch.device(self.device)
+        saved = saved_generator_device(ckpt)
+        notes = []
+        if saved == here.type:
+            self.generator.set_state(ckpt["train_generator"])
+            device_state = saved_device_rng(ckpt, here)
+            if device_state is not None:
+                torch.cuda.set_rng_state(device_state, here)
+        else:
+            self.generator.manual_seed(self.cfg.seed * 1_000_003 + self.epoch)
+            notes.append(f"{path} was trained on {saved.upper()} and resumes on {here.type.upper()}: the training "
+                         f"noise continues from a new stream seeded by (--seed, epoch), so the run is not the "
+                         f"bit-identical continuation it would be on {saved.upper()}")
         rank_rng = ckpt.get("rank_rng") or []
         if self.dist.enabled and len(rank_rng) == self.dist.world_size:    # each rank's own draws
             own = rank_rng[self.dist.rank]
             torch.set_rng_state(own[0])
-            if len(own) > 1 and torch.device(self.device).type == "cuda":
-                torch.cuda.set_rng_state(own[1], self.device)
+            if len(own) > 1 and here.type == "cuda" and saved == "cuda":
+                torch.cuda.set_rng_state(own[1], here)
+        return notes
 
     # ------------------------------------------------------------------ loop
     def train_epoch(self) -> tuple[float, float]:
-        """One pass over the shuffled clips; returns (mean loss in metres, clips per second)."""
+        """One pass over the shuffled clips; returns (mean loss in metres, clips per second).
+
+        Nothing in a step waits for the device: the loss is summed on the device and read
+        every LOG_EVERY batches (the progress bar) and at the epoch's end; under torchrun the
+        ranks agree on a stop every STOP_CHECK_EVERY batches."""
         self.net.train()
-        total, frames, clips_seen, start = 0.0, 0, 0, time.perf_counter()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        frames, clips_seen, start = 0, 0, time.perf_counter()
         batches = self.clips.next_epoch()
         bar = tqdm(batches, total=self.clips.num_batches(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
                    unit="batch", disable=not (self.cfg.progress and self.dist.is_main), leave=False)
-        for batch in bar:
+        for step, batch in enumerate(bar, 1):
             x2d = to_device(batch["pose_2d"], self.device)
             x3d = to_device(batch["pose_3d"], self.device)
             x_t, t = self.diffusion.training_input(x3d, generator=self.generator,
@@ -126,21 +156,24 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             n = x3d.shape[0] * x3d.shape[1]
-            total += float(loss.detach()) * n
+            total += loss.detach().double() * n
             frames += n
             clips_seen += x3d.shape[0]
-            bar.set_postfix(loss=f"{1000 * total / frames:.1f}mm",
-                            clips_s=f"{clips_seen / (time.perf_counter() - start):.1f}")
-            self._stop_point()
+            if step % LOG_EVERY == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{1000 * float(total) / frames:.1f}mm",
+                                clips_s=f"{clips_seen / (time.perf_counter() - start):.1f}")
+            if step % STOP_CHECK_EVERY == 0:
+                self._stop_point()
         speed = clips_seen / (time.perf_counter() - start) * self.dist.world_size
-        return mean_over_ranks(total / max(frames, 1), frames, self.dist, self.device), speed
+        return mean_over_ranks(float(total) / max(frames, 1), frames, self.dist, self.device), speed
 
     def fit(self, log=print) -> float:
         """Train until cfg.epochs epochs are complete; returns the best validation error (m).
 
         SIGINT / SIGTERM (common.signals) stop the run: at once in one process, never while
         checkpoints are written; under torchrun every rank holds the signal until all of them
-        agree, after a batch or after the epoch's checkpoints, and stops there."""
+        agree (they check every STOP_CHECK_EVERY batches and after the epoch's checkpoints),
+        and stops there."""
         if not self.dist.enabled:
             return self._fit(log)
         with signals.deferred():
@@ -183,6 +216,33 @@ class Trainer:
                 atomic_save(state, self.out_dir / "best_epoch.bin")
             if self.cfg.checkpoint_frequency and self.epoch % self.cfg.checkpoint_frequency == 0:
                 atomic_save(state, self.out_dir / f"epoch_{self.epoch}.bin")
+
+
+# The state sizes of torch's generators: the CPU's Mersenne Twister, CUDA's Philox (seed, offset).
+_CPU_GENERATOR_BYTES = 5056
+
+
+def saved_generator_device(ckpt: dict) -> str:
+    """The device type a checkpoint's training generator ran on (files written before this was
+    recorded: told by the state's size)."""
+    recorded = ckpt.get("train_generator_device")
+    if recorded:
+        return recorded
+    return "cpu" if ckpt["train_generator"].numel() == _CPU_GENERATOR_BYTES else "cuda"
+
+
+def saved_device_rng(ckpt: dict, device: torch.device) -> torch.Tensor | None:
+    """The saved CUDA RNG state for a run on `device`: the run's own (device_rng), or, in files
+    that stored every visible GPU's (cuda_rng), the entry of the same index when there is one.
+    None on the CPU or when nothing fits (more GPUs were visible when it was saved is fine)."""
+    if device.type != "cuda":
+        return None
+    own = ckpt.get("device_rng")
+    if own:
+        return own["state"] if own.get("type") == "cuda" else None
+    every = ckpt.get("cuda_rng") or []
+    index = device.index or 0
+    return every[index] if index < len(every) else None
 
 
 def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:

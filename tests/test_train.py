@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.checkpoint import load_denoiser
+from common.checkpoint import atomic_save, load_denoiser
 from common.clips import ClipSampler
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import Diffusion
@@ -51,7 +51,7 @@ def test_mixed_precision_training_runs_and_resumes(tmp_path, dtype):
     assert straight.scaler.is_enabled() == (dtype == torch.float16)
     full = _trainer(tmp_path / "full", 2, seqs)
     full.fit(log=lambda *_: None)
-    moved = [float((a - b).abs().max()) for a, b in zip(straight.model.parameters(), full.model.parameters())]
+    moved = [float((a - b).abs().max()) for a, b in zip(straight.model.state_dict().values(), full.model.state_dict().values())]
     assert all(np.isfinite(moved)) and max(moved) > 0       # autocast really ran, and stayed finite
     first = _trainer(tmp_path / "b", 1, seqs, dtype)
     first.fit(log=lambda *_: None)
@@ -110,3 +110,46 @@ def test_optimizer_is_fused_and_matches_the_for_loop():
     moved = max(float((pa - pb0).abs().max()) for pa, pb0 in zip(a.parameters(), tiny_model().parameters()))
     differ = max(float((pa - pb).abs().max()) for pa, pb in zip(a.parameters(), b.parameters()))
     assert moved > 1e-3 and differ < 1e-5, (moved, differ)
+
+
+def test_a_gpu_runs_checkpoint_resumes_on_the_cpu_with_a_note_and_a_seeded_stream(tmp_path):
+    """A CUDA generator's state (Philox: 16 bytes) cannot be set on a CPU generator: the resumed
+    run says so and draws from a stream seeded by (seed, epoch), the same on every such resume."""
+    seqs = make_sequences(2, 10)
+    first = _trainer(tmp_path / "a", 1, seqs)
+    first.fit(log=lambda *_: None)
+    ckpt = first.state()
+    assert ckpt["train_generator_device"] == "cpu" and ckpt["device_rng"] is None and "cuda_rng" not in ckpt
+    ckpt.update(train_generator=torch.zeros(16, dtype=torch.uint8), train_generator_device="cuda",
+                device_rng={"type": "cuda", "state": torch.zeros(16, dtype=torch.uint8)})
+    atomic_save(ckpt, tmp_path / "gpu_run.bin")
+    resumed = []
+    for _ in range(2):                          # each resumed and trained in turn, as two processes would
+        trainer = _trainer(tmp_path / "b", 2, seqs)
+        notes = trainer.resume(tmp_path / "gpu_run.bin")
+        assert len(notes) == 1 and "trained on CUDA and resumes on CPU" in notes[0]
+        seeded = torch.Generator().manual_seed(5 * 1_000_003 + 1).get_state()
+        assert torch.equal(trainer.generator.get_state(), seeded)
+        trainer.fit(log=lambda *_: None)
+        resumed.append(trainer)
+    for a, b in zip(resumed[0].model.parameters(), resumed[1].model.parameters()):
+        assert torch.equal(a, b)
+    assert resumed[0].epoch == 2
+
+
+def test_the_saved_generator_device_and_gpu_rng_of_older_files_are_told_apart():
+    """Files written before the device was recorded: the generator's device is told by its
+    state's size; their CUDA RNG list held every visible GPU, and a run that sees fewer GPUs
+    takes the entry of its own index when there is one (no crash)."""
+    from common.train import saved_device_rng, saved_generator_device
+
+    cpu_state = torch.Generator().get_state()
+    assert saved_generator_device({"train_generator": cpu_state}) == "cpu"
+    assert saved_generator_device({"train_generator": torch.zeros(16, dtype=torch.uint8)}) == "cuda"
+    every = [torch.full((16,), i, dtype=torch.uint8) for i in range(4)]        # saved seeing 4 GPUs
+    assert torch.equal(saved_device_rng({"cuda_rng": every}, torch.device("cuda:2")), every[2])
+    assert torch.equal(saved_device_rng({"cuda_rng": every}, torch.device("cuda")), every[0])
+    assert saved_device_rng({"cuda_rng": every[:1]}, torch.device("cuda:3")) is None
+    assert saved_device_rng({"cuda_rng": every}, torch.device("cpu")) is None
+    own = {"device_rng": {"type": "cuda", "state": every[1]}, "cuda_rng": every}
+    assert torch.equal(saved_device_rng(own, torch.device("cuda:0")), every[1])
