@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -34,9 +35,29 @@ class DistInfo:
         return self.rank == 0
 
 
+# How long a rank waits in a collective for the others (minutes; D3DP_DIST_TIMEOUT overrides).
+# Rank 0 alone validates after every epoch and calibrates after the last (--calibrate at H=20
+# K=10 on the full test set takes far longer than NCCL's default 10 minutes) while the other
+# ranks wait at their next collective.
+DEFAULT_TIMEOUT_MINUTES = 360
+
+
+def collective_timeout() -> timedelta:
+    """The process group's timeout: D3DP_DIST_TIMEOUT minutes, else DEFAULT_TIMEOUT_MINUTES."""
+    text = os.environ.get("D3DP_DIST_TIMEOUT", "")
+    try:
+        minutes = float(text) if text else DEFAULT_TIMEOUT_MINUTES
+    except ValueError:
+        raise ValueError(f"D3DP_DIST_TIMEOUT={text!r} is not a number of minutes: set e.g. D3DP_DIST_TIMEOUT=360") from None
+    if minutes <= 0:
+        raise ValueError(f"D3DP_DIST_TIMEOUT={text} minutes: give a positive number of minutes")
+    return timedelta(minutes=minutes)
+
+
 def init_from_env(device: torch.device) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE,
-    LOCAL_RANK); NCCL on CUDA, gloo on the CPU. Returns (info, this process's device)."""
+    LOCAL_RANK); NCCL on CUDA, gloo on the CPU, both with collective_timeout(). Returns
+    (info, this process's device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo(), device
@@ -45,7 +66,7 @@ def init_from_env(device: torch.device) -> tuple[DistInfo, torch.device]:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=collective_timeout())
     return info, device
 
 
