@@ -8,7 +8,7 @@ import math
 import torch
 
 from .denoiser import DenoiserConfig
-from .device import choose_device
+from .device import choose_device, configure_numerics
 
 
 _DEFAULT_MODEL = DenoiserConfig()   # the architecture of a new run unless -f/-cs/-dep say otherwise
@@ -216,7 +216,7 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
     g = p.add_argument_group("speed (results change only by float rounding, except with --amp)")
     g.add_argument("--max-batch-hypotheses", type=non_negative_int, default=0, metavar="N",
                    help="clip-hypotheses per denoiser call when sampling; larger batches are split "
-                        "(0: automatic, cache-sized on the CPU, half the free memory on a GPU)")
+                        "(0: automatic, cache-sized on the CPU, a quarter of the GPU memory on a GPU)")
     g.add_argument("--amp", choices=("bf16", "fp16"), default=None,
                    help="reduced precision for the denoiser: torch.autocast (for GPUs; slower on CPUs "
                         "without AMX), or with OpenVINO its bf16 inference precision; changes results slightly")
@@ -229,6 +229,12 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
                         "package; with --amp bf16 in bfloat16); auto: OpenVINO on a CPU when it is "
                         "installed and the work repays its conversion (else torch.compile under --compile auto for long "
                         "work), else PyTorch")
+    g.add_argument("--tf32", action="store_true",
+                   help="on NVIDIA GPUs, float32 matrix products in TensorFloat-32 (faster on Ampere and newer; "
+                        "about 3 significant digits per product, so results differ slightly); no effect on CPUs")
+    g.add_argument("--deterministic", action="store_true",
+                   help="deterministic GPU kernels only (torch.use_deterministic_algorithms, cuBLAS workspace "
+                        "config), so that reruns and resumed runs on a GPU repeat bit for bit; slower")
     return p
 
 
@@ -265,5 +271,8 @@ def build_draw_parser(description: str = "Draw one Human3.6M sequence") -> argpa
 
 
 def resolve_device(args) -> torch.device:
-    """--device wins; else -gpu N selects cuda:N when CUDA is present, the CPU otherwise."""
-    return choose_device(args.device, args.gpu)
+    """--device wins; else -gpu N selects cuda:N when CUDA is present, the CPU otherwise. The
+    numerics flags (--tf32, --deterministic) are applied here, before any work."""
+    device = choose_device(args.device, args.gpu)
+    configure_numerics(getattr(args, "tf32", False), getattr(args, "deterministic", False))
+    return device

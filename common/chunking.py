@@ -2,7 +2,7 @@
 
 Nothing here changes a result: it decides how many clip-hypotheses one denoiser call sees.
 On the CPU a call whose activations stay about cache-sized runs fastest; on a GPU a call is
-as large as half the free memory allows (benchmarks/README.md has the measurements).
+as large as a quarter of the GPU's memory allows (benchmarks/README.md has the measurements).
 """
 from __future__ import annotations
 
@@ -30,13 +30,17 @@ def hypothesis_chunks(batch: int, hypotheses: int, limit: int | None):
 
 def auto_hypothesis_limit(cfg, device) -> int:
     """Clip-hypotheses per denoiser call that keep a call's working set in budget: cache-sized
-    on the CPU, half the free memory on a GPU (about 16 activations per clip-hypothesis
-    plus the temporal attention scores when attention is not fused)."""
+    on the CPU, a quarter of the GPU's total memory on a GPU (about 16 activations per
+    clip-hypothesis plus the temporal attention scores when attention is not fused).
+
+    It depends on the model and the device's kind only, never on the memory free at the moment:
+    every call of a run, every rank of a distributed run on like GPUs and every rerun split the
+    work alike (the same kernels, the same rounding)."""
     device = torch.device(device)
     activation = cfg.activation_bytes()
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return max(1, int(0.5 * free) // (16 * activation + 2 * cfg.attention_score_bytes()))
+        total = torch.cuda.get_device_properties(device).total_memory
+        return max(1, int(0.25 * total) // (16 * activation + 2 * cfg.attention_score_bytes()))
     return max(1, CPU_ACTIVATION_BUDGET // activation)
 
 

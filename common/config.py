@@ -93,6 +93,8 @@ class RunConfig:
     amp: str | None = _flag("--amp", None)
     compile: str = _flag("--compile", "auto")
     engine: str = _flag("--engine", "auto")
+    tf32: bool = _flag("--tf32", False)
+    deterministic: bool = _flag("--deterministic", False)
     # which fields the command line gave explicitly (a resumed run tells them from defaults)
     given: frozenset = field(default=frozenset(), compare=False)
 

@@ -4,6 +4,7 @@ changes it by the precision of its dtype; see README 'Speed')."""
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import torch
@@ -97,6 +98,21 @@ def to_device(array: np.ndarray, device) -> torch.Tensor:
     return tensor.to(device)
 
 
+def configure_numerics(tf32: bool = False, deterministic: bool = False) -> None:
+    """Process-wide numerics of a run. tf32: float32 matrix products (and cuDNN convolutions) in
+    TensorFloat-32 on GPUs that have it; off, they are full float32 (the reference numbers).
+    deterministic: only deterministic kernels (an op without one raises), cuBLAS with a fixed
+    workspace, no cuDNN autotuning: on one GPU model and software stack, a rerun or a resumed
+    run repeats bit for bit. Neither changes anything on CPUs, which are deterministic already."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # read when cuBLAS starts
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
 def choose_device(name: str | None = "", gpu: str = "0") -> torch.device:
     """The device to run on: `name` ('cpu', 'cuda', 'cuda:N') when given; else cuda:<gpu> when
     CUDA is present (the authors' -gpu), the CPU otherwise."""
@@ -111,3 +127,16 @@ def choose_device(name: str | None = "", gpu: str = "0") -> torch.device:
     if torch.cuda.is_available():
         return torch.device(f"cuda:{int(str(gpu).split(',')[0])}")
     return torch.device("cpu")
+
+
+def to_host(tensors: dict) -> dict:
+    """Several tensors copied to the host as float32 numpy arrays in one transfer (one wait
+    for the device instead of one per tensor); name -> array of the tensor's shape."""
+    if not tensors:
+        return {}
+    flat = torch.cat([t.detach().float().reshape(-1) for t in tensors.values()]).cpu().numpy()
+    out, start = {}, 0
+    for name, t in tensors.items():
+        out[name] = flat[start:start + t.numel()].reshape(tuple(t.shape))
+        start += t.numel()
+    return out

@@ -45,6 +45,14 @@ class Diffusion:
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
         self.sqrt_alphas_cumprod = self.alphas_cumprod.sqrt()
         self.sqrt_one_minus_alphas_cumprod = (1.0 - self.alphas_cumprod).sqrt()
+        self._on_device = {}                  # device -> (sqrt abar, sqrt(1 - abar)) there, copied once
+
+    def _coefficients(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The q_sample coefficient tables on `device`, copied there on first use only."""
+        if device not in self._on_device:
+            self._on_device[device] = (self.sqrt_alphas_cumprod.to(device),
+                                       self.sqrt_one_minus_alphas_cumprod.to(device))
+        return self._on_device[device]
 
     def clamp(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp(x, min=-1.1 * self.scale, max=1.1 * self.scale)
@@ -53,8 +61,9 @@ class Diffusion:
         """Noised poses x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, per sample t (B,).
         Coefficients in float64 as in the authors' code; result in x0's dtype."""
         shape = (-1,) + (1,) * (x0.dim() - 1)
-        a = self.sqrt_alphas_cumprod.to(x0.device)[t].reshape(shape)
-        b = self.sqrt_one_minus_alphas_cumprod.to(x0.device)[t].reshape(shape)
+        sqrt_abar, sqrt_one_minus_abar = self._coefficients(x0.device)
+        a = sqrt_abar[t].reshape(shape)
+        b = sqrt_one_minus_abar[t].reshape(shape)
         return (a * x0 + b * noise).to(x0.dtype)
 
     def training_input(self, x0: torch.Tensor, generator: torch.Generator | None = None,

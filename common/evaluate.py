@@ -28,6 +28,7 @@ import torch
 
 from . import aggregation as agg
 from .datasets.base import Layout, Sequence
+from .device import to_host
 from .diffusion import DDIMSampler
 from .metrics import AGGREGATION_MODES, aggregation_joint_errors
 from .sampling import WindowGroup, sample_windows
@@ -124,20 +125,24 @@ def _score_group(result: SequenceResult, hyps, x2d, group: WindowGroup, g3d, gtr
     gt = torch.from_numpy(g3d).to(device)
     traj = torch.from_numpy(gtraj).to(device)
     cam = torch.from_numpy(gcam).to(device)
-    weights = torch.ones(group.windows.shape, device=device)
+    weights_np = np.ones(group.windows.shape, np.float32)      # made on the host: its sum needs no device wait
     if settings.exact_frames:
-        weights = weights * torch.from_numpy(group.new).to(device)
+        weights_np = weights_np * group.new
     if seq.valid is not None:
-        weights = weights * torch.from_numpy(seq.valid[group.windows].astype(np.float32)).to(device)
+        weights_np = weights_np * seq.valid[group.windows].astype(np.float32)
+    weights = torch.from_numpy(weights_np).to(device)
     choice_weights = weights if (settings.exact_frames or seq.valid is not None) else None
+    sums = {}
     for protocol in protocols:
         per_joint = aggregation_joint_errors(hyps, gt, x2d, traj, cam, protocol2=(protocol == "p2"),
                                              weights=choice_weights)
         for mode, e in per_joint.items():                       # e: (B, K, F, J)
             per_frame = e.mean(dim=-1)                          # (B, K, F)
-            result.sums[(protocol, mode)] = result.sums[(protocol, mode)] + \
-                (per_frame * weights[:, None, :]).sum(dim=(0, 2)).double().cpu().numpy()
-    result.weight += float(weights.sum())
+            sums[(protocol, mode)] = (per_frame * weights[:, None, :]).sum(dim=(0, 2))
+    host = torch.stack(list(sums.values())).double().cpu().numpy()     # one transfer for every score
+    for key, row in zip(sums, host):
+        result.sums[key] = result.sums[key] + row
+    result.weight += float(weights_np.sum())
     if result.frames is not None:
         result.frames.add(hyps, x2d, gt, traj, cam, group.windows, group.new)
     if result.poses is not None or result.hypotheses is not None:
@@ -154,17 +159,22 @@ def kept_slots(group: WindowGroup, num_frames: int, exact_frames: bool) -> np.nd
     return np.ones_like(group.new)
 
 
+_HYPOTHESES = "_hypotheses"    # the hypotheses' key among the kept poses' arrays (not a mode name)
+
+
 def _keep(result: SequenceResult, hyps, x2d, gt, traj, cam, windows: np.ndarray, written: np.ndarray,
           choice_weights) -> None:
     """Write this group's aggregated poses (and hypotheses) into per-frame arrays: the slots
     `written` (n, F) of every window, window after window, so a later window's frames replace
     an earlier one's where both are written."""
-    poses = hyps_np = None
+    kept = {}
     if result.poses is not None:
-        poses = {mode: p.cpu().numpy()                                   # (B, K, F, J, 3)
-                 for mode, p in agg.aggregate(hyps, gt, x2d, traj, cam, choice_weights).items()}
+        kept = dict(agg.aggregate(hyps, gt, x2d, traj, cam, choice_weights))    # mode -> (B, K, F, J, 3)
     if result.hypotheses is not None:
-        hyps_np = hyps.cpu().numpy()                                       # (B, K, H, F, J, 3)
+        kept[_HYPOTHESES] = hyps                                           # (B, K, H, F, J, 3)
+    kept = to_host(kept)                                                   # one transfer
+    hyps_np = kept.pop(_HYPOTHESES, None)
+    poses = kept
     for i, (frames, slots) in enumerate(zip(windows, written)):
         frames = frames[slots]
         for mode, p in (poses or {}).items():

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import aggregation as agg
+from .device import to_host
 
 DEFAULT_COVERAGE = 0.9
 MIN_SPREAD_M = 1e-4                               # spreads below 0.1 mm count as 0.1 mm
@@ -212,7 +213,7 @@ class FrameRecords:
             arrays["error"] = torch.linalg.vector_norm(j_agg - gt, dim=-1)
         if self.j_agg is not None:
             arrays.update(j_agg=j_agg, p_agg=p_agg)
-        arrays = {k: v.float().cpu().numpy() for k, v in arrays.items()}
+        arrays = to_host(arrays)                                   # one transfer
         for i, (frames, slots) in enumerate(zip(windows, new)):
             for name, a in arrays.items():
                 getattr(self, name)[frames[slots]] = a[i][slots]
