@@ -1,6 +1,7 @@
 """Device placement: the attention kernel chosen per device, compiled models, and the CUDA fast
 path (exercised where a GPU exists, skipped cleanly elsewhere)."""
 import copy
+import os
 import shutil
 
 import numpy as np
@@ -65,3 +66,57 @@ def test_cuda_compile_and_pinned_copies():
     assert (out.cpu() - ref).abs().max() < 1e-4
     t = to_device(np.ones((2, 3), np.float32), "cuda")
     assert t.is_cuda and float(t.sum()) == 6.0
+
+
+# ----------------------------------------------------------------------------- numerics and transfers
+@pytest.fixture
+def restore_numerics():
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.deterministic)
+    yield
+    (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, deterministic,
+     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) = saved
+    torch.use_deterministic_algorithms(deterministic)
+
+
+def test_tf32_and_deterministic_flags_set_the_process_numerics(restore_numerics, monkeypatch):
+    from common.arguments import build_parser, resolve_device
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    resolve_device(build_parser("t").parse_args(["--device", "cpu"]))
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.are_deterministic_algorithms_enabled()
+    resolve_device(build_parser("t").parse_args(["--device", "cpu", "--tf32", "--deterministic"]))
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_to_host_copies_several_tensors_in_one_transfer(monkeypatch):
+    from common.device import to_host
+
+    tensors = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2, 1, 2, dtype=torch.float64) / 3,
+               "c": torch.zeros(0, 4)}
+    copies = []
+    real_cpu = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: copies.append(self.shape) or real_cpu(self))
+    out = to_host(tensors)
+    assert len(copies) == 1
+    for name, t in tensors.items():
+        assert out[name].dtype == np.float32 and out[name].shape == tuple(t.shape)
+        np.testing.assert_array_equal(out[name], t.float().numpy())
+
+
+def test_the_automatic_chunk_size_on_a_gpu_ignores_the_free_memory(monkeypatch):
+    """The same model on the same kind of GPU splits its work alike whatever is free at the
+    moment (mem_get_info is never asked)."""
+    from types import SimpleNamespace
+
+    from common import chunking
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: pytest.fail("asked for the free memory"))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=80 * 2 ** 30))
+    cfg = DenoiserConfig(frames=243, channels=512, depth=8)
+    per = 16 * cfg.activation_bytes() + 2 * cfg.attention_score_bytes()
+    assert chunking.auto_hypothesis_limit(cfg, "cuda:0") == int(0.25 * 80 * 2 ** 30) // per
+    assert chunking.auto_hypothesis_limit(cfg, "cuda:1") == chunking.auto_hypothesis_limit(cfg, "cuda:0")

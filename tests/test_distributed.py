@@ -77,3 +77,18 @@ def test_torchrun_drives_main_py(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "x 2 processes" in proc.stdout
     assert (tmp_path / "ck" / "latest_epoch.bin").is_file()
+
+
+def test_the_collective_timeout_is_hours_and_set_by_the_environment(monkeypatch):
+    from datetime import timedelta
+
+    from common.distributed import collective_timeout
+
+    monkeypatch.delenv("D3DP_DIST_TIMEOUT", raising=False)
+    assert collective_timeout() == timedelta(hours=6)           # far beyond NCCL's default 10 minutes
+    monkeypatch.setenv("D3DP_DIST_TIMEOUT", "90")
+    assert collective_timeout() == timedelta(minutes=90)
+    for bad in ("soon", "0", "-5"):
+        monkeypatch.setenv("D3DP_DIST_TIMEOUT", bad)
+        with pytest.raises(ValueError, match="D3DP_DIST_TIMEOUT"):
+            collective_timeout()

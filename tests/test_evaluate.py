@@ -125,3 +125,17 @@ def test_action_average_is_the_plain_mean_over_action_groups():
     text = format_table(table, "p1", 1, "title")
     assert "Average" in text and "3250.00" in text
     assert results_json(table)["p1"]["J-Agg"]["Average"] == [3250.0]
+
+
+def test_a_group_is_scored_with_one_transfer_from_the_device(monkeypatch):
+    """Every (protocol, mode) sum of a group reaches the host in one copy (each copy waits for a
+    GPU), and its weight is counted on the host."""
+    seqs = make_sequences(2, 12)
+    settings = _settings(protocol2=True)
+    groups = sum(-(-math.ceil(s.num_frames / F) // settings.group) for s in seqs)
+    copies = []
+    real_cpu = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: copies.append(self.shape) or real_cpu(self))
+    results = evaluate_sequences(Lifter(), _sampler(), seqs, settings, "cpu")
+    assert len(copies) == groups
+    assert all(r.weight == r.sequence.num_frames + (-r.sequence.num_frames) % F for r in results)

@@ -153,3 +153,18 @@ def test_the_saved_generator_device_and_gpu_rng_of_older_files_are_told_apart():
     assert saved_device_rng({"cuda_rng": every}, torch.device("cpu")) is None
     own = {"device_rng": {"type": "cuda", "state": every[1]}, "cuda_rng": every}
     assert torch.equal(saved_device_rng(own, torch.device("cuda:0")), every[1])
+
+
+def test_a_training_epoch_reads_nothing_back_from_the_device_per_step(tmp_path, monkeypatch):
+    """Reading a tensor's value (float(), .item()) waits for a GPU: an epoch does it once at its
+    end, not once per batch (the progress bar's reads are every LOG_EVERY batches, and it is
+    off here)."""
+    seqs = make_sequences(3, 14)
+    trainer = _trainer(tmp_path, 1, seqs)
+    assert trainer.clips.num_batches() >= 5
+    reads = []
+    real_float, real_item = torch.Tensor.__float__, torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda self: reads.append("float") or real_float(self))
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append("item") or real_item(self))
+    loss, _ = trainer.train_epoch()
+    assert reads == ["float"] and loss > 0
