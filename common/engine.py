@@ -33,6 +33,14 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+def openvino_runs_bf16() -> bool:
+    """Whether OpenVINO can run bfloat16 on this CPU (bf16 instructions: AVX-512 BF16 or AMX);
+    elsewhere a bf16 precision hint runs float32."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 class OpenVINODenoiser:
     """A Denoiser converted to OpenVINO for sampling: called like the module on CPU tensors
     (x2d (B, F, J, 2), x3d (B, H, F, J, 3), t (B,)), any B and H. `warmup_s` is the time the
@@ -45,7 +53,6 @@ class OpenVINODenoiser:
             raise ValueError(f"OpenVINO precision {precision!r} is not known: use f32 or bf16")
         start = time.perf_counter()
         self.cfg = model.cfg
-        self.precision = precision
         f, j = model.cfg.frames, model.cfg.joints
         example = (torch.zeros(1, f, j, 2), torch.zeros(1, 2, f, j, 3), torch.zeros(1, dtype=torch.long))
         was_training = model.training
@@ -58,6 +65,9 @@ class OpenVINODenoiser:
         config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
         self.compiled = ov.Core().compile_model(converted, "CPU", config)
+        # What OpenVINO runs in: a CPU without bfloat16 instructions (AVX2 only) runs bf16 as f32.
+        self.requested_precision = precision
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.request = self.compiled.create_infer_request()
         self.warmup_s = time.perf_counter() - start
 
@@ -109,5 +119,8 @@ def for_sampling(model, engine: str, device, work_flops: float | None = None, am
     if amp not in (None, "bf16"):
         raise ValueError(f"--amp {amp} is not available with OpenVINO: use --amp bf16, or --engine eager")
     converted = OpenVINODenoiser(getattr(model, "_orig_mod", model), precision="bf16" if amp == "bf16" else "f32")
-    log(f"sampling with OpenVINO ({converted.precision}); conversion took {converted.warmup_s:.1f} s")
+    note = (f" (bf16 was asked for, but this CPU has no bfloat16 instructions OpenVINO can use, so it runs "
+            f"{converted.precision}: the same numbers as without --amp)"
+            if converted.precision != converted.requested_precision else "")
+    log(f"sampling with OpenVINO ({converted.precision}){note}; conversion took {converted.warmup_s:.1f} s")
     return converted
