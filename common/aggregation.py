@@ -1,9 +1,15 @@
 """Aggregating H hypotheses into one pose (docs/method.md, 'Aggregating H hypotheses').
 
 Hypotheses are (B, K, H, F, J, 3): clips, sampling iterations, hypotheses, frames, joints,
-root-relative metres. Each mode is written once, as the per-joint choice of a hypothesis it
-makes (or MEAN); the aggregated poses and the scored errors (common.metrics) are both gathered
-from that choice.
+root-relative metres. Each mode is written once, as a function of the Candidates returning
+either the per-joint choice of a hypothesis it makes (B, K, F, J), MEAN, or poses of its own
+(B, K, F, J, 3) that are no choice among the hypotheses; the aggregated poses and the scored
+errors (common.metrics) both follow from that answer.
+
+MODES is the one registry (name -> function): a mode added there reaches every table, the
+MPI-INF-3DHP .mat files, --save-predictions, --viz-export and the in-the-wild results and
+exports, with no other file changed. A mode that chooses by the ground truth is marked with
+@oracle (evaluation only: lifting and the prediction files leave it out).
 """
 from __future__ import annotations
 
@@ -57,6 +63,20 @@ class Candidates:
     project: object = project_to_2d
 
 
+def oracle(mode):
+    """Mark a mode function as one that chooses by the ground truth (Candidates.errors)."""
+    mode.needs_ground_truth = True
+    return mode
+
+
+def poses_of(hyps: torch.Tensor, answer) -> torch.Tensor:
+    """The poses (B, K, F, J, 3) a mode's answer stands for: the hypotheses its choice picks,
+    their mean for MEAN, or the poses it returned."""
+    if answer is MEAN or not answer.is_floating_point():
+        return gather(hyps, answer)
+    return answer
+
+
 # ---------------------------------------------------------------------------- the four modes
 # Each returns its per-joint choice (B, K, F, J) of hypothesis, or MEAN.
 
@@ -83,12 +103,14 @@ def p_best_index(errors: torch.Tensor, weights: torch.Tensor | None = None) -> t
     return per_hyp.argmin(dim=1)
 
 
+@oracle
 def choose_p_best(c: Candidates) -> torch.Tensor:
     """P-Best (oracle): one hypothesis per iteration for the whole batch (p_best_index)."""
     b, k, _, f, j = c.errors.shape
     return p_best_index(c.errors, c.weights)[None, :, None, None].expand(b, k, f, j)
 
 
+@oracle
 def choose_j_best(c: Candidates) -> torch.Tensor:
     """J-Best (oracle): per frame and joint, the hypothesis joint nearest the ground truth."""
     return c.errors.argmin(dim=HYP_DIM)
@@ -97,21 +119,31 @@ def choose_j_best(c: Candidates) -> torch.Tensor:
 # The aggregation modes, in the order of every table. A new mode: one function above, one entry here.
 MODES = {"J-Agg": choose_j_agg, "P-Agg": choose_p_agg, "P-Best": choose_p_best, "J-Best": choose_j_best}
 AGGREGATION_MODES = tuple(MODES)
-ORACLE_MODES = ("P-Best", "J-Best")        # they choose by the ground truth
+ORACLE_MODES = tuple(m for m, fn in MODES.items() if getattr(fn, "needs_ground_truth", False))
+# The modes that need no ground truth: what lifting gives and the prediction files hold.
+LIFTING_MODES = tuple(m for m in MODES if m not in ORACLE_MODES)
+
+
+def mode_key(mode: str) -> str:
+    """A mode's name in files and arrays: 'J-Agg' -> 'j_agg'."""
+    return mode.lower().replace("-", "_")
 
 
 def choices(c: Candidates, modes=AGGREGATION_MODES) -> dict:
-    """Every mode's per-joint choice {mode: (B, K, F, J) or MEAN}."""
+    """Every mode's answer {mode: choice (B, K, F, J), MEAN or poses (B, K, F, J, 3)}."""
     return {mode: MODES[mode](c) for mode in modes}
 
 
-def aggregate(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor,
-              weights: torch.Tensor | None = None, project=project_to_2d) -> dict[str, torch.Tensor]:
-    """The four aggregated poses {'J-Agg', 'P-Agg', 'P-Best', 'J-Best': (B, K, F, J, 3)} of
-    hypotheses (B, K, H, F, J, 3), with the oracle choices made against gt (B, F, J, 3) and
-    J-Agg's against the 2D x2d; weights (B, F) weight P-Best's batch-level choice."""
-    c = Candidates(hyps, hypothesis_errors(hyps, gt), x2d, traj, cam, weights, project)
-    return {mode: gather(hyps, choice) for mode, choice in choices(c).items()}
+def aggregate(hyps: torch.Tensor, gt: torch.Tensor | None, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor,
+              weights: torch.Tensor | None = None, project=project_to_2d, modes=None) -> dict[str, torch.Tensor]:
+    """The aggregated poses {mode: (B, K, F, J, 3)} of hypotheses (B, K, H, F, J, 3), every
+    mode's by default, the lifting modes' only when gt is None; the oracles choose against gt
+    (B, F, J, 3), J-Agg against the 2D x2d; weights (B, F) weight P-Best's batch-level choice."""
+    if modes is None:
+        modes = AGGREGATION_MODES if gt is not None else LIFTING_MODES
+    errors = hypothesis_errors(hyps, gt) if gt is not None else None
+    c = Candidates(hyps, errors, x2d, traj, cam, weights, project)
+    return {mode: poses_of(hyps, answer) for mode, answer in choices(c, modes).items()}
 
 
 # ---------------------------------------------------------------------------- one mode at a time

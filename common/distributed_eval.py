@@ -25,7 +25,6 @@ computing is waited for up to EXCHANGE_TIMEOUT_S, or twice this process's own ti
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import heapq
@@ -169,11 +168,7 @@ def _kept_arrays(result: SequenceResult) -> list[tuple[str, np.ndarray]]:
 
 def _record_arrays(result: SequenceResult) -> list[tuple[str, np.ndarray]]:
     """The per-frame uncertainty records a result keeps (frame axis 0), in a fixed order."""
-    r = result.frames
-    if r is None:
-        return []
-    return [(name, getattr(r, name)) for name in ("spread", "error", "seen", "j_agg", "p_agg")
-            if getattr(r, name) is not None]
+    return [] if result.frames is None else result.frames.arrays()
 
 
 def _take_frames(a: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -269,7 +264,7 @@ def _merge(headers: list[dict], blobs: list[np.ndarray], sequences, plan: Plan, 
         if t.hypotheses is not None:
             r.hypotheses = np.zeros_like(t.hypotheses)
         if t.frames is not None:
-            r.frames = dataclasses.replace(t.frames, **{k: np.zeros_like(a) for k, a in _record_arrays(t)})
+            r.frames = t.frames.zeros_like()
     for rank, (pos, blob) in enumerate(kept_values):
         for r, frames_owner in zip(results, owners):
             mine = np.flatnonzero(frames_owner == rank)

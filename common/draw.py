@@ -16,7 +16,7 @@ from .datasets.base import Sequence
 from .datasets.h36m import H36MDataset
 from .evaluate import evaluate_sequences
 from .experiment import eval_settings, load_for_evaluation, make_sampler, show_progress
-from .metrics import AGGREGATION_MODES
+from .aggregation import AGGREGATION_MODES, mode_key
 from .render import mp4_available, plot_hypotheses_frame, plot_iteration_errors, render_animation
 from .report import Report
 from .outputs import check_writable
@@ -161,12 +161,14 @@ def draw_sequence(run: RunConfig, view: DrawView, device, paths: DrawPaths | Non
 
 
 def export(path, result, seq: Sequence, keypoints_px: np.ndarray, uncertainty: np.ndarray | None = None) -> Path:
-    """Save the drawn sequence: the same keys as main_in_the_wild.py's output, plus ground truth
-    (and the J-Agg joints' uncertainty radius (N, 17) mm when given)."""
+    """Save the drawn sequence: the same keys as main_in_the_wild.py's output, plus ground truth,
+    every aggregation mode's poses of the last iteration (j_agg, p_agg, p_best, j_best: the
+    oracles too, as the ground truth is known) and the J-Agg joints' uncertainty radius (N, 17)
+    mm when given."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, hypotheses=result.hypotheses.transpose(2, 0, 1, 3, 4),   # (N, K, H, 17, 3)
-             j_agg=result.poses["J-Agg"][-1], p_agg=result.poses["P-Agg"][-1],
+             **{mode_key(m): result.poses[m][-1] for m in AGGREGATION_MODES},       # j_agg, p_agg, ...
              ground_truth=seq.pose_3d, trajectory=seq.traj[:, 0], keypoints_2d=keypoints_px,
              intrinsics=seq.cam, image_size=np.array([seq.res_w, seq.res_h]),
              modes=np.array(AGGREGATION_MODES), errors_mm=np.stack([1000 * result.error("p1", m)

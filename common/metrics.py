@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from . import aggregation as agg
 from .aggregation import AGGREGATION_MODES  # noqa: F401  (re-exported: tables and callers use it from here)
+from .camera import project_to_2d
 
 
 def joint_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -69,9 +71,6 @@ def aggregation_joint_errors(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Te
     comes from the unaligned reprojection to the 2D input x2d (B, F, J, 2) with root trajectory
     traj (B, F, 1, 3) and intrinsics cam. weights (B, F) only weight P-Best's batch-level choice.
     """
-    from . import aggregation as agg
-    from .camera import project_to_2d
-
     target = gt[:, None, None]                                   # (B, 1, 1, F, J, 3)
     mean_pose = agg.p_agg(hyps)                                  # (B, K, F, J, 3)
     if protocol2:
@@ -81,8 +80,19 @@ def aggregation_joint_errors(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Te
         errors = joint_errors(hyps, target)                      # (B, K, H, F, J)
         mean_errors = joint_errors(mean_pose, gt[:, None])
     c = agg.Candidates(hyps, errors, x2d, traj, cam, weights, project or project_to_2d)
-    return {mode: mean_errors if choice is agg.MEAN else agg.gather(errors, choice)
-            for mode, choice in agg.choices(c).items()}
+    return {mode: _mode_errors(answer, errors, mean_errors, gt, protocol2)
+            for mode, answer in agg.choices(c).items()}
+
+
+def _mode_errors(answer, errors, mean_errors, gt, protocol2: bool) -> torch.Tensor:
+    """(B, K, F, J) errors of one mode's answer: gathered for a choice, P-Agg's for MEAN, and
+    for poses of its own their distance to gt (B, F, J, 3) (aligned first under protocol 2)."""
+    if answer is agg.MEAN:
+        return mean_errors
+    if not answer.is_floating_point():
+        return agg.gather(errors, answer)
+    target = gt[:, None]
+    return joint_errors(procrustes_align(answer, target) if protocol2 else answer, target)
 
 
 def aggregation_errors(hyps, gt, x2d, traj, cam, protocol2: bool = False, project=None) -> dict[str, torch.Tensor]:

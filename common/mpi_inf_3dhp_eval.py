@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from .aggregation import MODES
 from .datasets.mpi_inf_3dhp import ROOT_INDEX, mpi_inf_3dhp_metadata, read_mat, read_test_entries
 
 _META = mpi_inf_3dhp_metadata()
@@ -41,8 +42,12 @@ THRESHOLDS_MM = np.asarray(_SCORING["auc_thresholds_mm"], dtype=np.float64)  # (
 PCK_THRESHOLD_MM: float = _SCORING["pck_threshold_mm"]
 ACTIVITY_NAMES: dict[int, str] = {int(k): v for k, v in _META["activity_names"].items()}
 MAT_PREFIX = "inference_data_"
-# The authors' prediction files, one per aggregation mode, in their order: inference_data_<stem>.mat.
-MAT_STEMS = {"P-Agg": "P_Agg", "P-Best": "P_Best", "J-Best": "J_Best", "J-Agg": "J_Agg"}
+# The prediction files, one per aggregation mode (common.aggregation.MODES): inference_data_<stem>.mat
+# with the mode's name as stem ('J-Agg' -> J_Agg); the authors' four first, in their order, then
+# any other mode in the registry's order.
+AUTHORS_MAT_ORDER = ("P-Agg", "P-Best", "J-Best", "J-Agg")
+MAT_STEMS = {m: m.replace("-", "_") for m in (*(m for m in AUTHORS_MAT_ORDER if m in MODES),
+                                               *(m for m in MODES if m not in AUTHORS_MAT_ORDER))}
 
 
 @dataclass

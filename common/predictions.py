@@ -2,7 +2,8 @@
 
 For each sequence, keys '<subject>/<action>/<camera>/<name>' (e.g. 'S9/Walking 1/0/j_agg'):
   j_agg, p_agg    (N, J, 3) float32 mm, root-relative, camera space: the last iteration's
-                  J-Agg and P-Agg poses
+                  J-Agg and P-Agg poses (and so on: one entry per aggregation mode that needs
+                  no ground truth, named by common.aggregation.mode_key)
   uncertainty     (N, J) float32 mm: the radius around the J-Agg joint that holds the true
                   joint with probability `coverage` (raw hypothesis spread when uncalibrated)
   ground_truth    (N, J, 3) float32 mm, root-relative
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .aggregation import LIFTING_MODES, mode_key
 from .uncertainty import radius
 
-ENTRIES = ("j_agg", "p_agg", "uncertainty", "ground_truth", "frames", "valid")
+ENTRIES = (*map(mode_key, LIFTING_MODES), "uncertainty", "ground_truth", "frames", "valid")
 
 
 def sequence_key(seq) -> str:
@@ -34,7 +36,7 @@ def prediction_arrays(results, calibration, coverage: float, frame_step: int = 1
     out, keys = {}, []
     for r in results:
         rec, seq = r.frames, r.sequence
-        if rec is None or rec.j_agg is None:
+        if rec is None or rec.poses is None:
             raise ValueError("the evaluation kept no per-frame poses (EvalSettings.keep_frame_poses)")
         if not rec.seen.all():
             raise ValueError(f"{seq.name}: {int((~rec.seen).sum())} frames were not evaluated")
@@ -43,8 +45,8 @@ def prediction_arrays(results, calibration, coverage: float, frame_step: int = 1
             raise ValueError(f"two evaluated sequences share the key {key!r}")
         keys.append(key)
         n = seq.num_frames
-        out.update({f"{key}/j_agg": 1000 * rec.j_agg, f"{key}/p_agg": 1000 * rec.p_agg,
-                    f"{key}/uncertainty": 1000 * radius(rec.spread, calibration, coverage),
+        out.update({f"{key}/{mode_key(m)}": 1000 * rec.poses[m] for m in LIFTING_MODES})
+        out.update({f"{key}/uncertainty": 1000 * radius(rec.spread, calibration, coverage),
                     f"{key}/ground_truth": (1000 * np.asarray(seq.pose_3d, np.float32)),
                     f"{key}/frames": np.arange(n, dtype=np.int64) * int(frame_step),
                     f"{key}/valid": (np.ones(n, bool) if seq.valid is None else np.asarray(seq.valid, bool))})

@@ -59,13 +59,16 @@ def hypothesis_spread(hyps: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
     return median(torch.linalg.vector_norm(hyps - centre.unsqueeze(-4), dim=-1), dim=-3)
 
 
-def last_iteration(hyps: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor):
-    """J-Agg pose, P-Agg pose and spread of the last iteration of hypotheses (B, K, H, F, J, 3):
-    (B, F, J, 3), (B, F, J, 3), (B, F, J), metres; the spread is NaN for a single hypothesis."""
+def last_iteration(hyps: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor,
+                   modes=("J-Agg",)):
+    """The last iteration of hypotheses (B, K, H, F, J, 3): the poses {mode: (B, F, J, 3)} of
+    the given lifting modes (J-Agg always among them) and the spread (B, F, J) around J-Agg,
+    metres; the spread is NaN for a single hypothesis."""
     last = hyps[:, -1:]
-    j_agg = agg.j_agg(last, x2d, traj, cam)[0][:, 0]
+    poses = {m: p[:, 0] for m, p in agg.aggregate(last, None, x2d, traj, cam, modes=("J-Agg", *modes)).items()}
+    j_agg = poses["J-Agg"]
     spread = hypothesis_spread(last[:, 0], j_agg) if hyps.shape[2] >= 2 else torch.full_like(j_agg[..., 0], math.nan)
-    return j_agg, last[:, 0].mean(dim=1), spread
+    return poses, spread
 
 
 # ---------------------------------------------------------------------------- conformal fitting
@@ -189,34 +192,52 @@ def radius(spread: np.ndarray, calibration: Calibration | None, coverage: float 
 @dataclass
 class FrameRecords:
     """Per frame of one sequence (each frame once, from the first window covering it, as
-    --exact-frames counts): spread and error (N, J) metres, and with poses J-Agg and P-Agg
-    (N, J, 3) metres root-relative, of the last sampling iteration."""
+    --exact-frames counts): spread and error (N, J) metres, and with poses the pose of every
+    lifting mode (common.aggregation.LIFTING_MODES: J-Agg, P-Agg, ...) (N, J, 3) metres
+    root-relative, of the last sampling iteration."""
 
     spread: np.ndarray
     error: np.ndarray
     seen: np.ndarray                  # (N,) bool: written (every frame, once evaluation is complete)
-    j_agg: np.ndarray | None = None
-    p_agg: np.ndarray | None = None
+    poses: dict | None = None         # mode -> (N, J, 3)
 
     @classmethod
     def empty(cls, frames: int, joints: int, poses: bool = False) -> "FrameRecords":
         z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
         return cls(z(frames, joints), np.full((frames, joints), np.nan, np.float32), np.zeros(frames, bool),
-                   z(frames, joints, 3) if poses else None, z(frames, joints, 3) if poses else None)
+                   {m: z(frames, joints, 3) for m in agg.LIFTING_MODES} if poses else None)
+
+    @property
+    def j_agg(self) -> np.ndarray | None:
+        return None if self.poses is None else self.poses["J-Agg"]
+
+    @property
+    def p_agg(self) -> np.ndarray | None:
+        return None if self.poses is None else self.poses["P-Agg"]
+
+    def arrays(self) -> list[tuple[str, np.ndarray]]:
+        """Every per-frame array (frame axis 0), named, in a fixed order."""
+        return [("spread", self.spread), ("error", self.error), ("seen", self.seen),
+                *((f"poses/{m}", a) for m, a in (self.poses or {}).items())]
+
+    def zeros_like(self) -> "FrameRecords":
+        return FrameRecords(np.zeros_like(self.spread), np.zeros_like(self.error), np.zeros_like(self.seen),
+                            None if self.poses is None else {m: np.zeros_like(a) for m, a in self.poses.items()})
 
     def add(self, hyps: torch.Tensor, x2d, gt, traj, cam, windows: np.ndarray, new: np.ndarray) -> None:
         """Record a group: hyps (n, K, H, F, J, 3) root-relative, the J-Agg target x2d, gt
         (n, F, J, 3) or None, the group's windows and their first-cover mask new (n, F)."""
-        j_agg, p_agg, spread = last_iteration(hyps, x2d, traj, cam)
+        poses, spread = last_iteration(hyps, x2d, traj, cam, tuple(self.poses or ()))
         arrays = {"spread": spread}
         if gt is not None:
-            arrays["error"] = torch.linalg.vector_norm(j_agg - gt, dim=-1)
-        if self.j_agg is not None:
-            arrays.update(j_agg=j_agg, p_agg=p_agg)
+            arrays["error"] = torch.linalg.vector_norm(poses["J-Agg"] - gt, dim=-1)
+        if self.poses is not None:
+            arrays.update({f"poses/{m}": p for m, p in poses.items()})
         arrays = to_host(arrays)                                   # one transfer
+        named = dict(self.arrays())
         for i, (frames, slots) in enumerate(zip(windows, new)):
             for name, a in arrays.items():
-                getattr(self, name)[frames[slots]] = a[i][slots]
+                named[name][frames[slots]] = a[i][slots]
             self.seen[frames[slots]] = True
 
 

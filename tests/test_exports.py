@@ -42,7 +42,8 @@ def make_result(n: int = 6, fps: float = 30.0, with_video: bool = True) -> WildR
         kp = np.full((n + 3, 1, 33, 3), np.nan, np.float32)
         kp[3:, 0] = rng.uniform(0, 300, (n, 33, 3))
         video = VideoDetections("mediapipe", tuple(f"p{i}" for i in range(33)), kp, fps, (W, H))
-    return WildResult(hypotheses=hyps, j_agg=j_agg, p_agg=hyps[:, -1].mean(1), trajectory=traj, keypoints_2d=coco,
+    return WildResult(hypotheses=hyps, poses={"J-Agg": j_agg, "P-Agg": hyps[:, -1].mean(1)}, trajectory=traj,
+                      keypoints_2d=coco,
                       confidence=conf, frame_ids=np.arange(3, 3 + n), intrinsics=default_intrinsics(W, H, 500.0),
                       image_size=(W, H), input_layout="h36m", fps=fps, video=video)
 

@@ -123,7 +123,7 @@ def test_impossible_image_size_is_an_error(w, h):
 
 def test_negative_root_depth_is_warned_about():
     kp = Keypoints2D(np.full((3, 17, 2), 500, np.float32), np.ones((3, 17), np.float32), np.arange(3))
-    result = lifting.WildResult(hypotheses=None, j_agg=None, p_agg=None,
+    result = lifting.WildResult(hypotheses=None, poses={},
                              trajectory=np.array([[0, 0, 4.0], [0, 0, -1.5], [0, 0, 3.0]]), keypoints_2d=None,
                              confidence=None, frame_ids=None, intrinsics=None, image_size=(1000, 1000),
                              input_layout="coco")

@@ -1,8 +1,10 @@
 """Writing a lifted clip (lifting.WildResult) to files: one function per format, chosen by the
 file's suffix (EXPORTERS). Adding a format is one writer function and one table entry.
 
-- .npz: every array (hypotheses of every iteration, J-Agg, P-Agg, trajectory, camera, the 2D
-  input) and, for a video, every decoded frame's detector keypoints;
+- .npz: every array (hypotheses of every iteration, the pose of every aggregation mode that
+  needs no ground truth under its key: j_agg, p_agg, ...; trajectory, camera, the 2D input)
+  and, for a video, every decoded frame's detector keypoints;
+- .json, .csv and .bvh show one pose, the result's pose_mode (J-Agg by default);
 - .json: per frame and Human3.6M joint, x, y, z in metres and the 2D (see write_json);
 - .csv: one row per frame and joint, the same numbers (see write_csv);
 - .bvh: a skeleton with Human3.6M's average bone lengths and the root motion of the estimated
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..aggregation import mode_key
 from ..coco import coco_to_h36m
 from ..outputs import check_writable_file
 from ..skeleton import h36m_metadata, h36m_skeleton_17
@@ -30,7 +33,7 @@ from ..skeleton import h36m_metadata, h36m_skeleton_17
 
 def write_npz(result, path: Path) -> None:
     """Every array of the result (plain arrays, no pickles)."""
-    arrays = dict(hypotheses=result.hypotheses, j_agg=result.j_agg, p_agg=result.p_agg,
+    arrays = dict(hypotheses=result.hypotheses, **{mode_key(m): p for m, p in result.poses.items()},
                   trajectory=result.trajectory, keypoints_2d=result.keypoints_2d, confidence=result.confidence,
                   frame_ids=result.frame_ids, intrinsics=result.intrinsics,
                   image_size=np.asarray(result.image_size, dtype=np.int64), input_layout=np.str_(result.input_layout),
@@ -56,11 +59,11 @@ def write_json(result, path: Path) -> None:
     frames = []
     for i, frame in enumerate(result.frame_ids.tolist()):
         frames.append({"frame": frame, "time_s": _round(table["time_s"][i]), "detected": bool(table["detected"][i]),
-                       "root": _round(result.trajectory[i]), "joints_3d": _round(result.j_agg[i]),
+                       "root": _round(result.trajectory[i]), "joints_3d": _round(result.shown[i]),
                        "joints_2d": _round(table["uv"][i], 2), "confidence": _round(table["confidence"][i], 3)})
         if result.uncertainty is not None:
             frames[-1]["uncertainty_mm"] = _round(result.uncertainty[i], 2)
-    data = {"format": "d3dp-poses-1", "pose": "J-Agg", "units": "metres (3D), pixels (2D)",
+    data = {"format": "d3dp-poses-1", "pose": result.pose_mode, "units": "metres (3D), pixels (2D)",
             "coordinates": "camera space: x right, y down, z forward; joints_3d root-relative (pelvis = 0), "
                            "root = estimated pelvis position",
             "joints": table["names"], "parents": table["parents"], "fps": result.fps,
@@ -88,14 +91,14 @@ def write_csv(result, path: Path) -> None:
     estimated root, metres; u, v the joint's 2D in pixels and its detector confidence;
     uncertainty_mm the joint's uncertainty radius (empty for a single hypothesis)."""
     table = per_joint_table(result)
-    absolute = result.j_agg + result.trajectory[:, None]
+    absolute = result.shown + result.trajectory[:, None]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for i, frame in enumerate(result.frame_ids.tolist()):
             t, detected = f"{table['time_s'][i]:.6f}", int(table["detected"][i])
             for j, name in enumerate(table["names"]):
-                writer.writerow([frame, t, detected, j, name, *(f"{v:.6f}" for v in result.j_agg[i, j]),
+                writer.writerow([frame, t, detected, j, name, *(f"{v:.6f}" for v in result.shown[i, j]),
                                  *(f"{v:.6f}" for v in absolute[i, j]), *(f"{v:.2f}" for v in table["uv"][i, j]),
                                  f"{table['confidence'][i, j]:.3f}",
                                  "" if result.uncertainty is None else f"{result.uncertainty[i, j]:.2f}"])
@@ -150,12 +153,12 @@ def bvh_nodes():
     return nodes
 
 
-def bvh_rotations(j_agg: np.ndarray) -> np.ndarray:
+def bvh_rotations(poses: np.ndarray) -> np.ndarray:
     """Local rotation matrices (N, nodes, 3, 3) that turn the rest pose's bones into the
-    directions of the poses j_agg (N, 17, 3) camera space. The root faces the way the hips
+    directions of the poses (N, 17, 3), camera space. The root faces the way the hips
     and spine do; every other rotation is the smallest one that aims its bone."""
     nodes = bvh_nodes()
-    target = j_agg.astype(np.float64) @ CAMERA_TO_BVH.T                # (N, 17, 3) BVH axes
+    target = poses.astype(np.float64) @ CAMERA_TO_BVH.T                # (N, 17, 3) BVH axes
     parents = h36m_skeleton_17().parents
     n = len(target)
     global_rot = np.zeros((n, len(nodes), 3, 3))
@@ -184,7 +187,7 @@ def write_bvh(result, path: Path) -> None:
     from scipy.spatial.transform import Rotation
 
     nodes = bvh_nodes()
-    local = bvh_rotations(result.j_agg)
+    local = bvh_rotations(result.shown)
     n = len(local)
     euler = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_euler("ZXY", degrees=True).reshape(n, len(nodes), 3)
     root = result.trajectory.astype(np.float64) @ CAMERA_TO_BVH.T

@@ -115,8 +115,8 @@ class WildResult:
     """3D output for one clip; 3D in metres, camera space, root-relative (pelvis = 0)."""
 
     hypotheses: np.ndarray    # (N, K, H, 17, 3) every iteration's hypotheses
-    j_agg: np.ndarray         # (N, 17, 3) J-Agg pose of the last iteration
-    p_agg: np.ndarray         # (N, 17, 3) mean of the last iteration's hypotheses
+    poses: dict               # mode -> (N, 17, 3): the last iteration's pose by every aggregation mode that
+                              # needs no ground truth (common.aggregation.LIFTING_MODES: J-Agg, P-Agg, ...)
     trajectory: np.ndarray    # (N, 3) estimated root position, metres, camera space
     keypoints_2d: np.ndarray  # (N, 17, 2) the 2D as given, pixels, in keypoints_layout
     confidence: np.ndarray    # (N, 17) detector confidence (0 where filled in)
@@ -132,6 +132,22 @@ class WildResult:
     uncertainty: np.ndarray | None = None  # (N, 17) mm: radius around each J-Agg joint (common.uncertainty)
     uncertainty_calibrated: bool = False   # radius for `coverage` from fitted factors, else the raw spread
     coverage: float = 0.9
+    pose_mode: str = "J-Agg"  # the mode whose pose the .json, .csv, .bvh and the animation show
+
+    @property
+    def j_agg(self) -> np.ndarray:
+        """(N, 17, 3) J-Agg pose of the last iteration."""
+        return self.poses["J-Agg"]
+
+    @property
+    def p_agg(self) -> np.ndarray:
+        """(N, 17, 3) mean of the last iteration's hypotheses."""
+        return self.poses["P-Agg"]
+
+    @property
+    def shown(self) -> np.ndarray:
+        """(N, 17, 3) the pose of `pose_mode`, which the .json, .csv, .bvh and the animation show."""
+        return self.poses[self.pose_mode]
 
     def save(self, path) -> Path:
         """Write the result to path, in the format its suffix names (.npz, .json, .csv, .bvh;
@@ -248,16 +264,17 @@ def sample_clip(model, sampler: DDIMSampler, x2d: np.ndarray, hypotheses: int, l
 
 def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray, cam: np.ndarray,
                                    confidence: np.ndarray | None = None, chunk: int = 1024):
-    """JPMA where neither the root trajectory nor the 3D pose is known.
+    """Every aggregation mode that needs no ground truth (common.aggregation.LIFTING_MODES:
+    JPMA and the others), where neither the root trajectory nor the 3D pose is known.
 
     hypotheses (N, K, H, J, 3) root-relative metres; target_2d (N, J, 2) normalised, in the
     3D output's joint layout; cam (9,) normalised intrinsics; confidence (N, J) optional
     weights of the trajectory fit. The trajectory (N, 1, 3) is fitted once, to the mean of the
-    last iteration's hypotheses, and used for every iteration. Returns (J-Agg poses
-    (N, K, J, 3), trajectory (N, 1, 3)).
+    last iteration's hypotheses, and used for every iteration. Returns ({mode: poses
+    (N, K, J, 3)}, trajectory (N, 1, 3)).
     """
     cam_t = torch.from_numpy(np.asarray(cam, dtype=np.float32))
-    poses = np.empty(hypotheses.shape[:2] + hypotheses.shape[3:], np.float32)
+    poses = {m: np.empty(hypotheses.shape[:2] + hypotheses.shape[3:], np.float32) for m in agg.LIFTING_MODES}
     traj = np.empty((len(hypotheses), 1, 3), np.float32)
     for start in range(0, len(hypotheses), chunk):                     # bounded memory on long videos
         part = slice(start, start + chunk)                             # (the fit is per frame)
@@ -265,8 +282,9 @@ def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray
                                               None if confidence is None else confidence[part])
         hyps = torch.from_numpy(hypotheses[part]).permute(1, 2, 0, 3, 4)[None]       # (1, K, H, n, J, 3)
         x2d = torch.from_numpy(np.asarray(target_2d[part], dtype=np.float32))[None]  # (1, n, J, 2)
-        chosen, _ = agg.j_agg(hyps, x2d, torch.from_numpy(traj[part])[None], cam_t)  # (1, K, n, J, 3)
-        poses[part] = chosen[0].permute(1, 0, 2, 3).numpy()
+        chosen = agg.aggregate(hyps, None, x2d, torch.from_numpy(traj[part])[None], cam_t)  # mode -> (1, K, n, J, 3)
+        for mode, p in chosen.items():
+            poses[mode][part] = p[0].permute(1, 0, 2, 3).numpy()
     return poses, traj
 
 
@@ -334,11 +352,11 @@ def lift_pixels(model, sampler: DDIMSampler, pixels: np.ndarray, confidence: np.
     hyps = sample_clip(model, sampler, x2d, hypotheses, input_layout(layout), flip=flip, batch=batch,
                        seed=seed, device=device)
     poses, traj = aggregate_without_ground_truth(hyps, target, lift_cam, target_conf)
-    return WildResult(hypotheses=hyps, j_agg=poses[:, -1], p_agg=hyps[:, -1].mean(axis=1),
-                      trajectory=traj[:, 0], keypoints_2d=pixels, confidence=confidence,
+    last = {mode: p[:, -1] for mode, p in poses.items()}
+    return WildResult(hypotheses=hyps, poses=last, trajectory=traj[:, 0], keypoints_2d=pixels, confidence=confidence,
                       frame_ids=frame_ids, intrinsics=cam, image_size=(w, h), input_layout=layout,
                       keypoints_layout=layout, timings={"lift": time.perf_counter() - start},
-                      uncertainty=joint_uncertainty(hyps, poses[:, -1], calibration, coverage),
+                      uncertainty=joint_uncertainty(hyps, last["J-Agg"], calibration, coverage),
                       uncertainty_calibrated=calibration is not None, coverage=coverage)
 
 
@@ -436,7 +454,7 @@ def timing_summary(result: WildResult) -> str:
 def render_result(result: WildResult, out_path, video=None, fps: float | None = None, size: float = 5.0,
                   limit: int | None = None, downsample: int = 1, azim: float = -70.0) -> Path:
     """Animation of the 2D input over the video frame (when given; otherwise a blank image) and
-    the J-Agg pose over the last iteration's hypotheses. For a lifted video (result.video),
+    the pose of result.pose_mode (J-Agg by default) over the last iteration's hypotheses. For a lifted video (result.video),
     every decoded frame is drawn, those without a lifted pose with the frame alone; for a
     keypoint file, the frames from its first frame number on. H.264 MP4 with PyAV (or ffmpeg),
     else GIF; fps: the video's unless given."""
@@ -446,18 +464,18 @@ def render_result(result: WildResult, out_path, video=None, fps: float | None = 
     from ..render import render_animation
     from ..skeleton import h36m_skeleton_17
 
-    keypoints, j_agg, hyps, radii = result.keypoints_2d, result.j_agg, result.hypotheses[:, -1], result.uncertainty
+    keypoints, shown, hyps, radii = result.keypoints_2d, result.shown, result.hypotheses[:, -1], result.uncertainty
     background = None
     if video is not None:
         background = iter(VideoFrames(video))
         if result.video is not None:                         # every decoded frame, NaN where not lifted
             rows = result.frame_ids
-            keypoints, j_agg, hyps = (_spread(x, rows, result.video.frames) for x in (keypoints, j_agg, hyps))
+            keypoints, shown, hyps = (_spread(x, rows, result.video.frames) for x in (keypoints, shown, hyps))
             radii = None if radii is None else _spread(radii, rows, result.video.frames)
         else:
             background = islice(background, int(result.frame_ids[0]), None)
     fps = fps or result.fps or 25.0
-    return render_animation(out_path, keypoints, {"J-Agg": j_agg}, h36m_skeleton_17(),
+    return render_animation(out_path, keypoints, {result.pose_mode: shown}, h36m_skeleton_17(),
                             fps=fps, size=size, hypotheses=hyps, background=background,
                             resolution=result.image_size, limit=limit, downsample=downsample, azim=azim,
                             skeleton_2d=coco_skeleton() if result.keypoints_layout == "coco" else None,
