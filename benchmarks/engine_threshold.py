@@ -18,9 +18,8 @@ import torch
 
 from common.denoiser import Denoiser, DenoiserConfig
 from common.diffusion import DDIMSampler, Diffusion
-from common.coco import input_layout
 from common.engine import OpenVINODenoiser, openvino_available
-from common.in_the_wild.lifting import sample_clip
+from common.inference import InferenceCore
 
 MODELS = {"demo": dict(frames=27, channels=64, depth=2), "cpu preset": dict(frames=27, channels=128, depth=4)}
 
@@ -45,13 +44,13 @@ def main(argv=None) -> int:
         for h, k in ((1, 1), (5, 5)):
             sampler = DDIMSampler(Diffusion(), k)
             start = time.perf_counter()
-            eager = sample_clip(model, sampler, x2d, h, input_layout("h36m"), batch=4)
+            eager = InferenceCore.of_sampler(model, sampler, hypotheses=h, group=4).sample_clip(x2d)
             t_eager = time.perf_counter() - start
             start = time.perf_counter()
             converted = OpenVINODenoiser(model, threads=args.threads)
             t_convert = time.perf_counter() - start
             start = time.perf_counter()
-            fast = sample_clip(converted, sampler, x2d, h, input_layout("h36m"), batch=4)
+            fast = InferenceCore.of_sampler(converted, sampler, hypotheses=h, group=4).sample_clip(x2d)
             t_ov = time.perf_counter() - start
             flops = cfg.flops(args.windows * h, k, True)
             print(f"{name:12}{h:3}{k:3}{flops:10.1e}{t_eager:9.2f}{t_ov:12.2f}{t_eager / t_ov:9.1f}x"

@@ -62,15 +62,18 @@ def small_model(frames: int = 27, channels: int = 16, depth: int = 1):
 
 def measure(frames: int, hypotheses: int, iterations: int, batch: int, evaluate: bool, out_dir: Path) -> dict:
     """One length, in this process."""
+    from common.coco import input_layout
     from common.diffusion import DDIMSampler, Diffusion
     from common.in_the_wild import lifting
+    from common.inference import InferenceCore
 
     model = small_model()
     sampler = DDIMSampler(Diffusion(), iterations, max_batch_hypotheses=0)    # as the scripts: automatic chunks
     keypoints = synthetic_keypoints(frames)
     start_mb = current_rss_mb()
     t0 = time.perf_counter()
-    result = lifting.lift_keypoints(model, sampler, keypoints, (1000, 1000), "coco", hypotheses, batch=batch)
+    core = InferenceCore.of_sampler(model, sampler, layout=input_layout("coco"), hypotheses=hypotheses, group=batch)
+    result = lifting.lift_keypoints(core, keypoints, (1000, 1000))
     path = result.save(out_dir / "lifted.npz")
     lift_s = time.perf_counter() - t0
     outputs = sum(np.asarray(getattr(result, k)).nbytes for k in
@@ -93,6 +96,7 @@ def measure_evaluation(model, sampler, keypoints, hypotheses: int, iterations: i
     from common.coco import input_layout
     from common.datasets.base import Sequence
     from common.evaluate import EvalSettings, evaluate_sequences
+    from common.inference import InferenceCore
     from common.in_the_wild.root_depth import default_intrinsics
 
     n = keypoints.num_frames
@@ -105,9 +109,8 @@ def measure_evaluation(model, sampler, keypoints, hypotheses: int, iterations: i
                    cam=default_intrinsics(1000, 1000).astype(np.float32))
     before_mb = current_rss_mb()
     t0 = time.perf_counter()
-    results = evaluate_sequences(model, sampler, [seq], EvalSettings(input_layout("h36m"), hypotheses=hypotheses,
-                                                                     iterations=iterations, group=batch,
-                                                                     progress=False), "cpu")
+    core = InferenceCore.of_sampler(model, sampler, layout=input_layout("h36m"), hypotheses=hypotheses, group=batch)
+    results = evaluate_sequences(core, [seq], EvalSettings(progress=False))
     error = float(results[0].error("p1", "J-Agg")[-1])
     return {"eval_s": round(time.perf_counter() - t0, 1), "eval_rss_before_mb": round(before_mb, 1),
             "eval_peak_mb": round(peak_rss_mb(), 1), "eval_j_agg_mm": round(1000 * error, 1)}

@@ -38,6 +38,7 @@ from common.diffusion import DDIMSampler, Diffusion
 from common.in_the_wild import lifting
 from common.in_the_wild.keypoints import Keypoints2D
 from common.in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
+from common.inference import InferenceCore
 from common.metrics import mpjpe, p_mpjpe
 from common.skeleton import h36m_skeleton_17
 
@@ -125,8 +126,9 @@ def real_video(model, layout, video, cache, hypotheses, steps, focal=None, virtu
     pixels, visibility, world = pixels[run], visibility[run], world[run]
     kp = Keypoints2D(keypoints=pixels, confidence=visibility, frame_ids=np.arange(run.start, run.stop),
                      res_w=size[0], res_h=size[1])
-    result = lifting.lift_keypoints(model, sampler_for(steps), kp, size, layout, hypotheses, focal=focal,
-                                    batch=8, seed=0, virtual_focal=virtual_focal)
+    core = InferenceCore.of_sampler(model, sampler_for(steps), layout=input_layout(layout), hypotheses=hypotheses,
+                                    group=8, seed=0)
+    result = lifting.lift_keypoints(core, kp, size, lifting.LiftOptions(focal=focal, virtual_focal=virtual_focal))
     target_px = coco_to_h36m(pixels)
     ours = {"bone CV %": bone_cv(result.j_agg), "accel mm/f^2": acceleration_mm(result.j_agg),
             "reproj px": reprojection_px(result.j_agg, result.trajectory[:, None], target_px, result.intrinsics, size),
@@ -161,10 +163,10 @@ def ts5(model, layout, path, hypotheses, steps, focal=None, virtual_focal=None) 
     cam = default_intrinsics(w, h, focal)
     if virtual_focal is not None:
         x2d, cam = lifting.to_virtual_camera(x2d, cam, virtual_focal)
-    hyps = lifting.sample_clip(model, sampler_for(steps), x2d, hypotheses, input_layout("h36m"),
-                               batch=8, seed=0)
+    core = InferenceCore.of_sampler(model, sampler_for(steps), hypotheses=hypotheses, group=8, seed=0)
+    hyps = core.sample_clip(x2d)
     poses, traj = lifting.aggregate_without_ground_truth(hyps, x2d, cam)
-    pred, truth = torch.from_numpy(poses[valid, -1]), torch.from_numpy(gt[valid].astype(np.float32))
+    pred, truth = torch.from_numpy(poses["J-Agg"][valid, -1]), torch.from_numpy(gt[valid].astype(np.float32))
     constant = torch.from_numpy(gt[valid].mean(axis=0, keepdims=True).astype(np.float32)).expand(truth.shape)
     return {"frames (valid)": int(valid.sum()),
             "J-Agg MPJPE mm": float(1000 * mpjpe(pred, truth)), "J-Agg P-MPJPE mm": float(1000 * p_mpjpe(pred, truth)),

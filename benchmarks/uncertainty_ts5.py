@@ -23,11 +23,11 @@ from pathlib import Path
 
 from common.calibration import joint_names, stored_calibration
 from common.checkpoint import load_denoiser
-from common.coco import input_layout
 from common.datasets.base import Sequence
 from common.datasets.mpi_inf_3dhp import load_3dhp_test
 from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings, evaluate_sequences
+from common.inference import InferenceCore
 from common.uncertainty import calibration_split, evaluate_calibration, fit_from_results
 
 # Human3.6M joint j is MPI-INF-3DHP joint H36M_FROM_3DHP[j] (pelvis, right hip .. ankle, left hip
@@ -59,9 +59,8 @@ def main(argv=None) -> int:
     model, ckpt = load_denoiser(args.checkpoint)
     stored = stored_calibration(ckpt, args.checkpoint, 5)
     seq = ts5_in_h36m_order(args.raw_dir)
-    settings = EvalSettings(input_layout("h36m"), hypotheses=5, iterations=5, group=8, seed=1, keep_frames=True,
-                            progress=False)
-    results = evaluate_sequences(model.eval(), DDIMSampler(Diffusion(), 5), [seq], settings, "cpu")
+    core = InferenceCore.of_sampler(model.eval(), DDIMSampler(Diffusion(), 5), hypotheses=5, group=8, seed=1)
+    results = evaluate_sequences(core, [seq], EvalSettings(keep_frames=True, progress=False))
     names = joint_names([seq])
     out = {}
     if stored is not None:

@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 
 from common.checkpoint import load_denoiser
-from common.diffusion import DDIMSampler, Diffusion
+from common.coco import input_layout
+from common.config import RunConfig
 from common.in_the_wild import exports, lifting
 from common.in_the_wild.detectors import make_detector
+from common.inference import InferenceCore
 
 CLIP = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "video" / "sports2d.mp4"
 SETTINGS = ((1, 1), (5, 5))
@@ -52,8 +54,10 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for h, k in SETTINGS:
             with make_detector(args.detector) as detector:
-                result = lifting.lift_video(model, DDIMSampler(Diffusion(), k), args.video, layout, h,
-                                            detector=detector, engine=args.engine, log=lambda *_: None)
+                run_config = RunConfig(engine=args.engine, num_proposals=h, sampling_timesteps=k)
+                core = InferenceCore.from_run(run_config, model, "cpu", input_layout(layout), compile_auto=False,
+                                              log=lambda *_: None)
+                result = lifting.lift_video(core, args.video, detector=detector)
             start = time.perf_counter()
             exports.write_outputs(result, [Path(tmp) / f"out{s}" for s in exports.EXPORTERS])
             result.timings["write"] = time.perf_counter() - start

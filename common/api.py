@@ -22,9 +22,12 @@ import numpy as np
 
 from .calibration import stored_calibration
 from .config import RunConfig
-from .datasets.base import Dataset, Layout, Sequence
+from .datasets.base import Dataset, Sequence
+from .skeleton import Layout
 from .device import choose_device
-from .experiment import evaluate_model, load_for_evaluation, make_sampler
+from .coco import input_layout
+from .experiment import evaluate_model, load_for_evaluation
+from .inference import InferenceCore
 from .in_the_wild import lifting
 from .in_the_wild.keypoints import Keypoints2D, keypoints_from_array
 from .report import Report
@@ -39,18 +42,33 @@ def _quiet(*_args, **_kwargs) -> None:
 
 class Lifter:
     """A trained denoiser ready to lift one person's 2D keypoints to 3D poses (JPMA without
-    ground truth: an estimated root trajectory and a pinhole camera)."""
+    ground truth: an estimated root trajectory and a pinhole camera). It samples through one
+    InferenceCore (common.inference) built from the run configuration; each call's settings
+    (hypotheses, iterations, seed, flip, batch) replace the run's for that call only."""
 
-    def __init__(self, model, checkpoint: dict, run: RunConfig, device, layout: str, layout_source: str,
-                 log=_quiet, virtual_camera: bool = True):
-        self.model, self.checkpoint, self.run, self.device = model, checkpoint, run, device
-        self.log = log                          # where notes go (the engine chosen); silent by default
-        self.layout = layout                    # 2D input layout of the model: 'coco' or 'h36m'
-        self.layout_source = layout_source      # why: the checkpoint's training data, or the override
+    def __init__(self, core: InferenceCore, checkpoint: dict, layout_source: str, virtual_camera: bool = True):
+        self.core, self.checkpoint, self.layout_source = core, checkpoint, layout_source
         # The 2D is lifted as a camera with the training cameras' focal length would see it (exact
         # for a pinhole camera; the 3D is unchanged), so a person filmed with another lens looks
         # as the model learnt people to look; off: the 2D as it is.
         self.virtual_focal = lifting.training_focal(checkpoint) if virtual_camera else None
+
+    @property
+    def model(self):
+        return self.core.model
+
+    @property
+    def run(self) -> RunConfig:
+        return self.core.run
+
+    @property
+    def device(self):
+        return self.core.device
+
+    @property
+    def layout(self) -> str:
+        """The model's 2D input layout: 'coco' or 'h36m'."""
+        return self.core.layout.input_name
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", layout: str | None = None, log=_quiet,
@@ -66,34 +84,34 @@ class Lifter:
     @classmethod
     def from_config(cls, run: RunConfig, device, layout: str = "auto", log=_quiet,
                     virtual_camera: bool = True) -> "Lifter":
-        """The lifter of a run configuration (its --evaluate checkpoint), as the command line builds it."""
+        """The lifter of a run configuration (its --evaluate checkpoint), as the command line
+        builds it: windows per sampling group --eval-batch, else -b; no torch.compile (lifting
+        runs are short)."""
         model, checkpoint, run = load_for_evaluation(run, device)
         name, why = lifting.input_layout_of(checkpoint, layout)
-        return cls(model, checkpoint, run, device, name, why, log, virtual_camera)
+        core = InferenceCore.from_run(run, model, device, input_layout(name), compile_auto=False, log=log,
+                                      group=run.eval_batch or run.pbest_clips(), compute_batch=0)
+        return cls(core, checkpoint, why, virtual_camera)
 
-    def _prepare(self, hypotheses, iterations, seed, flip, batch) -> tuple:
-        """(the DDIM sampler, H, the keywords of common.in_the_wild.lifting's calls): settings left
-        unset come from the run configuration, as the command line's do; with the denoiser's
-        engine and the uncertainty factors the checkpoint holds for H hypotheses."""
-        run = self.run
-        hypotheses = _positive(run.num_proposals if hypotheses is None else hypotheses, "hypotheses")
-        iterations = _positive(run.sampling_timesteps if iterations is None else iterations, "iterations")
-        settings = dict(seed=run.seed if seed is None else seed,
-                        flip=run.test_time_augmentation if flip is None else flip,
-                        batch=batch or run.eval_batch or run.pbest_clips(),
-                        device=self.device, engine=run.engine, amp=run.amp, log=self.log,
-                        calibration=stored_calibration(self.checkpoint, run.evaluate, hypotheses, self.log),
-                        coverage=check_coverage(run.coverage), virtual_focal=self.virtual_focal)
-        return make_sampler(run, iterations), hypotheses, settings
+    def _prepare(self, hypotheses, iterations, seed, flip, batch, focal) -> tuple:
+        """(the call's core, its LiftOptions): settings left unset are the run's, as the command
+        line's are; the uncertainty factors the checkpoint holds for H hypotheses."""
+        core = self.core.replace(hypotheses=None if hypotheses is None else _positive(hypotheses, "hypotheses"),
+                                 iterations=None if iterations is None else _positive(iterations, "iterations"),
+                                 seed=seed, flip=flip, group=batch or None)
+        h = core.sampling.hypotheses
+        options = lifting.LiftOptions(
+            focal=focal, virtual_focal=self.virtual_focal, coverage=check_coverage(self.run.coverage),
+            calibration=stored_calibration(self.checkpoint, self.run.evaluate, h, self.core.log))
+        return core, options
 
     def lift_keypoints(self, keypoints: Keypoints2D, image_size, hypotheses: int | None = None,
                        iterations: int | None = None, seed: int | None = None, focal: float | None = None,
                        flip: bool | None = None, batch: int | None = None) -> LiftResult:
         """Lift COCO-17 keypoints as a keypoint file gives them (common.in_the_wild.keypoints),
         mapped to the model's layout. Unset settings come from the run configuration."""
-        sampler, h, settings = self._prepare(hypotheses, iterations, seed, flip, batch)
-        return lifting.lift_keypoints(self.model, sampler, keypoints, lifting.checked_image_size(image_size),
-                                      self.layout, h, focal=focal, **settings)
+        core, options = self._prepare(hypotheses, iterations, seed, flip, batch, focal)
+        return lifting.lift_keypoints(core, keypoints, lifting.checked_image_size(image_size), options)
 
     def lift(self, keypoints, image_size, hypotheses: int = 5, iterations: int = 5, seed: int | None = None,
              focal: float | None = None, flip: bool | None = None, batch: int | None = None,
@@ -104,15 +122,16 @@ class Lifter:
         model's input layout (`self.layout`: COCO-17 or Human3.6M-17); NaN where nothing was
         detected. Missing and low-confidence (< threshold) joints are interpolated over time, as
         for keypoint files. image_size: (width, height) pixels; focal: pixels (default as the
-        command line's --focal). Returns a LiftResult: j_agg, p_agg (N, 17, 3) and hypotheses
-        (N, K, H, 17, 3) in metres, camera space, root-relative, Human3.6M-17; trajectory (N, 3).
+        command line's --focal). Returns a LiftResult: poses {mode: (N, 17, 3)} (j_agg, p_agg
+        for short) and hypotheses (N, K, H, 17, 3) in metres, camera space, root-relative,
+        Human3.6M-17; trajectory (N, 3).
         """
         kp = keypoints_from_array(keypoints, frame_ids, threshold, max_missing, source="keypoints")
         if self.layout == "coco":     # the keypoint-file path exactly
             return self.lift_keypoints(kp, image_size, hypotheses, iterations, seed, focal, flip, batch)
-        sampler, h, settings = self._prepare(hypotheses, iterations, seed, flip, batch)
-        result = lifting.lift_pixels(self.model, sampler, kp.keypoints, kp.confidence, kp.frame_ids,
-                                     lifting.checked_image_size(image_size), self.layout, h, focal=focal, **settings)
+        core, options = self._prepare(hypotheses, iterations, seed, flip, batch, focal)
+        result = lifting.lift_pixels(core, kp.keypoints, kp.confidence, kp.frame_ids,
+                                     lifting.checked_image_size(image_size), options)
         result.source = kp
         return result
 
@@ -126,10 +145,9 @@ class Lifter:
         does. Unset settings come from the run configuration (the command line's defaults).
         The result also holds `video` (every frame's detections), `source` (the followed
         person's 2D and interpolation counts) and `timings` (seconds per step)."""
-        sampler, h, settings = self._prepare(hypotheses, iterations, seed, flip, batch)
-        return lifting.lift_video(self.model, sampler, path, self.layout, h, detector=detector, focal=focal,
-                                  threshold=threshold, max_gap=max_gap, max_missing=max_missing,
-                                  max_frames=max_frames, progress=progress, **settings)
+        core, options = self._prepare(hypotheses, iterations, seed, flip, batch, focal)
+        return lifting.lift_video(core, path, options, detector=detector, threshold=threshold, max_gap=max_gap,
+                                  max_missing=max_missing, max_frames=max_frames, progress=progress)
 
 
 def _positive(value: int, name: str) -> int:
@@ -158,7 +176,7 @@ def evaluate_checkpoint(checkpoint, dataset: Dataset | list[Sequence], device: s
         if layout is None:
             raise ValueError("evaluate() on a list of sequences needs their joint layout: pass layout=")
     model, _, run = load_for_evaluation(run, device)
-    _, results = evaluate_model(run, model, sequences, layout, device, log)
+    _, _, results = evaluate_model(run, model, sequences, layout, device, log)
     return Report(results, by_subject=run.by_subject)
 
 

@@ -70,10 +70,11 @@ def fit_on_split(results, sequences, note: str, hypotheses: int, iterations: int
     return fit_from_results(results, masks, fitted_on)
 
 
-def calibrate_after_training(trainer, sequences, sampler, settings, device, data: str, log=print) -> Calibration:
+def calibrate_after_training(trainer, sequences, core, settings, data: str, log=print) -> Calibration:
     """Fit the factors on the calibration split of the validation sequences, for the weights
-    of best_epoch.bin and of latest_epoch.bin (once when they are the same epoch), and store
-    them in those files (their 'uncertainty' entry). Returns the latest weights' factors."""
+    of best_epoch.bin and of latest_epoch.bin (once when they are the same epoch), sampled with
+    `core` (common.inference.InferenceCore: H, K, the sampler), and store them in those files
+    (their 'uncertainty' entry). Returns the latest weights' factors."""
     masks, how = calibration_split(sequences)
     chosen = [i for i, m in enumerate(masks) if m.any()]
     seqs = [sequences[i] for i in chosen]
@@ -86,13 +87,14 @@ def calibrate_after_training(trainer, sequences, sampler, settings, device, data
         ckpt = safe_load(path)
         epoch = ckpt.get("epoch")
         if epoch not in fitted:
-            model = trainer.model if epoch == trainer.epoch else load_denoiser(path)[0].to(device)
+            model = trainer.model if epoch == trainer.epoch else load_denoiser(path)[0].to(core.device)
+            h, k = core.sampling.hypotheses, core.sampling.iterations
             log(f"fitting the uncertainty factors for epoch {epoch} on {len(seqs)} validation sequences "
-                f"({how}), H={settings.hypotheses} K={settings.iterations}")
-            results = evaluate_sequences(model.eval(), sampler, seqs, settings, device, desc="calibrating")
+                f"({how}), H={h} K={k}")
+            results = evaluate_sequences(core.with_model(model.eval()), seqs, settings, desc="calibrating")
             fitted[epoch] = fit_from_results(results, [masks[i] for i in chosen], {
-                "data": data, "split": f"validation set: {how}", "hypotheses": settings.hypotheses,
-                "iterations": settings.iterations, "epoch": epoch, "date": time.strftime("%Y-%m-%d")})
+                "data": data, "split": f"validation set: {how}", "hypotheses": h,
+                "iterations": k, "epoch": epoch, "date": time.strftime("%Y-%m-%d")})
         ckpt["uncertainty"] = fitted[epoch].to_checkpoint()
         atomic_save(ckpt, path)
         log(f"stored the uncertainty factors in {path}")
@@ -151,23 +153,25 @@ class EvaluationUncertainty:
         if self.calibration is not None and run.num_proposals >= MIN_HYPOTHESES and not self.refit:
             self.calibration.factors(self.coverage)          # a coverage the factors cannot give: refused now
 
-    def configure(self, settings) -> None:
-        """Ask the evaluation for the per-frame records this run needs."""
-        settings.keep_frames = settings.keep_frames or settings.hypotheses >= MIN_HYPOTHESES or bool(self.save_to)
+    def configure(self, settings, sampling) -> None:
+        """Ask the evaluation (settings, sampling with sampling: common.inference.Sampling) for the
+        per-frame records this run needs."""
+        settings.keep_frames = settings.keep_frames or sampling.hypotheses >= MIN_HYPOTHESES or bool(self.save_to)
         settings.keep_frame_poses = settings.keep_frame_poses or bool(self.save_to)
 
-    def attach(self, report, results, sequences, settings) -> None:
-        """Refit (with --calibrate) and put the calibration block into the report."""
+    def attach(self, report, results, sequences, sampling) -> None:
+        """Refit (with --calibrate) and put the calibration block into the report; sampling:
+        the evaluation's common.inference.Sampling."""
         if self.refit:
             try:
-                fitted = fit_on_split(results, sequences, data_label(self.run, sequences), settings.hypotheses,
-                                      settings.iterations)
+                fitted = fit_on_split(results, sequences, data_label(self.run, sequences), sampling.hypotheses,
+                                      sampling.iterations)
                 fitted.factors(self.coverage)
                 self.calibration = fitted
             except ValueError as e:
                 self.log(f"warning: the uncertainty factors were not refitted: {e}")
                 self.refit = False
-        if settings.hypotheses >= MIN_HYPOTHESES:
+        if sampling.hypotheses >= MIN_HYPOTHESES:
             report.calibration = report_block(results, sequences, self.calibration, self.coverage)
 
     def write(self, results, out_dir) -> None:

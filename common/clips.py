@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .camera import flip_intrinsics, project_to_2d
-from .datasets.base import Layout
+from .skeleton import Layout
 from .skeleton import flip_pose
 
 

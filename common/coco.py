@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .datasets.base import Layout
-from .skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, Skeleton
+from .skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, Layout, Skeleton
 
 COCO_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
               "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",

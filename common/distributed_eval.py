@@ -175,13 +175,15 @@ def _take_frames(a: np.ndarray, frames: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.moveaxis(a, a.ndim - 3, 0)[frames], 0, a.ndim - 3)
 
 
-def _fingerprint(model, sequences, settings: EvalSettings, plan: Plan) -> str:
+def _fingerprint(core, sequences, settings: EvalSettings, plan: Plan) -> str:
     """What every process must share for the results to fit together: the selection and its
-    2D input, the settings, the plan, the weights (when the model has parameters); hashed
-    bytes, so it does not depend on a device's or thread count's rounding."""
+    2D input, the sampling and scoring settings, the plan, the weights (when the model has
+    parameters); hashed bytes, so it does not depend on a device's or thread count's rounding."""
+    model = core.model
     h = hashlib.sha256()
     h.update(json.dumps([[s.subject, s.action, int(s.camera), int(s.num_frames)] for s in sequences]).encode())
     h.update(repr(sorted((k, v) for k, v in vars(settings).items() if k != "progress")).encode())
+    h.update(repr((core.sampling, core.layout)).encode())
     h.update(repr((plan.costs, plan.owner)).encode())
     for s in sequences:
         h.update(np.ascontiguousarray(s.pose_2d).tobytes())
@@ -383,13 +385,13 @@ def _check_in(group, store, prefix: str, world_size: int, elapsed: float) -> Non
             f"of this one ({detail}); nothing was written") from None
 
 
-def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, device, info, desc: str = "evaluating",
+def evaluate_distributed(core, sequences, settings: EvalSettings, info, desc: str = "evaluating",
                          log=print) -> list[SequenceResult] | None:
-    """evaluate_sequences across the processes of info (common.distributed.DistInfo): rank 0
-    returns the results of a single process, the other ranks None. Raises
-    DistributedEvaluationError (on every rank) when any process failed."""
+    """evaluate_sequences (with core, a common.inference.InferenceCore) across the processes of
+    info (common.distributed.DistInfo): rank 0 returns the results of a single process, the
+    other ranks None. Raises DistributedEvaluationError (on every rank) when any process failed."""
     lengths = [s.num_frames for s in sequences]
-    plan = plan_evaluation(lengths, model.cfg.frames, settings.group, settings.compute_batch, info.world_size)
+    plan = plan_evaluation(lengths, core.frames, core.sampling.group, core.sampling.compute_batch, info.world_size)
     group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=EXCHANGE_TIMEOUT_S))
     log(f"evaluating across {info.world_size} processes: {plan.describe()}")
     if plan.imbalance() > PLAN_WARNING_SHARE:
@@ -399,11 +401,11 @@ def evaluate_distributed(model, sampler, sequences, settings: EvalSettings, devi
     _RUNS[0] += 1
     store, prefix = _store(), f"d3dp_eval/{_RUNS[0]}"
     shard = Shard(plan.batches_of(info.rank), should_stop=lambda: _marked(store, f"{prefix}/failed"))
-    fingerprint = _fingerprint(model, sequences, settings, plan)
+    fingerprint = _fingerprint(core, sequences, settings, plan)
     start = time.perf_counter()
     error, results, aborted = None, None, False
     try:
-        results = evaluate_sequences(model, sampler, sequences, settings, device, desc, shard=shard)
+        results = evaluate_sequences(core, sequences, settings, desc, shard=shard)
     except Aborted:                                      # another process failed: stop early
         aborted = True
     except Exception as e:                               # reported through rank 0, then raised again

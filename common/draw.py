@@ -15,7 +15,8 @@ from .coco import coco_skeleton
 from .datasets.base import Sequence
 from .datasets.h36m import H36MDataset
 from .evaluate import evaluate_sequences
-from .experiment import eval_settings, load_for_evaluation, make_sampler, show_progress
+from .experiment import eval_settings, load_for_evaluation, show_progress
+from .inference import InferenceCore
 from .aggregation import AGGREGATION_MODES, mode_key
 from .render import mp4_available, plot_hypotheses_frame, plot_iteration_errors, render_animation
 from .report import Report
@@ -127,10 +128,9 @@ def draw_sequence(run: RunConfig, view: DrawView, device, paths: DrawPaths | Non
     calibration = stored_calibration(checkpoint, run.evaluate, run.num_proposals)
 
     # Evaluate the one sequence, keeping per-frame poses and hypotheses.
-    sampler = make_sampler(run, run.sampling_timesteps)
-    settings = eval_settings(run, dataset.layout, run.num_proposals, run.sampling_timesteps,
-                             keep_poses=True, keep_hypotheses=True, keep_frames=True)
-    result = evaluate_sequences(model, sampler, [seq], settings, device, desc=seq.name)[0]
+    core = InferenceCore.from_run(run, model, device, dataset.layout, engines=False)
+    settings = eval_settings(run, keep_poses=True, keep_hypotheses=True, keep_frames=True)
+    result = evaluate_sequences(core, [seq], settings, desc=seq.name)[0]
     print(Report([result]).iterations_text("p1", f"{seq.name}, {seq.num_frames} frames: MPJPE (mm) per iteration, "
                                                  f"H={run.num_proposals}"))
     j_agg = result.poses["J-Agg"][-1]                                  # (N, 17, 3) last iteration

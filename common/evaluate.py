@@ -20,6 +20,7 @@ into one denoiser call; it changes speed only: the random draws are made per gro
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -27,11 +28,11 @@ import numpy as np
 import torch
 
 from . import aggregation as agg
-from .datasets.base import Layout, Sequence
+from .datasets.base import Sequence
 from .device import to_host
-from .diffusion import DDIMSampler
+from .inference import InferenceCore
 from .metrics import AGGREGATION_MODES, aggregation_joint_errors
-from .sampling import WindowGroup, sample_windows
+from .sampling import WindowGroup
 from .uncertainty import FrameRecords
 
 PROTOCOLS = ("p1", "p2")
@@ -39,21 +40,25 @@ PROTOCOLS = ("p1", "p2")
 
 @dataclass
 class EvalSettings:
-    layout: Layout                       # the data's joints (flip test-time augmentation)
-    hypotheses: int = 1                  # H
-    iterations: int = 1                  # K
-    flip: bool = True                    # test-time flip augmentation
-    group: int = 4                       # clips per P-Best group (-b)
-    compute_batch: int = 0               # clips per denoiser call (0: = group)
+    """How an evaluation scores and what it keeps; how it samples is its InferenceCore's."""
+
     protocol2: bool = False
     exact_frames: bool = False
-    seed: int = 0
     keep_poses: bool = False             # keep aggregated poses per frame (export, rendering)
     keep_hypotheses: bool = False        # keep all hypotheses per frame (rendering)
     kept_pbest_valid_only: bool = False  # kept P-Best poses: choose over valid frames only (default: all frames)
     keep_frames: bool = False            # per-frame spread and J-Agg error of the last iteration (uncertainty)
-    keep_frame_poses: bool = False       # ... and its J-Agg and P-Agg poses (--save-predictions)
+    keep_frame_poses: bool = False       # ... and the lifting modes' poses (--save-predictions)
     progress: bool = True
+
+
+def settings_record(core: InferenceCore, settings: EvalSettings) -> dict:
+    """The settings of an evaluation as its JSON records them (what it sampled and scored with)."""
+    s = core.sampling
+    return {"layout": dataclasses.asdict(core.layout), "hypotheses": s.hypotheses, "iterations": s.iterations,
+            "flip": s.flip, "group": s.group, "compute_batch": s.compute_batch, "protocol2": settings.protocol2,
+            "exact_frames": settings.exact_frames, "seed": s.seed,
+            "kept_pbest_valid_only": settings.kept_pbest_valid_only, "progress": settings.progress}
 
 
 @dataclass
@@ -71,12 +76,13 @@ class SequenceResult:
         return self.sums[(protocol, mode)] / self.weight
 
 
-def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], settings: EvalSettings,
-                       device, desc: str = "evaluating", shard=None) -> list[SequenceResult]:
-    """Sample, aggregate and score every sequence (which must carry pose_3d, traj and cam).
-    shard: one process's share of a distributed evaluation (common.distributed_eval.Shard):
-    only its denoiser calls run, and each group is scored into the result shard.target gives."""
-    h, k = settings.hypotheses, settings.iterations
+def evaluate_sequences(core: InferenceCore, sequences: list[Sequence], settings: EvalSettings,
+                       desc: str = "evaluating", shard=None) -> list[SequenceResult]:
+    """Sample (with the core), aggregate and score every sequence (which must carry pose_3d,
+    traj and cam). shard: one process's share of a distributed evaluation
+    (common.distributed_eval.Shard): only its denoiser calls run, and each group is scored into
+    the result shard.target gives."""
+    h, k, device = core.sampling.hypotheses, core.sampling.iterations, core.device
     results = [SequenceResult(seq) for seq in sequences]
     protocols = PROTOCOLS if settings.protocol2 else PROTOCOLS[:1]
     if settings.keep_poses or settings.keep_hypotheses:
@@ -90,10 +96,8 @@ def evaluate_sequences(model, sampler: DDIMSampler, sequences: list[Sequence], s
         for r in results:
             r.frames = FrameRecords.empty(r.sequence.num_frames, r.sequence.pose_2d.shape[1],
                                           poses=settings.keep_frame_poses)
-    flip = settings.layout if settings.flip else None
-    for g, x2d, hyps in sample_windows(model, sampler, [s.pose_2d for s in sequences], h, settings.group, flip,
-                                       settings.seed, device, settings.compute_batch, desc, settings.progress,
-                                       None if shard is None else shard.batches):
+    for g, x2d, hyps in core.sample_windows([s.pose_2d for s in sequences], desc, settings.progress,
+                                            None if shard is None else shard.batches):
         seq = sequences[g.seq_index]
         target = results[g.seq_index] if shard is None else shard.target(g, results[g.seq_index])
         _score_group(target, hyps, _reprojection_target(seq, g.windows, x2d), g,

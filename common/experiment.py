@@ -3,7 +3,6 @@ evaluate a checkpoint and write the result tables. Entry scripts only choose the
 setting arrives as one RunConfig (common/config.py), which nothing here changes."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from contextlib import ExitStack
@@ -19,15 +18,15 @@ from .clips import ClipSampler
 from .config import DATA_FIELDS, RESUME_FIELDS, RunConfig
 from .denoiser import Denoiser
 from .device import amp_dtype, compile_wanted, configure_cpu_compile, prepare_model
-from .diffusion import DDIMSampler, Diffusion
+from .diffusion import Diffusion
 from .distributed import barrier, cleanup, init_from_env, wrap
 from .distributed_eval import evaluate_distributed
-from .datasets.base import Layout
-from .engine import OpenVINODenoiser, for_sampling
-from .evaluate import EvalSettings, evaluate_sequences
+from .evaluate import EvalSettings, evaluate_sequences, settings_record
+from .inference import InferenceCore
 from .locks import run_lock
 from .outputs import check_writable, guard_previous_run, set_interrupt_hint
 from .report import Report
+from .skeleton import Layout
 from .train import Trainer, TrainConfig
 
 
@@ -36,43 +35,32 @@ def show_progress(run: RunConfig) -> bool:
     return not run.no_progress and sys.stderr.isatty()
 
 
-def eval_settings(run: RunConfig, layout: Layout, hypotheses: int, iterations: int, **overrides) -> EvalSettings:
+def eval_settings(run: RunConfig, **overrides) -> EvalSettings:
+    """How a run scores its evaluations (--p2, --exact-frames, --pbest-valid-frames); overrides:
+    EvalSettings fields."""
     overrides.setdefault("progress", show_progress(run))
-    settings = dict(layout=layout, hypotheses=hypotheses, iterations=iterations, flip=run.test_time_augmentation,
-                    group=run.pbest_clips(), compute_batch=run.eval_batch, protocol2=run.p2,
-                    exact_frames=run.exact_frames, seed=run.seed, kept_pbest_valid_only=run.pbest_valid_frames)
-    return EvalSettings(**{**settings, **overrides})
-
-
-def make_sampler(run: RunConfig, steps: int) -> DDIMSampler:
-    """The DDIM sampler of a run: -timestep, -scale, --eta and the speed settings."""
-    return DDIMSampler(Diffusion(run.timestep, run.scale), steps, run.eta,
-                       max_batch_hypotheses=run.max_batch_hypotheses, amp_dtype=amp_dtype(run.amp))
+    return EvalSettings(**{"protocol2": run.p2, "exact_frames": run.exact_frames,
+                           "kept_pbest_valid_only": run.pbest_valid_frames, **overrides})
 
 
 def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log=print, info=None, uncertainty=None,
                    **overrides):
-    """Sample and score the sequences with H = -num_proposals, K = -sampling_timesteps (the
-    engine chosen for the amount of work); returns (settings, per-sequence results). With an
-    enabled DistInfo (torchrun), the processes share the work (common.distributed_eval) and
-    only rank 0 gets the results; the others get None. uncertainty: an EvaluationUncertainty
-    that asks for the per-frame records it needs."""
-    sampler = make_sampler(run, run.sampling_timesteps)
-    settings = eval_settings(run, layout, run.num_proposals, run.sampling_timesteps, **overrides)
+    """Sample and score the sequences through the run's InferenceCore (H = -num_proposals,
+    K = -sampling_timesteps, the engine chosen for the amount of work); returns (core,
+    settings, per-sequence results). With an enabled DistInfo (torchrun), the processes share
+    the work (common.distributed_eval) and only rank 0 gets the results; the others get None.
+    uncertainty: an EvaluationUncertainty that asks for the per-frame records it needs."""
+    core = InferenceCore.from_run(run, model, device, layout, log=log)
+    settings = eval_settings(run, **overrides)
     if uncertainty is not None:
-        uncertainty.configure(settings)
-    windows = sum(-(-s.num_frames // model.cfg.frames) for s in sequences)
-    work = model.cfg.flops(windows * settings.hypotheses, settings.iterations, settings.flip)
-    model = for_sampling(model, run.engine, device, work, run.amp, run.compile == "on", run.compile == "auto", log)
-    if isinstance(model, OpenVINODenoiser):
-        sampler.amp_dtype = None                          # the precision is OpenVINO's
+        uncertainty.configure(settings, core.sampling)
     if info is not None and info.enabled:
         try:
-            results = evaluate_distributed(model, sampler, sequences, settings, device, info, log=log)
+            results = evaluate_distributed(core, sequences, settings, info, log=log)
         finally:                 # also when stopped: a process group left to the interpreter's exit aborts it
             cleanup(info)
-        return settings, results
-    return settings, evaluate_sequences(model, sampler, sequences, settings, device)
+        return core, settings, results
+    return core, settings, evaluate_sequences(core, sequences, settings)
 
 
 def run_evaluation(run: RunConfig, model, sequences, layout: Layout, device, out_dir: Path, name: str,
@@ -92,15 +80,16 @@ def run_evaluation(run: RunConfig, model, sequences, layout: Layout, device, out
     else:
         log, overrides["progress"] = (lambda *_: None), False
     set_interrupt_hint("evaluation interrupted before its tables were complete; nothing was written")
-    settings, results = evaluate_model(run, model, sequences, layout, device, log, info, uncertainty, **overrides)
+    core, settings, results = evaluate_model(run, model, sequences, layout, device, log, info, uncertainty,
+                                             **overrides)
     if results is None:
         return None, None
     report = Report(results, by_subject=run.by_subject)
-    uncertainty.attach(report, results, sequences, settings)
-    header = (f"{name}: H={settings.hypotheses} K={settings.iterations} flip={settings.flip} -b {settings.group}"
+    uncertainty.attach(report, results, sequences, core.sampling)
+    s = core.sampling
+    header = (f"{name}: H={s.hypotheses} K={s.iterations} flip={s.flip} -b {s.group}"
               f"{' exact-frames' if settings.exact_frames else ''}  ({len(sequences)} sequences)")
-    meta = {"settings": {k: v for k, v in dataclasses.asdict(settings).items() if not k.startswith("keep")},
-            "checkpoint": run.evaluate}
+    meta = {"settings": settings_record(core, settings), "checkpoint": run.evaluate}
     with signals.deferred():                               # the .log and the .json are written together
         report.write(out_dir, name, header, meta, log=log)
     uncertainty.write(results, out_dir)
@@ -277,11 +266,12 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
                         view_roll=run.view_augment / 2)
     validate = None
     if not run.no_eval and val_sequences:
-        sampler = make_sampler(run, run.val_timesteps)
-        settings = eval_settings(run, layout, run.val_proposals, run.val_timesteps, progress=False)
+        validation = InferenceCore.from_run(run, model, device, layout, engines=False, hypotheses=run.val_proposals,
+                                            iterations=run.val_timesteps)
+        settings = eval_settings(run, progress=False)
 
         def validate(m):
-            return Report(evaluate_sequences(m, sampler, val_sequences, settings, device)).headline()
+            return Report(evaluate_sequences(validation.with_model(m), val_sequences, settings)).headline()
     writer = None
     if not run.nolog and info.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -315,9 +305,9 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
     if run.calibrate and info.is_main:
         from .calibration import calibrate_after_training, data_label
 
-        settings = eval_settings(run, layout, run.num_proposals, run.sampling_timesteps, keep_frames=True)
-        trainer.calibration = calibrate_after_training(trainer, val_sequences, make_sampler(run, run.sampling_timesteps),
-                                                       settings, device, data_label(run, val_sequences), log)
+        core = InferenceCore.from_run(run, trainer.model, device, layout, engines=False)
+        trainer.calibration = calibrate_after_training(trainer, val_sequences, core, eval_settings(run, keep_frames=True),
+                                                       data_label(run, val_sequences), log)
     if writer is not None:
         writer.close()
     barrier(info)            # every rank done (rank 0 validates and saves last) before the group goes away

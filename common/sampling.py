@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .clips import eval_window_indices
-from .datasets.base import Layout
+from .skeleton import Layout
 from .diffusion import DDIMSampler, FlipTTA
 from .skeleton import flip_pose
 

@@ -1,7 +1,9 @@
-"""Kinematic skeletons: parent lists, left/right joints, joint removal, flipping."""
+"""Kinematic skeletons: parent lists, left/right joints, joint removal, flipping; the joint Layout
+that the data, the clips, the model and the sampler share."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,6 +11,24 @@ import numpy as np
 import torch
 
 H36M_METADATA = Path(__file__).resolve().parent / "data" / "h36m_metadata.json"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Joint layout of a data set, carried from the dataset to the clips, the sampler and the
+    aggregation: left/right joints of the 3D output and of the 2D input (for flip
+    augmentation and flip test-time augmentation), and the 2D input's joint order ('h36m':
+    Human3.6M-17, 'coco': COCO-17; the 3D output is Human3.6M-17 either way)."""
+
+    joints_left: tuple
+    joints_right: tuple
+    kps_left: tuple
+    kps_right: tuple
+    input_name: str = "h36m"
+
+    def __post_init__(self):
+        for name in ("joints_left", "joints_right", "kps_left", "kps_right"):
+            object.__setattr__(self, name, tuple(int(j) for j in getattr(self, name)))
 
 
 class Skeleton:

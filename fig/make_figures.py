@@ -94,15 +94,16 @@ def reliability_figure(checkpoint, data_dir, path) -> int:
     from common.datasets.h36m import H36MDataset
     from common.diffusion import DDIMSampler, Diffusion
     from common.evaluate import EvalSettings, evaluate_sequences
+    from common.inference import InferenceCore
     from common.uncertainty import fitted_mask, plot_reliability, usable_frames
 
     model, ckpt = load_denoiser(checkpoint)
     calibration = stored_calibration(ckpt, checkpoint, 5)
     dataset = H36MDataset(data_dir, "det", "synthetic")
     sequences = [s for s in dataset.sequences(["S9", "S11"]) if not fitted_mask(calibration, s).any()]  # held out
-    settings = EvalSettings(dataset.layout, hypotheses=5, iterations=5, group=8, seed=1, keep_frames=True,
-                            progress=False)
-    results = evaluate_sequences(model.eval(), DDIMSampler(Diffusion(), 5), sequences, settings, "cpu")
+    core = InferenceCore.of_sampler(model.eval(), DDIMSampler(Diffusion(), 5), layout=dataset.layout, hypotheses=5,
+                                    group=8, seed=1)
+    results = evaluate_sequences(core, sequences, EvalSettings(keep_frames=True, progress=False))
     keep = [usable_frames(r) & ~fitted_mask(calibration, r.sequence) for r in results]
     error = np.concatenate([r.frames.error[k] for r, k in zip(results, keep)])[:, 1:]     # the root left out
     spread = np.concatenate([r.frames.spread[k] for r, k in zip(results, keep)])[:, 1:]

@@ -134,3 +134,19 @@ def save_tiny_checkpoint(path: Path, layout: str = "h36m", keypoints: str | None
     keypoints = keypoints or ("detectron_pt_coco" if layout == "coco" else "cpn_ft_h36m_dbb")
     atomic_save(make_checkpoint(model, args={"keypoints": keypoints, "input_layout": layout}), path)
     return path
+
+
+def evaluate(model, sampler, sequences, device="cpu", layout=None, desc: str = "evaluating", shard=None, **fields):
+    """evaluate_sequences with a model and a sampler built by hand: fields are Sampling fields
+    (hypotheses, flip, group, compute_batch, seed; K is the sampler's) and EvalSettings fields
+    by name; layout: the joints flip mirrors (Human3.6M's by default)."""
+    import dataclasses
+
+    from common.evaluate import EvalSettings, evaluate_sequences
+    from common.inference import InferenceCore, Sampling
+
+    sampling_fields = {f.name for f in dataclasses.fields(Sampling)}
+    core = InferenceCore.of_sampler(model, sampler, device, layout,
+                                    **{k: v for k, v in fields.items() if k in sampling_fields})
+    settings = EvalSettings(**{k: v for k, v in fields.items() if k not in sampling_fields})
+    return evaluate_sequences(core, sequences, settings, desc, shard)

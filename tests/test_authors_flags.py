@@ -18,10 +18,11 @@ from common.datasets.h36m import H36MDataset
 from common.datasets import mpi_inf_3dhp as threedhp
 from common.datasets.mpi_inf_3dhp import LAYOUT
 from common.denoiser import Denoiser, DenoiserConfig
-from common.evaluate import EvalSettings, SequenceResult, evaluate_sequences
+from common.evaluate import SequenceResult
 from common.experiment import eval_settings, resolve_checkpoint_path
+from common.inference import Sampling
 from common.report import Report
-from conftest import make_sequences, synthetic_as_h36m
+from conftest import evaluate, make_sequences, synthetic_as_h36m
 
 ACTIONS = ("Walking", "WalkDog 1", "WalkTogether", "Sitting 1", "SittingDown 2", "Directions")
 ARCH = ["--heads", "2", "--nolog", "-str", "S1"]
@@ -246,9 +247,8 @@ def _sequence(frames, valid=None):
 
 def _kept(seq, sampler, **settings):
     model = SimpleNamespace(cfg=SimpleNamespace(frames=9), eval=lambda: None)
-    s = EvalSettings(LAYOUT, hypotheses=2, iterations=1, flip=False, group=1, keep_poses=True, progress=False,
-                     **settings)
-    return evaluate_sequences(model, sampler, [seq], s, "cpu")[0]
+    return evaluate(model, sampler, [seq], layout=LAYOUT, hypotheses=2, flip=False, group=1, keep_poses=True,
+                    progress=False, **settings)[0]
 
 
 def test_last_window_overwrites_the_overlap_unless_exact_frames():
@@ -286,8 +286,10 @@ def test_authors_test_cameras_have_fx_equal_fy_and_the_calibrated_one_the_pixel_
 
 def test_3dhp_eval_settings_default_to_the_authors_rules():
     args = main_3dhp.parser().parse_args(["--evaluate", "x.bin"])
-    s = eval_settings(RunConfig.from_args(args), LAYOUT, 1, 1)
-    assert (s.group, s.kept_pbest_valid_only, args.calibrated_camera) == (2, False, False)
+    run = RunConfig.from_args(args)
+    assert (Sampling.of_run(run).group, eval_settings(run).kept_pbest_valid_only, args.calibrated_camera) == \
+        (2, False, False)
     args = main_3dhp.parser().parse_args(["--pbest-valid-frames", "--calibrated-camera", "--pbest-group", "4"])
-    s = eval_settings(RunConfig.from_args(args), LAYOUT, 1, 1)
-    assert (s.group, s.kept_pbest_valid_only, args.calibrated_camera) == (4, True, True)
+    run = RunConfig.from_args(args)
+    assert (Sampling.of_run(run).group, eval_settings(run).kept_pbest_valid_only, args.calibrated_camera) == \
+        (4, True, True)

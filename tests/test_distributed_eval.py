@@ -15,12 +15,12 @@ import torch
 
 from common import distributed_eval as de
 from common.checkpoint import atomic_save, make_checkpoint
-from common.coco import input_layout
 from common.datasets.mpi_inf_3dhp import ROOT_INDEX, TEST_NPZ, camera_pixels_of_test_sequence
 from common.diffusion import DDIMSampler, Diffusion
-from common.evaluate import EvalSettings, evaluate_sequences
+from common.evaluate import EvalSettings
+from common.inference import InferenceCore
 from common.metrics import AGGREGATION_MODES
-from conftest import make_sequences, synthetic_as_h36m, tiny_model
+from conftest import evaluate, make_sequences, synthetic_as_h36m, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="torchrun tests on Linux")
@@ -77,16 +77,16 @@ def test_plan_spreads_groups_of_very_different_sizes():
 
 # ---------------------------------------------------------------- the merge, in one process
 
-def _shard_and_merge(model, sampler, seqs, settings, world):
+def _shard_and_merge(model, sampler, seqs, fields, world):
     """What the ranks of a distributed run compute and rank 0 merges, without processes."""
     lengths = [s.num_frames for s in seqs]
-    plan = de.plan_evaluation(lengths, model.cfg.frames, settings.group, settings.compute_batch, world)
-    owners = de.frame_owners(plan, lengths, settings.exact_frames)
+    plan = de.plan_evaluation(lengths, model.cfg.frames, fields["group"], fields.get("compute_batch", 0), world)
+    owners = de.frame_owners(plan, lengths, fields["exact_frames"])
     recorders = de.record_owners(plan, lengths)
     headers, blobs, rank0 = [], [], None
     for rank in range(world):
         shard = de.Shard(plan.batches_of(rank))
-        results = evaluate_sequences(model, sampler, seqs, settings, "cpu", shard=shard)
+        results = evaluate(model, sampler, seqs, shard=shard, **fields)
         header, blob = de._payload(shard, results, owners, rank, recorders)
         headers.append(header)
         blobs.append(blob)
@@ -100,10 +100,9 @@ def test_shards_merge_into_the_single_process_results_bit_for_bit(exact_frames, 
     # group before, which may run elsewhere); 5 frames: shorter than F
     seqs = make_sequences(3, 23, valid=True) + make_sequences(1, 5, seed=2)
     model, sampler = tiny_model(frames=9), DDIMSampler(Diffusion(), 2)
-    settings = EvalSettings(input_layout("h36m"), hypotheses=3, iterations=2, group=2, protocol2=True, exact_frames=exact_frames, seed=3,
-                            keep_poses=True, keep_hypotheses=True, keep_frames=True, keep_frame_poses=True,
-                            progress=False)
-    single = evaluate_sequences(model, sampler, seqs, settings, "cpu")
+    settings = dict(hypotheses=3, group=2, protocol2=True, exact_frames=exact_frames, seed=3, keep_poses=True,
+                    keep_hypotheses=True, keep_frames=True, keep_frame_poses=True, progress=False)
+    single = evaluate(model, sampler, seqs, **settings)
     for world in (2, 3, 5, 16):                                 # 16: more processes than calls
         merged = _shard_and_merge(model, sampler, seqs, settings, world)
         for a, b in zip(single, merged):
@@ -308,10 +307,10 @@ def _spawned_rank(rank: int, port: int, out: str, fault: str) -> None:
     if rank == 1 and fault == "data":
         seqs[2].pose_2d = seqs[2].pose_2d + 1e-3
     model, sampler = tiny_model(frames=9), DDIMSampler(Diffusion(), 1)
-    settings = EvalSettings(input_layout("h36m"), hypotheses=2, iterations=1, group=2, progress=False)
+    core = InferenceCore.of_sampler(model, sampler, hypotheses=2, group=2)
     start = time.perf_counter()
     try:
-        de.evaluate_distributed(model, sampler, seqs, settings, "cpu", info, log=lambda *_: None)
+        de.evaluate_distributed(core, seqs, EvalSettings(progress=False), info, log=lambda *_: None)
         Path(out).write_text("no error")
     except de.DistributedEvaluationError as e:
         Path(out).write_text(f"{time.perf_counter() - start:.1f}\n{e}")

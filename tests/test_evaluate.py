@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from common.coco import input_layout
 from common.diffusion import DDIMSampler, Diffusion
-from common.evaluate import EvalSettings, SequenceResult, evaluate_sequences
+from common.evaluate import SequenceResult
 from common.sampling import group_noise
 from common.report import average_over, format_table, results_json, summarize
 from common.metrics import AGGREGATION_MODES, aggregation_joint_errors
-from conftest import make_sequences
+from conftest import evaluate, make_sequences
 
 F = 5
 
@@ -34,7 +33,8 @@ class Lifter(torch.nn.Module):
 
 
 def _settings(**kw):
-    return EvalSettings(**{"layout": input_layout("h36m"), "hypotheses": 3, "iterations": 2, "flip": False, "group": 2, "progress": False, **kw})
+    """Sampling and scoring fields of these tests (K = 2 is the sampler's)."""
+    return {"hypotheses": 3, "flip": False, "group": 2, "seed": 0, "progress": False, **kw}
 
 
 def _sampler():
@@ -46,7 +46,7 @@ def test_errors_follow_the_authors_loop():
     clips, error x clips x frames) and compares the accumulated sums."""
     seq = make_sequences(1, 2 * F + 3)[0]                            # 13 frames: windows 0-4, 5-9, 8-12
     settings = _settings()
-    result = evaluate_sequences(Lifter(), _sampler(), [seq], settings, "cpu")[0]
+    result = evaluate(Lifter(), _sampler(), [seq], **settings)[0]
 
     x2d, x3d, traj = (torch.from_numpy(a) for a in (seq.pose_2d, seq.pose_3d, seq.traj))
     n = math.ceil(seq.num_frames / F)
@@ -54,9 +54,9 @@ def test_errors_follow_the_authors_loop():
     windows = lambda x: torch.stack([x[s:s + F] for s in starts])
     w2d, w3d, wtraj = windows(x2d), windows(x3d), windows(traj)
     sums, count = {m: 0.0 for m in AGGREGATION_MODES}, 0
-    for gid, b0 in enumerate(range(0, n, settings.group)):
-        b = min(settings.group, n - b0)
-        noise = group_noise(gid, b, (3, F, 17, 3), 2, settings.seed, "cpu")
+    for gid, b0 in enumerate(range(0, n, settings["group"])):
+        b = min(settings["group"], n - b0)
+        noise = group_noise(gid, b, (3, F, 17, 3), 2, settings["seed"], "cpu")
         hyps = _sampler().sample(Lifter(), w2d[b0:b0 + b], 3, noise=noise)
         hyps[..., 0, :] = 0
         errs = aggregation_joint_errors(hyps, w3d[b0:b0 + b], w2d[b0:b0 + b], wtraj[b0:b0 + b],
@@ -71,8 +71,8 @@ def test_errors_follow_the_authors_loop():
 
 def test_compute_batching_changes_no_number():
     seqs = make_sequences(3, 2 * F + 1)
-    small = evaluate_sequences(Lifter(), _sampler(), seqs, _settings(protocol2=True), "cpu")
-    big = evaluate_sequences(Lifter(), _sampler(), seqs, _settings(protocol2=True, compute_batch=64), "cpu")
+    small = evaluate(Lifter(), _sampler(), seqs, **_settings(protocol2=True))
+    big = evaluate(Lifter(), _sampler(), seqs, **_settings(protocol2=True, compute_batch=64))
     for a, b in zip(small, big):
         for key in a.sums:
             assert np.allclose(a.sums[key], b.sums[key], atol=1e-9), key
@@ -80,8 +80,8 @@ def test_compute_batching_changes_no_number():
 
 def test_p_best_choice_depends_on_the_group_size():
     seqs = make_sequences(1, 6 * F)
-    per_clip = evaluate_sequences(Lifter(), _sampler(), seqs, _settings(group=1), "cpu")[0]
-    per_six = evaluate_sequences(Lifter(), _sampler(), seqs, _settings(group=6), "cpu")[0]
+    per_clip = evaluate(Lifter(), _sampler(), seqs, **_settings(group=1))[0]
+    per_six = evaluate(Lifter(), _sampler(), seqs, **_settings(group=6))[0]
     # Larger groups choose one hypothesis for more clips: never better than per-clip choice.
     # (Draws differ between groupings, so compare each with its own J-Best lower bound.)
     for r in (per_clip, per_six):
@@ -91,17 +91,17 @@ def test_p_best_choice_depends_on_the_group_size():
 
 def test_exact_frames_counts_every_frame_once_and_valid_masks_apply():
     seq = make_sequences(1, 2 * F + 3)[0]
-    assert evaluate_sequences(Lifter(), _sampler(), [seq], _settings(exact_frames=True), "cpu")[0].weight == 13
+    assert evaluate(Lifter(), _sampler(), [seq], **_settings(exact_frames=True))[0].weight == 13
     short = make_sequences(1, 3)[0]                                  # shorter than F: padded, 3 real frames
-    assert evaluate_sequences(Lifter(), _sampler(), [short], _settings(exact_frames=True), "cpu")[0].weight == 3
+    assert evaluate(Lifter(), _sampler(), [short], **_settings(exact_frames=True))[0].weight == 3
     masked = make_sequences(1, 2 * F + 3, valid=True)[0]
-    r = evaluate_sequences(Lifter(), _sampler(), [masked], _settings(exact_frames=True), "cpu")[0]
+    r = evaluate(Lifter(), _sampler(), [masked], **_settings(exact_frames=True))[0]
     assert r.weight == int(masked.valid.sum())
 
 
 def test_kept_poses_are_per_frame_and_consistent_with_hypotheses():
     seq = make_sequences(1, 2 * F + 2)[0]
-    r = evaluate_sequences(Lifter(), _sampler(), [seq], _settings(keep_poses=True, keep_hypotheses=True), "cpu")[0]
+    r = evaluate(Lifter(), _sampler(), [seq], **_settings(keep_poses=True, keep_hypotheses=True))[0]
     assert r.hypotheses.shape == (2, 3, seq.num_frames, 17, 3)
     assert all(p.shape == (2, seq.num_frames, 17, 3) for p in r.poses.values())
     assert np.allclose(r.poses["P-Agg"], r.hypotheses.mean(axis=1), atol=1e-6)
@@ -132,10 +132,10 @@ def test_a_group_is_scored_with_one_transfer_from_the_device(monkeypatch):
     GPU), and its weight is counted on the host."""
     seqs = make_sequences(2, 12)
     settings = _settings(protocol2=True)
-    groups = sum(-(-math.ceil(s.num_frames / F) // settings.group) for s in seqs)
+    groups = sum(-(-math.ceil(s.num_frames / F) // settings["group"]) for s in seqs)
     copies = []
     real_cpu = torch.Tensor.cpu
     monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: copies.append(self.shape) or real_cpu(self))
-    results = evaluate_sequences(Lifter(), _sampler(), seqs, settings, "cpu")
+    results = evaluate(Lifter(), _sampler(), seqs, **settings)
     assert len(copies) == groups
     assert all(r.weight == r.sequence.num_frames + (-r.sequence.num_frames) % F for r in results)

@@ -24,8 +24,8 @@ def _jpma_working_bytes(frames: int) -> int:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert np.isfinite(poses).all() and traj.shape == (frames, 1, 3)
-    return peak - before - poses.nbytes - traj.nbytes
+    assert all(np.isfinite(p).all() for p in poses.values()) and traj.shape == (frames, 1, 3)
+    return peak - before - sum(p.nbytes for p in poses.values()) - traj.nbytes
 
 
 def test_jpma_without_ground_truth_needs_no_more_memory_for_a_longer_clip():

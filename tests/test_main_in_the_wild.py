@@ -16,12 +16,12 @@ from common.datasets.synthetic import (STYLES, animate, coco_points, subject_bon
                                        write_synthetic_h36m)
 from common.denoiser import DenoiserConfig
 from common.diffusion import DDIMSampler, Diffusion
-from common.evaluate import EvalSettings, evaluate_sequences
+from common.inference import InferenceCore
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 from common.in_the_wild import lifting
 from common.in_the_wild.keypoints import read_keypoints
 from common.in_the_wild.root_depth import default_intrinsics
-from conftest import save_tiny_checkpoint
+from conftest import evaluate, save_tiny_checkpoint
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "-s", "1", "--nolog"]
 W, H = 1280, 720
@@ -107,8 +107,7 @@ def test_j_agg_with_coco_input_reprojects_to_the_mapped_2d(coco_dir):
     offsets[1:, 1:, 0] = [[0.3], [0.5]]
     model = LookupModel(np.concatenate([s.pose_2d for s in seqs]), np.concatenate([s.pose_3d for s in seqs]),
                         9, [1, 3, 5, 7, 9, 11, 13, 15], [2, 4, 6, 8, 10, 12, 14, 16], offsets)
-    settings = EvalSettings(input_layout("h36m"), hypotheses=3, iterations=1, flip=False, progress=False)
-    results = evaluate_sequences(model, DDIMSampler(Diffusion(), 1), seqs, settings, "cpu")
+    results = evaluate(model, DDIMSampler(Diffusion(), 1), seqs, hypotheses=3, flip=False, progress=False)
     for r in results:
         assert r.error("p1", "J-Agg")[-1] < 1e-6
         assert r.error("p1", "P-Agg")[-1] > 0.1
@@ -130,7 +129,8 @@ def test_true_poses_give_the_true_root_depth(tmp_path, layout, frames):
     flip = input_layout(layout)
     model = LookupModel(model_2d, pose - root, 9, flip.kps_left, flip.kps_right)
     sampler = DDIMSampler(Diffusion(), 2)
-    result = lifting.lift_keypoints(model, sampler, keypoints, (W, H), layout, hypotheses=3, flip=True, batch=2)
+    core = InferenceCore.of_sampler(model, sampler, layout=flip, hypotheses=3, flip=True, group=2)
+    result = lifting.lift_keypoints(core, keypoints, (W, H))
     assert result.hypotheses.shape == (frames, 2, 3, 17, 3)
     np.testing.assert_allclose(result.j_agg, pose - root, atol=1e-5)
     depth_error = np.abs(result.trajectory[:, 2] - root[:, 0, 2]) / root[:, 0, 2]

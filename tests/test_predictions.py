@@ -8,23 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from common.coco import input_layout
 from common.checkpoint import atomic_save, make_checkpoint, safe_load
 from common.cli import h36m as main_script
 from common.diffusion import DDIMSampler, Diffusion
-from common.evaluate import EvalSettings, evaluate_sequences
 from common.mpi_inf_3dhp_eval import export_evaluation, read_3dhp_mat
 from common.predictions import load_predictions, save_predictions
 from common.uncertainty import Calibration
-from conftest import make_sequences, synthetic_as_h36m, tiny_model
+from conftest import evaluate, make_sequences, synthetic_as_h36m, tiny_model
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-b", "8", "-s", "1", "--nolog"]
 EVAL = ["-num_proposals", "3", "-sampling_timesteps", "2", "-b", "4", "--nolog", "--heads", "2"]
 
 
 def _evaluate(seqs, **kw):
-    settings = EvalSettings(input_layout("h36m"), hypotheses=3, iterations=2, group=2, progress=False, **kw)
-    return evaluate_sequences(tiny_model(), DDIMSampler(Diffusion(), 2), seqs, settings, "cpu")
+    return evaluate(tiny_model(), DDIMSampler(Diffusion(), 2), seqs, hypotheses=3, group=2, progress=False, **kw)
 
 
 def test_saved_predictions_read_back_without_pickles_and_match_the_kept_poses(tmp_path):

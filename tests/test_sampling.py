@@ -3,11 +3,10 @@ evaluation and in-the-wild lifting sample through the same loop."""
 import numpy as np
 
 from common.diffusion import DDIMSampler, Diffusion
-from common.evaluate import EvalSettings, evaluate_sequences
 from common.coco import input_layout
 from common.sampling import pack, sample_windows, window_groups
-from conftest import make_sequences, tiny_model
-from common.in_the_wild.lifting import sample_clip
+from conftest import evaluate, make_sequences, tiny_model
+from common.inference import InferenceCore
 
 
 def test_window_groups_mark_every_frame_new_exactly_once():
@@ -44,10 +43,9 @@ def test_lifting_samples_the_same_hypotheses_as_the_evaluation():
     (seq,) = make_sequences(count=1, frames=20)                     # windows 0-8, 9-17 and the end-aligned 11-19
     model = tiny_model(frames=9)
     sampler = DDIMSampler(Diffusion(), 2)
-    settings = EvalSettings(input_layout("h36m"), hypotheses=3, iterations=2, group=2, exact_frames=True, keep_hypotheses=True,
-                            seed=5, progress=False)
-    evaluated = evaluate_sequences(model, sampler, [seq], settings, "cpu")[0].hypotheses   # (K, H, N, J, 3)
-    lifted = sample_clip(model, sampler, seq.pose_2d, 3, input_layout("h36m"), batch=2, seed=5)
+    evaluated = evaluate(model, sampler, [seq], hypotheses=3, group=2, exact_frames=True, keep_hypotheses=True,
+                         seed=5, progress=False)[0].hypotheses                        # (K, H, N, J, 3)
+    lifted = InferenceCore.of_sampler(model, sampler, hypotheses=3, group=2, seed=5).sample_clip(seq.pose_2d)
     assert lifted.shape == (20, 2, 3, 17, 3)
     assert np.abs(lifted.transpose(1, 2, 0, 3, 4) - evaluated).max() < 1e-6
     assert np.all(lifted[:, :, :, 0] == 0) and np.abs(lifted).sum(axis=(1, 2, 3, 4)).min() > 0

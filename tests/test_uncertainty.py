@@ -10,12 +10,10 @@ import torch
 from scipy.stats import spearmanr
 
 from common import uncertainty as unc
-from common.coco import input_layout
 from common.checkpoint import atomic_save, make_checkpoint, safe_load
-from common.evaluate import EvalSettings, evaluate_sequences
 from common.diffusion import DDIMSampler, Diffusion
 from common.report import Report
-from conftest import make_sequences, tiny_model
+from conftest import evaluate, make_sequences, tiny_model
 
 
 def test_median_is_the_middle_value_and_the_mean_of_the_two_middle_ones():
@@ -132,8 +130,7 @@ def test_fitted_frames_are_recognised_by_content_not_by_name():
 
 
 def _evaluate(seqs, **kw):
-    settings = EvalSettings(input_layout("h36m"), hypotheses=3, iterations=2, group=2, progress=False, **kw)
-    return evaluate_sequences(tiny_model(), DDIMSampler(Diffusion(), 2), seqs, settings, "cpu")
+    return evaluate(tiny_model(), DDIMSampler(Diffusion(), 2), seqs, hypotheses=3, group=2, progress=False, **kw)
 
 
 def test_frame_records_are_the_kept_last_iteration_poses_and_their_spread():
@@ -185,8 +182,8 @@ def test_calibration_block_counts_valid_frames_leaves_out_the_root_and_splits_he
 
 
 def test_a_single_hypothesis_has_no_spread():
-    settings = EvalSettings(input_layout("h36m"), hypotheses=1, iterations=1, group=2, progress=False, keep_frames=True)
-    r = evaluate_sequences(tiny_model(), DDIMSampler(Diffusion(), 1), make_sequences(1), settings, "cpu")[0]
+    r = evaluate(tiny_model(), DDIMSampler(Diffusion(), 1), make_sequences(1), hypotheses=1, group=2, progress=False,
+                 keep_frames=True)[0]
     assert np.isnan(r.frames.spread).all()
     from common.calibration import check_hypotheses
     with pytest.raises(unc.UncertaintyError, match="-num_proposals 2 or more"):

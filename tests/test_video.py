@@ -12,11 +12,13 @@ import pytest
 from common.api import Lifter
 from common.checkpoint import load_denoiser
 from common.cli import in_the_wild as wild_script
-from common.coco import COCO_NAMES
+from common.coco import COCO_NAMES, input_layout
+from common.config import RunConfig
 from common.diffusion import DDIMSampler, Diffusion
-from common.engine import openvino_available
+from common.engine import OpenVINODenoiser, openvino_available
 from common.in_the_wild import detectors, lifting
 from common.in_the_wild.detectors import BLAZEPOSE_NAMES, BLAZEPOSE_TO_COCO, Detector, MediaPipeDetector
+from common.inference import InferenceCore
 from common.video import VideoError, VideoFrames, probe_video, pyav_available, write_mp4
 from conftest import save_tiny_checkpoint
 
@@ -192,8 +194,8 @@ def test_without_a_detector_the_message_says_what_to_install(monkeypatch):
 def test_lift_video_follows_the_person_through_a_crossing_and_a_gap(tmp_path, scripted, tiny_ckpt):
     video = grey_video(tmp_path / "v.mp4", frames=130)
     model, _ = load_denoiser(tiny_ckpt)
-    result = lifting.lift_video(model, DDIMSampler(Diffusion(), 2), video, "h36m", 2, detector=ScriptedDetector(),
-                                batch=2)
+    core = InferenceCore.of_sampler(model, DDIMSampler(Diffusion(), 2), hypotheses=2, group=2, seed=1)
+    result = lifting.lift_video(core, video, detector=ScriptedDetector())
     assert result.video.frames == 130 and result.video.detected_frames == 60 - 3 + 20
     np.testing.assert_array_equal(result.frame_ids, np.arange(60))      # the longest stretch of A
     assert result.source.filled_frames == 3 + 5                       # no detection, and B's frames
@@ -221,8 +223,9 @@ def test_cli_on_a_video_writes_every_format_and_lift_video_returns_the_same(tmp_
     # the library call the command line makes (and Lifter.lift_video), with its defaults (the virtual
     # camera of a Human3.6M-format model), gives the same numbers
     model, _ = load_denoiser(tiny_ckpt)
-    result = lifting.lift_video(model.eval(), DDIMSampler(Diffusion(), 2), video, "h36m", 2, detector="scripted",
-                                virtual_focal=lifting.TRAINING_FOCAL)
+    core = InferenceCore.of_sampler(model.eval(), DDIMSampler(Diffusion(), 2), hypotheses=2, group=1024, seed=1)
+    result = lifting.lift_video(core, video, lifting.LiftOptions(virtual_focal=lifting.TRAINING_FOCAL),
+                                detector="scripted")
     np.testing.assert_array_equal(result.frame_ids, d["frame_ids"])
     np.testing.assert_allclose(result.j_agg, d["j_agg"], atol=1e-6)
     np.testing.assert_allclose(result.hypotheses, d["hypotheses"], atol=1e-6)
@@ -353,8 +356,9 @@ def test_openvino_engine_lifts_a_video_to_the_same_poses(tmp_path, monkeypatch, 
     monkeypatch.setattr(ScriptedDetector, "script", {f: [person(100 + 2 * f)] for f in range(20)})
     video = grey_video(tmp_path / "v.mp4", frames=20)
     model, _ = load_denoiser(tiny_ckpt)
-    results = [lifting.lift_video(model.eval(), DDIMSampler(Diffusion(), 2), video, "h36m", 2,
-                                  detector=ScriptedDetector(), engine=engine, log=lambda *_: None)
-               for engine in ("eager", "openvino")]
+    cores = [InferenceCore.from_run(RunConfig(engine=engine, num_proposals=2, sampling_timesteps=2), model.eval(),
+                                    "cpu", input_layout("h36m"), log=lambda *_: None) for engine in ("eager", "openvino")]
+    results = [lifting.lift_video(core, video, detector=ScriptedDetector()) for core in cores]
+    assert isinstance(cores[1].prepared(3)[0], OpenVINODenoiser) and cores[0].prepared(3)[0] is cores[0].model
     np.testing.assert_allclose(results[1].hypotheses, results[0].hypotheses, atol=1e-4)
     np.testing.assert_allclose(results[1].j_agg, results[0].j_agg, atol=1e-4)

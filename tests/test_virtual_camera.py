@@ -31,9 +31,11 @@ def test_lifting_uses_the_virtual_camera_by_default_and_no_virtual_camera_turns_
     import common as d3dp
     from common.checkpoint import load_denoiser
     from common.cli import in_the_wild as wild_script
+    from common.coco import input_layout
     from common.diffusion import DDIMSampler, Diffusion
     from common.in_the_wild import lifting
     from common.in_the_wild.keypoints import keypoints_from_array
+    from common.inference import InferenceCore
     from conftest import save_tiny_checkpoint
 
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.bin", "coco")
@@ -53,8 +55,9 @@ def test_lifting_uses_the_virtual_camera_by_default_and_no_virtual_camera_turns_
     model, _ = load_denoiser(ckpt)
     track = keypoints_from_array(kp, source="kp")
     for name, focal in (("on", lifting.TRAINING_FOCAL), ("off", None)):
-        direct = lifting.lift_keypoints(model.eval(), DDIMSampler(Diffusion(), 2), track, (640, 480), "coco", 2,
-                                        seed=1, batch=4, virtual_focal=focal, log=lambda *_: None)
+        core = InferenceCore.of_sampler(model.eval(), DDIMSampler(Diffusion(), 2), layout=input_layout("coco"),
+                                        hypotheses=2, seed=1, group=4)
+        direct = lifting.lift_keypoints(core, track, (640, 480), lifting.LiftOptions(virtual_focal=focal))
         np.testing.assert_allclose(results[name], direct.j_agg, atol=1e-6)
     assert np.abs(results["on"] - results["off"]).max() > 1e-3
     assert d3dp.Lifter.from_checkpoint(ckpt).virtual_focal == lifting.TRAINING_FOCAL

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..skeleton import Layout  # noqa: F401  (the data sets' joint layout; it lives with the skeletons)
+
 
 class DatasetError(ValueError):
     """A data file is missing or malformed; the message says which and what to do."""
@@ -49,24 +51,6 @@ class Sequence:
     @property
     def name(self) -> str:
         return f"{self.subject}/{self.action}/cam{self.camera}"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Joint layout of a data set, carried from the dataset to the clips, the sampler and the
-    aggregation: left/right joints of the 3D output and of the 2D input (for flip
-    augmentation and flip test-time augmentation), and the 2D input's joint order ('h36m':
-    Human3.6M-17, 'coco': COCO-17; the 3D output is Human3.6M-17 either way)."""
-
-    joints_left: tuple
-    joints_right: tuple
-    kps_left: tuple
-    kps_right: tuple
-    input_name: str = "h36m"
-
-    def __post_init__(self):
-        for name in ("joints_left", "joints_right", "kps_left", "kps_right"):
-            object.__setattr__(self, name, tuple(int(j) for j in getattr(self, name)))
 
 
 @dataclass(frozen=True)

@@ -26,25 +26,18 @@ import torch
 
 from .. import aggregation as agg
 from ..camera import normalize_screen_coordinates
-from ..coco import LAYOUTS, coco_to_h36m, input_layout, keypoints_for_model
-from ..datasets.base import Layout
-from ..diffusion import DDIMSampler
-from ..engine import OpenVINODenoiser, for_sampling
-from ..sampling import sample_windows
+from ..coco import LAYOUTS, coco_to_h36m, keypoints_for_model
+from ..inference import InferenceCore
 from ..uncertainty import DEFAULT_COVERAGE, hypothesis_spread, radius
 from ..video import VideoFrames, probe_video
 from .detectors import Detector, make_detector
 from .keypoints import Keypoints2D, keypoints_from_detections
 from .root_depth import default_intrinsics, estimate_root_trajectory
 
-ROOT = 0  # pelvis, Human3.6M-17
 # Frames the pipeline takes: the detector needs some pixels, and the model's input is
 # normalised by the width, so very tall or very wide frames fall outside what it was trained on.
 MIN_FRAME_SIDE = 32
 MAX_ASPECT = 3.0
-# main_in_the_wild.py's defaults (-b 1024 windows per sampling group, --seed 1), so that
-# lift_video with its defaults gives what the command line gives with its own.
-CLI_BATCH, CLI_SEED = 1024, 1
 
 
 @dataclass
@@ -242,26 +235,6 @@ def check_frame_size(width: int, height: int, source) -> None:
 
 # ---------------------------------------------------------------------------- sampling
 
-def sample_clip(model, sampler: DDIMSampler, x2d: np.ndarray, hypotheses: int, layout: Layout,
-                flip: bool = True, batch: int = 4, seed: int = 0, device="cpu") -> np.ndarray:
-    """H hypotheses per frame for a whole clip of any length.
-
-    x2d (N, J, 2) normalised input keypoints -> (N, K, H, 17, 3) metres, root-relative. The
-    clip is cut into F-frame evaluation windows and sampled `batch` windows per denoiser call
-    (common.sampling); every frame is taken from the first window that covers it. Flip TTA
-    mirrors the input and the 3D with the layout's left/right joints.
-    """
-    out = np.zeros((len(x2d), sampler.steps, hypotheses, model.cfg.joints, 3), np.float32)
-    for g, _, hyps in sample_windows(model, sampler, [x2d], hypotheses, batch, layout if flip else None, seed,
-                                     device, progress=False):
-        hyps[..., ROOT, :] = 0
-        hyps = hyps.permute(0, 3, 1, 2, 4, 5).cpu().numpy()           # (n, F, K, H, J, 3)
-        for frames, new, window in zip(g.windows, g.new, hyps):        # window by window: no copy of the group
-            out[frames[new]] = window[new]
-        del hyps, window                                               # freed before the next group is sampled
-    return out
-
-
 def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray, cam: np.ndarray,
                                    confidence: np.ndarray | None = None, chunk: int = 1024):
     """Every aggregation mode that needs no ground truth (common.aggregation.LIFTING_MODES:
@@ -288,19 +261,6 @@ def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray
     return poses, traj
 
 
-def sampling_model(model, sampler: DDIMSampler, frames: int, hypotheses: int, flip: bool, engine: str = "auto",
-                   device="cpu", amp: str | None = None, log=print):
-    """The model to sample `frames` frames with under --engine (common.engine: OpenVINO on a CPU
-    when the work repays its conversion, never torch.compile); clears the sampler's autocast
-    for OpenVINO."""
-    windows = -(-frames // model.cfg.frames)
-    work = model.cfg.flops(windows * hypotheses, sampler.steps, flip)
-    chosen = for_sampling(model, engine, device, work, amp, compiled=hasattr(model, "_orig_mod"), log=log)
-    if isinstance(chosen, OpenVINODenoiser):
-        sampler.amp_dtype = None                          # the precision is OpenVINO's
-    return chosen
-
-
 def joint_uncertainty(hypotheses: np.ndarray, j_agg: np.ndarray, calibration=None,
                       coverage: float = DEFAULT_COVERAGE) -> np.ndarray | None:
     """(N, J) mm: the uncertainty radius of each J-Agg joint (N, J, 3) from the last
@@ -312,52 +272,56 @@ def joint_uncertainty(hypotheses: np.ndarray, j_agg: np.ndarray, calibration=Non
     return 1000 * radius(spread, calibration, coverage)
 
 
-def lift_keypoints(model, sampler: DDIMSampler, keypoints: Keypoints2D, size: tuple[int, int], layout: str,
-                   hypotheses: int, focal: float | None = None, flip: bool = True, batch: int = 4,
-                   seed: int = 0, device="cpu", engine: str = "auto", amp: str | None = None,
-                   log=print, calibration=None, coverage: float = DEFAULT_COVERAGE,
-                   virtual_focal: float | None = None) -> WildResult:
-    """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h).
-    engine, amp: how the denoiser runs (see sampling_model); calibration: the checkpoint's
-    uncertainty factors (common.uncertainty.Calibration), or None for the raw spread;
-    virtual_focal: lift the 2D as seen by a camera of that normalised focal length (e.g.
-    TRAINING_FOCAL, the training cameras'; to_virtual_camera), so that a person filmed with
-    another lens appears at the sizes the model was trained on; None: the 2D as it is."""
+@dataclass(frozen=True)
+class LiftOptions:
+    """What lifting needs beyond the inference core: the camera and the uncertainty.
+    focal: pixels (None: 0.9 x the larger image side, default_intrinsics); virtual_focal: lift
+    the 2D as a camera of that normalised focal length would see it (e.g. TRAINING_FOCAL, the
+    training cameras'; to_virtual_camera), so that a person filmed with another lens appears at
+    the sizes the model was trained on (None: the 2D as it is); calibration: the checkpoint's
+    uncertainty factors (common.uncertainty.Calibration), None for the raw spread."""
+
+    focal: float | None = None
+    virtual_focal: float | None = None
+    calibration: object = None
+    coverage: float = DEFAULT_COVERAGE
+
+
+def lift_keypoints(core: InferenceCore, keypoints: Keypoints2D, size: tuple[int, int],
+                   options: LiftOptions = LiftOptions()) -> WildResult:
+    """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h), sampled
+    with the core (its model's 2D layout: core.layout.input_name)."""
+    layout = core.layout.input_name
     pixels, confidence = keypoints_for_model(keypoints.keypoints, layout, keypoints.confidence)
-    result = lift_pixels(model, sampler, pixels, confidence, keypoints.frame_ids, size, layout, hypotheses,
-                         focal, flip, batch, seed, device, engine, amp, log, calibration, coverage, virtual_focal)
+    result = lift_pixels(core, pixels, confidence, keypoints.frame_ids, size, options)
     result.keypoints_2d, result.confidence, result.keypoints_layout = keypoints.keypoints, keypoints.confidence, "coco"
     result.source = keypoints
     return result
 
 
-def lift_pixels(model, sampler: DDIMSampler, pixels: np.ndarray, confidence: np.ndarray, frame_ids: np.ndarray,
-                size: tuple[int, int], layout: str, hypotheses: int, focal: float | None = None, flip: bool = True,
-                batch: int = 4, seed: int = 0, device="cpu", engine: str = "auto", amp: str | None = None,
-                log=print, calibration=None, coverage: float = DEFAULT_COVERAGE,
-                virtual_focal: float | None = None) -> WildResult:
+def lift_pixels(core: InferenceCore, pixels: np.ndarray, confidence: np.ndarray, frame_ids: np.ndarray,
+                size: tuple[int, int], options: LiftOptions = LiftOptions()) -> WildResult:
     """The pipeline for keypoints already in the model's input layout: pixels (N, 17, 2) and
-    confidence (N, 17), gaps filled, in an image of size (w, h) (virtual_focal: as lift_keypoints)."""
+    confidence (N, 17), gaps filled, in an image of size (w, h)."""
     start = time.perf_counter()
     w, h = size
-    model = sampling_model(model, sampler, len(pixels), hypotheses, flip, engine, device, amp, log)
+    layout = core.layout.input_name
     x2d = normalize_screen_coordinates(pixels, w, h)
     target_px, target_conf = coco_to_h36m(pixels, confidence) if layout == "coco" else (pixels, confidence)
     target = normalize_screen_coordinates(target_px, w, h)             # (N, 17, 2) Human3.6M layout
-    cam = default_intrinsics(w, h, focal)
+    cam = default_intrinsics(w, h, options.focal)
     lift_cam = cam
-    if virtual_focal is not None:
-        x2d, _ = to_virtual_camera(x2d, cam, virtual_focal)
-        target, lift_cam = to_virtual_camera(target, cam, virtual_focal)
-    hyps = sample_clip(model, sampler, x2d, hypotheses, input_layout(layout), flip=flip, batch=batch,
-                       seed=seed, device=device)
+    if options.virtual_focal is not None:
+        x2d, _ = to_virtual_camera(x2d, cam, options.virtual_focal)
+        target, lift_cam = to_virtual_camera(target, cam, options.virtual_focal)
+    hyps = core.sample_clip(x2d)
     poses, traj = aggregate_without_ground_truth(hyps, target, lift_cam, target_conf)
     last = {mode: p[:, -1] for mode, p in poses.items()}
     return WildResult(hypotheses=hyps, poses=last, trajectory=traj[:, 0], keypoints_2d=pixels, confidence=confidence,
                       frame_ids=frame_ids, intrinsics=cam, image_size=(w, h), input_layout=layout,
                       keypoints_layout=layout, timings={"lift": time.perf_counter() - start},
-                      uncertainty=joint_uncertainty(hyps, last["J-Agg"], calibration, coverage),
-                      uncertainty_calibrated=calibration is not None, coverage=coverage)
+                      uncertainty=joint_uncertainty(hyps, last["J-Agg"], options.calibration, options.coverage),
+                      uncertainty_calibrated=options.calibration is not None, coverage=options.coverage)
 
 
 # ---------------------------------------------------------------------------- video
@@ -395,21 +359,15 @@ def detect_video(path, detector: Detector | str = "auto", max_frames: int | None
                            frames.decode_s, detect_s)
 
 
-def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
-               detector: Detector | str = "auto", focal: float | None = None, flip: bool = True,
-               batch: int = CLI_BATCH, seed: int = CLI_SEED, device="cpu", threshold: float = 0.3, max_gap: int = 30,
-               max_missing: float = 0.5,
-               engine: str = "auto", amp: str | None = None, max_frames: int | None = None,
-               progress: bool = False, log=print, calibration=None, coverage: float = DEFAULT_COVERAGE,
-               virtual_focal: float | None = None) -> WildResult:
+def lift_video(core: InferenceCore, path, options: LiftOptions = LiftOptions(), detector: Detector | str = "auto",
+               threshold: float = 0.3, max_gap: int = 30, max_missing: float = 0.5, max_frames: int | None = None,
+               progress: bool = False) -> WildResult:
     """From a video file to 3D: decode it, detect 2D keypoints in every frame, follow one
     person (as read_keypoints does for files: tracks linked by position, the longest kept,
     gaps over max_gap frames split, missing frames interpolated, over max_missing refused),
     map the detector's keypoints to COCO-17 (and to the model's layout), and lift them as
     lift_keypoints does. The result's `video` holds every frame's detections, its `source` the
-    followed person's 2D and counts, `timings` the seconds spent decoding, detecting, lifting.
-    batch (windows per sampling group, each group with its own noise) and seed change the
-    random draws; their defaults are the command line's."""
+    followed person's 2D and counts, `timings` the seconds spent decoding, detecting, lifting."""
     path = Path(path)
     owned = not isinstance(detector, Detector)
     detector = make_detector(detector)
@@ -429,9 +387,7 @@ def lift_video(model, sampler: DDIMSampler, path, layout: str, hypotheses: int,
     if found.truncated:
         keypoints.warnings.insert(0, f"{path.name} is cut short: {found.problem}; used the {found.frames} frames "
                                      f"that decode")
-    result = lift_keypoints(model, sampler, keypoints, found.image_size, layout, hypotheses, focal=focal, flip=flip,
-                            batch=batch, seed=seed, device=device, engine=engine, amp=amp, log=log,
-                            calibration=calibration, coverage=coverage, virtual_focal=virtual_focal)
+    result = lift_keypoints(core, keypoints, found.image_size, options)
     result.fps, result.video = found.fps, found
     result.timings = {"decode": found.decode_s, "detect": found.detect_s, **result.timings}
     return result
