@@ -378,6 +378,9 @@ def run_benchmark(args) -> dict:
         flops = args.train_steps * 3 * cfg.flops(args.train_batch)
         report["training"] = _section(times, first, {}, work=args.train_steps * args.train_batch, flops=flops,
                                       peak=peak, unit="clips/s")
+        if args.memory:
+            for v in tv:
+                report["training"]["variants"][v.name]["peak_memory_mib"] = peak_memory(device, lambda: steps(v))
     if args.demo_checkpoint:
         report["demo_table"] = demo_table_effect(args.demo_checkpoint, args.data_dir)
     return report
@@ -443,15 +446,13 @@ def format_report(r: dict) -> str:
         key = s["unit"].replace("/", "_per_")
         est = STAND_IN_OVER_AUTHORS[section]
         lines.append(f"{section:<14}{s['unit']:>10}{'vs stand-in':>13}{'vs authors (est.)':>19}{'warm-up s':>11}"
-                     + (f"{'max dev m':>11}" if section == "sampling" else "") + f"{'GFLOP/s':>9}"
-                     + (f"{'peak MiB':>10}" if section == "sampling" else ""))
+                     + (f"{'max dev m':>11}" if section == "sampling" else "") + f"{'GFLOP/s':>9}{'peak MiB':>10}")
         for name, v in s["variants"].items():
             tag = " (default)" if name == r["default"][section] else ""
             mem = v.get("peak_memory_mib")
             lines.append(f"{name + tag:<24}{v[key]:>8.1f}{v['ratio']:>11.2f}x{v['ratio'] * est:>17.2f}x"
                          f"{v['warmup_s']:>11.1f}" + (f"{v['max_deviation_m']:>11.1e}" if section == "sampling" else "")
-                         + f"{v['gflops']:>9.0f}"
-                         + ("" if section != "sampling" else f"{mem:>10.0f}" if mem is not None else f"{'-':>10}"))
+                         + f"{v['gflops']:>9.0f}" + (f"{mem:>10.0f}" if mem is not None else f"{'-':>10}"))
         lines.append("")
     lines.append("vs authors (est.) = ratio vs stand-in x {:.2f} (sampling) / x {:.2f} (training): the stand-in's "
                  "measured lead over the authors' code".format(STAND_IN_OVER_AUTHORS["sampling"],
