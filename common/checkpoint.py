@@ -15,12 +15,12 @@ import dataclasses
 import errno
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .outputs import atomic_files
 from .denoiser import (ARCHITECTURE_FIELDS, INPUT_MAPS, Denoiser, DenoiserConfig, config_of_state_dict,
                        from_authors_state_dict)
 
@@ -237,34 +237,20 @@ def remove_stale_temp_files(folder, name: str | None = None) -> list[Path]:
     return removed
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_save(obj, path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over the target, so a
-    crash mid-save never leaves a half-written file under the final name. Temporary files a
-    killed earlier save of the same name left behind are removed; the file gets the
-    permissions of any other file the user creates (0666 less the umask)."""
+    """torch.save to a temporary file in the same folder ('<name>.XXXXXXXX.tmp'), synced, then
+    renamed over the target (common.outputs.atomic_files), so a crash mid-save never leaves a
+    half-written file under the final name. Temporary files a killed earlier save of the same
+    name left behind are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, (OSError, RuntimeError)):      # torch's writer reports a full disk as a RuntimeError
-            raise CheckpointWriteError(_write_failure(path, e)) from e
-        raise
+        with atomic_files([path], prefix=path.name + ".", suffix=".tmp", fsync=True) as (tmp,):
+            with os.fdopen(os.open(tmp, os.O_WRONLY), "wb") as f:
+                torch.save(obj, f)
+    except (OSError, RuntimeError) as e:             # torch's writer reports a full disk as a RuntimeError
+        raise CheckpointWriteError(_write_failure(path, e)) from e
 
 
 class CheckpointWriteError(OSError):

@@ -1,7 +1,9 @@
-"""Output folders: checked for writing before long work starts; a finished run is never
-overwritten by a new one; an interrupted run says how to continue."""
+"""Output folders and files: checked for writing before long work starts; written all or
+nothing (atomic_files); a finished run is never overwritten by a new one; an interrupted run
+says how to continue."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -31,6 +33,41 @@ def check_writable_file(path, flag: str) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"cannot overwrite {path} (no write permission): choose another file with {flag}")
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_files(paths, prefix: str | None = None, suffix: str | None = None, fsync: bool = False):
+    """Write files all or nothing: yields one temporary path per target, in the target's folder
+    ('.<stem>.XXXXXXXX.partial<suffix>' unless prefix / suffix are given); when the block ends
+    without an error each is given the permissions of a new file (0666 less the umask), synced to
+    disk with fsync, and renamed over its target. On any error, an interrupt included, the
+    temporary files are removed and no target is changed."""
+    paths = [Path(p) for p in paths]
+    temps = []
+    try:
+        for p in paths:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}." if prefix is None else prefix,
+                                       suffix=f".partial{p.suffix}" if suffix is None else suffix, dir=p.parent)
+            os.close(fd)
+            temps.append(Path(tmp))
+        yield temps
+        for tmp, p in zip(temps, paths):
+            os.chmod(tmp, 0o666 & ~_umask())
+            if fsync:
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, p)
+    finally:
+        for tmp in temps:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def previous_run_files(folder) -> list[Path]:

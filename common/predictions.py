@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .aggregation import LIFTING_MODES, mode_key
+from .outputs import atomic_files
 from .uncertainty import radius
 
 ENTRIES = (*map(mode_key, LIFTING_MODES), "uncertainty", "ground_truth", "frames", "valid")
@@ -64,12 +65,12 @@ def check_path(path) -> Path:
 
 
 def save_predictions(path, results, calibration, coverage: float, frame_step: int = 1) -> Path:
-    """Write prediction_arrays to path (.npz, written whole to a temporary name first)."""
+    """Write prediction_arrays to path (.npz, written whole to a temporary name first:
+    common.outputs.atomic_files)."""
     path = check_path(path)
     arrays = prediction_arrays(results, calibration, coverage, frame_step)
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_files([path]) as (tmp,):
+        np.savez(tmp, **arrays)
     return path
 
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from .outputs import atomic_files
 
 PYAV_HINT = "install PyAV (pip install av, or pip install -r requirements-video.txt)"
 
@@ -218,23 +218,19 @@ class MP4Writer:
     def open(self, path):
         av = _av()
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.mp4", dir=path.parent)
-        os.close(fd)
         try:
-            with av.open(tmp, "w", format="mp4") as container:
-                self._container = container
-                self._stream = None
-                yield self
-                if self._stream is not None:
-                    for packet in self._stream.encode():
-                        container.mux(packet)
-            if self._stream is None:
-                raise ValueError(f"no frames to write to {path}")
-            os.replace(tmp, path)
+            with atomic_files([path], suffix=".partial.mp4") as (tmp,):
+                with av.open(str(tmp), "w", format="mp4") as container:
+                    self._container = container
+                    self._stream = None
+                    yield self
+                    if self._stream is not None:
+                        for packet in self._stream.encode():
+                            container.mux(packet)
+                if self._stream is None:
+                    raise ValueError(f"no frames to write to {path}")
         finally:
             self._stream = None
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     def write(self, image: np.ndarray):
         av = _av()

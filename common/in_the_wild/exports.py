@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..aggregation import mode_key
 from ..coco import coco_to_h36m
-from ..outputs import check_writable_file
+from ..outputs import atomic_files, check_writable_file
 from ..skeleton import h36m_metadata, h36m_skeleton_17
 
 
@@ -300,24 +298,7 @@ def check_outputs(paths, flag: str = "--output") -> list[Path]:
 def write_outputs(result, paths) -> list[Path]:
     """Write the result to every path (format by suffix); all or nothing (see module docstring)."""
     paths = check_outputs(paths)
-    temps = []
-    try:
-        for p in paths:
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".partial{p.suffix}", dir=p.parent)
-            os.close(fd)
-            temps.append(tmp)
-            EXPORTERS[p.suffix.lower()](result, Path(tmp))
+    with atomic_files(paths) as temps:
         for tmp, p in zip(temps, paths):
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, p)
-    finally:
-        for tmp in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            EXPORTERS[p.suffix.lower()](result, tmp)
     return paths
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
