@@ -127,14 +127,15 @@ class DDIMSampler:
     this dtype (torch.bfloat16 / torch.float16), the update rule staying in float32.
     """
 
-    def __init__(self, diffusion: Diffusion, steps: int, eta: float = 1.0,
+    def __init__(self, diffusion: Diffusion, iterations: int, eta: float = 1.0,
                  max_batch_hypotheses: int | None = None, amp_dtype: torch.dtype | None = None):
-        if not 1 <= steps <= diffusion.timesteps:
-            raise ValueError(f"{steps} DDIM iterations: give between 1 and the {diffusion.timesteps} diffusion timesteps")
+        if not 1 <= iterations <= diffusion.timesteps:
+            raise ValueError(f"{iterations} DDIM iterations: give between 1 and the {diffusion.timesteps} diffusion "
+                             f"timesteps")
         self.diffusion = diffusion
-        self.steps = steps
+        self.iterations = iterations                 # K
         self.eta = eta
-        self.time_pairs = ddim_time_pairs(diffusion.timesteps, steps)
+        self.time_pairs = ddim_time_pairs(diffusion.timesteps, iterations)
         self.max_batch_hypotheses = max_batch_hypotheses
         self.amp_dtype = amp_dtype
 
@@ -175,7 +176,7 @@ class DDIMSampler:
         return map_in_chunks(network, x2d, x, limit)
 
     @torch.no_grad()
-    def sample(self, model, x2d: torch.Tensor, num_hypotheses: int, flip: FlipTTA | None = None,
+    def sample(self, model, x2d: torch.Tensor, hypotheses: int, flip: FlipTTA | None = None,
                generator: torch.Generator | None = None, noise: list | None = None) -> torch.Tensor:
         """Sample H hypotheses for 2D clips x2d (B, F, J, 2).
 
@@ -183,10 +184,10 @@ class DDIMSampler:
         ones (draw 0 is x_T, draw i the z of the update after iteration i), to replay a run.
         Returns the x0 prediction of every iteration, (B, K, H, F, J, 3).
         """
-        if num_hypotheses < 1:
-            raise ValueError(f"{num_hypotheses} hypotheses: sampling needs at least 1")
+        if hypotheses < 1:
+            raise ValueError(f"{hypotheses} hypotheses: sampling needs at least 1")
         b, f, j, _ = x2d.shape
-        shape = (b, num_hypotheses, f, j, 3)
+        shape = (b, hypotheses, f, j, 3)
         draws = iter(noise) if noise is not None else None
 
         def normal() -> torch.Tensor:

@@ -92,16 +92,16 @@ class InferenceCore:
         """A core around a sampler built by hand (library use and tests): K is the sampler's,
         the model runs as given (no engine); layout: the joints flip TTA mirrors (Human3.6M's
         by default; give flip=False for none)."""
-        sampling = Sampling(**{"iterations": sampler.steps, **sampling})
-        if sampling.iterations != sampler.steps:
-            raise ValueError(f"iterations={sampling.iterations} differs from the sampler's {sampler.steps} steps")
+        sampling = Sampling(**{"iterations": sampler.iterations, **sampling})
+        if sampling.iterations != sampler.iterations:
+            raise ValueError(f"iterations={sampling.iterations} differs from the sampler's {sampler.iterations}")
         return cls(model, None, device, layout or input_layout("h36m"), sampling, engines=False, sampler=sampler)
 
     def replace(self, **sampling) -> "InferenceCore":
         """The same model, engines and run with other Sampling values (None: unchanged)."""
         changes = {k: v for k, v in sampling.items() if v is not None}
-        if self._sampler is not None and changes.get("iterations", self._sampler.steps) != self._sampler.steps:
-            raise ValueError(f"this core samples with a given sampler of {self._sampler.steps} steps")
+        if self._sampler is not None and changes.get("iterations", self._sampler.iterations) != self._sampler.iterations:
+            raise ValueError(f"this core samples with a given sampler of {self._sampler.iterations} iterations")
         core = InferenceCore(self.model, self.run, self.device, self.layout,
                              dataclasses.replace(self.sampling, **changes), self.engines, self.compile_auto, self.log,
                              self._sampler)

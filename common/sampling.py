@@ -90,9 +90,9 @@ def sample_windows(model, sampler: DDIMSampler, inputs_2d: list[np.ndarray], hyp
         if flip is not None:
             tta = FlipTTA(flip_pose(x2d, flip.kps_left, flip.kps_right), flip.joints_left, flip.joints_right)
         per_group = [group_noise(g.group_id, len(g.windows), (hypotheses, frames, x2d.shape[2], 3),
-                                 sampler.steps, seed, device) for g in batch]
+                                 sampler.iterations, seed, device) for g in batch]
         noise = per_group[0] if len(per_group) == 1 else \
-            [torch.cat([draws[k] for draws in per_group]) for k in range(sampler.steps)]
+            [torch.cat([draws[k] for draws in per_group]) for k in range(sampler.iterations)]
         with torch.no_grad():
             hyps = sampler.sample(model, x2d, hypotheses, flip=tta, noise=noise)        # (B, K, H, F, J, 3)
         start = 0

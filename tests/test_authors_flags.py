@@ -223,7 +223,7 @@ class _Slots:
     """A stand-in sampler: every hypothesis of every window is its frame slot (0..F-1) x 1 cm
     plus h x 1 m, so kept poses tell which window (and hypothesis) they came from."""
 
-    steps = 1                                                   # one iteration, K = 1
+    iterations = 1                                              # K = 1
 
     def __init__(self, values=None):
         self.values = values
