@@ -55,11 +55,11 @@ def run(argv=None) -> int:
         _, device = init_from_env(device)              # under torchrun: this process's device
         model, checkpoint, config = load_for_evaluation(config, device)
         run_evaluation(config, model, test, dataset.layout, device, out_dir, name=f"eval_{Path(config.evaluate).stem}",
-                       checkpoint=checkpoint)
+                       checkpoint=checkpoint, dataset=dataset)
         return 0
 
     train = dataset.train_sequences(config.selection())
-    trainer = run_training(config, train, test, dataset.layout, device, resumed=resumed)
+    trainer = run_training(config, train, test, dataset.layout, device, resumed=resumed, dataset=dataset)
     if args.demo:
         from ..report import mean_pose_baseline
 
@@ -67,7 +67,7 @@ def run(argv=None) -> int:
 
         latest = safe_load(out_dir / "latest_epoch.bin")        # the final weights, with their uncertainty factors
         report, _ = run_evaluation(config, trainer.model.eval(), test, dataset.layout, device, out_dir,
-                                   name="demo_eval", checkpoint=latest)
+                                   name="demo_eval", checkpoint=latest, dataset=dataset)
         if report is None:                             # under torchrun, rank 0 reports
             return 0
         j_agg, baseline = 1000 * report.headline(), 1000 * mean_pose_baseline(train, test)

@@ -89,9 +89,10 @@ def run(argv=None) -> int:
     if config.evaluate:
         model, checkpoint, config = load_for_evaluation(config, device)
         run_evaluation(config, model, test, dataset.layout, device, Path(config.checkpoint),
-                       name=f"eval_{Path(config.evaluate).stem}", checkpoint=checkpoint)
+                       name=f"eval_{Path(config.evaluate).stem}", checkpoint=checkpoint, dataset=dataset)
         return 0
-    run_training(config, dataset.train_sequences(config.selection()), test, dataset.layout, device, resumed=resumed)
+    run_training(config, dataset.train_sequences(config.selection()), test, dataset.layout, device, resumed=resumed,
+                 dataset=dataset)
     return 0
 
 

@@ -65,7 +65,7 @@ def run(argv=None) -> int:
         model, checkpoint, config = load_for_evaluation(config, device)
         _, results = run_evaluation(config, model, test, dataset.layout, device, out_dir,
                                     name=f"eval_{Path(config.evaluate).stem}", checkpoint=checkpoint,
-                                    keep_poses=True)
+                                    keep_poses=True, dataset=dataset)
         if results is None:                            # under torchrun, rank 0 writes and scores
             return 0
         files = export_evaluation(results, out_dir)
@@ -77,7 +77,7 @@ def run(argv=None) -> int:
         return 0
 
     train = dataset.train_sequences(Selection())
-    run_training(config, train, test, dataset.layout, device)
+    run_training(config, train, test, dataset.layout, device, dataset=dataset)
     return 0
 
 
