@@ -21,13 +21,14 @@ import sys
 from pathlib import Path
 
 
-from common.calibration import joint_names, stored_calibration
+from common.calibration import stored_calibration
 from common.checkpoint import load_denoiser
 from common.datasets.base import Sequence
 from common.datasets.mpi_inf_3dhp import load_3dhp_test
 from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings, evaluate_sequences
 from common.inference import InferenceCore
+from common.skeleton import h36m_skeleton_17
 from common.uncertainty import calibration_split, evaluate_calibration, fit_from_results
 
 # Human3.6M joint j is MPI-INF-3DHP joint H36M_FROM_3DHP[j] (pelvis, right hip .. ankle, left hip
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     seq = ts5_in_h36m_order(args.raw_dir)
     core = InferenceCore.of_sampler(model.eval(), DDIMSampler(Diffusion(), 5), hypotheses=5, group=8, seed=1)
     results = evaluate_sequences(core, [seq], EvalSettings(keep_frames=True, progress=False))
-    names = joint_names([seq])
+    names = h36m_skeleton_17().names                       # TS5 in the Human3.6M joint order
     out = {}
     if stored is not None:
         out["demo_factors"] = evaluate_calibration(results, stored, args.coverage, names)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import atomic_save, load_denoiser, safe_load
+from .datasets.base import flags_label
 from .evaluate import evaluate_sequences
 from .uncertainty import (Calibration, UncertaintyError, calibration_split, evaluate_calibration,
                           fit_from_results)
@@ -15,26 +16,10 @@ from .uncertainty import (Calibration, UncertaintyError, calibration_split, eval
 MIN_HYPOTHESES = 2
 
 
-def joint_names(sequences) -> list[str] | None:
-    """Joint names of the sequences' 3D layout (Human3.6M-17 or MPI-INF-3DHP-17), else None."""
-    if not sequences or sequences[0].pose_2d.shape[1] != 17:
-        return None
-    if sequences[0].root_index == 0:
-        from .skeleton import h36m_skeleton_17
-
-        return h36m_skeleton_17().names
-    from .datasets.mpi_inf_3dhp import ROOT_INDEX, mpi_inf_3dhp_metadata
-
-    return mpi_inf_3dhp_metadata()["joint_names"] if sequences[0].root_index == ROOT_INDEX else None
-
-
-def data_label(run, sequences) -> str:
-    """What the factors were fitted on, for people: the data set and 2D keypoints."""
-    from .datasets.mpi_inf_3dhp import ROOT_INDEX
-
-    if sequences and sequences[0].root_index == ROOT_INDEX and sequences[0].pose_2d.shape[1] == 17:
-        return "MPI-INF-3DHP " + ",".join(sorted({s.subject for s in sequences}))
-    return f"{run.dataset} (-k {run.keypoints})"
+def data_label(run, sequences, dataset=None) -> str:
+    """What the factors were fitted on, for people: the data set's label (Dataset.label), or
+    without a data set the data flags (-d, -k)."""
+    return flags_label(run) if dataset is None else dataset.label(run, sequences)
 
 
 def check_hypotheses(hypotheses: int, what: str = "--calibrate") -> None:
@@ -123,19 +108,23 @@ def write_calibrated_copy(checkpoint: dict, calibration: Calibration, path, over
     return path
 
 
-def report_block(results, sequences, calibration: Calibration | None, coverage: float) -> dict:
-    return evaluate_calibration(results, calibration, coverage, joint_names(sequences))
+def report_block(results, calibration: Calibration | None, coverage: float, joint_names=None) -> dict:
+    """The report's calibration block; joint_names: the data set's (Dataset.joint_names), None: by index."""
+    return evaluate_calibration(results, calibration, coverage, joint_names)
 
 
 class EvaluationUncertainty:
     """The uncertainty side of one evaluation run (experiment.run_evaluation): flags checked
     before sampling, per-frame records asked for, the report's calibration block, and after
-    the tables, the refitted copy (--calibrate) and the per-frame file (--save-predictions)."""
+    the tables, the refitted copy (--calibrate) and the per-frame file (--save-predictions).
+    dataset: the evaluated data set (common.datasets.base.Dataset), which names the joints of
+    the calibration block and labels a refit; None: joints by index, labelled by -d and -k."""
 
-    def __init__(self, run, checkpoint: dict | None, refit: bool | None = None, log=print):
+    def __init__(self, run, checkpoint: dict | None, refit: bool | None = None, log=print, dataset=None):
         from .uncertainty import check_coverage
 
         self.run, self.checkpoint, self.log = run, checkpoint, log        # run: the RunConfig
+        self.dataset = dataset
         self.coverage = check_coverage(run.coverage)
         self.evaluated = run.evaluate or "the checkpoint"
         self.refit = bool(run.calibrate and run.evaluate) if refit is None else refit
@@ -164,15 +153,16 @@ class EvaluationUncertainty:
         the evaluation's common.inference.Sampling."""
         if self.refit:
             try:
-                fitted = fit_on_split(results, sequences, data_label(self.run, sequences), sampling.hypotheses,
-                                      sampling.iterations)
+                fitted = fit_on_split(results, sequences, data_label(self.run, sequences, self.dataset),
+                                      sampling.hypotheses, sampling.iterations)
                 fitted.factors(self.coverage)
                 self.calibration = fitted
             except ValueError as e:
                 self.log(f"warning: the uncertainty factors were not refitted: {e}")
                 self.refit = False
         if sampling.hypotheses >= MIN_HYPOTHESES:
-            report.calibration = report_block(results, sequences, self.calibration, self.coverage)
+            names = None if self.dataset is None else self.dataset.joint_names
+            report.calibration = report_block(results, self.calibration, self.coverage, names)
 
     def write(self, results, out_dir) -> None:
         """After the tables: the calibrated copy and the predictions file."""

@@ -14,6 +14,7 @@ from .camera import image_coordinates
 from .coco import coco_skeleton
 from .datasets.base import Sequence
 from .datasets.h36m import H36MDataset
+from .datasets.registry import build_dataset
 from .evaluate import evaluate_sequences
 from .experiment import eval_settings, load_for_evaluation, show_progress
 from .inference import InferenceCore
@@ -116,7 +117,10 @@ def draw_sequence(run: RunConfig, view: DrawView, device, paths: DrawPaths | Non
     returns the files written."""
     if not run.evaluate:
         raise ValueError("drawing needs a trained model: pass --evaluate CHECKPOINT")
-    dataset = H36MDataset(run.data_dir, run.keypoints, run.dataset)
+    dataset = build_dataset(run)                      # the data set of -d
+    if not isinstance(dataset, H36MDataset):
+        raise ValueError(f"-d {run.dataset}: drawing reads sequences by subject, action and camera, as data sets "
+                         f"in Human3.6M's file format have them")
     seq = selected_sequence(view, dataset, run.downsample)
     paths = paths or default_paths(view, run.dataset, seq)
     for path, flag in ((paths.errors, "--viz-output"), (paths.frame, "--viz-output"),

@@ -21,6 +21,7 @@ from .device import amp_dtype, compile_wanted, configure_cpu_compile, prepare_mo
 from .diffusion import Diffusion
 from .distributed import barrier, cleanup, init_from_env, wrap
 from .distributed_eval import evaluate_distributed
+from .datasets.base import Dataset
 from .evaluate import EvalSettings, evaluate_sequences, settings_record
 from .inference import InferenceCore
 from .locks import run_lock
@@ -64,17 +65,19 @@ def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log
 
 
 def run_evaluation(run: RunConfig, model, sequences, layout: Layout, device, out_dir: Path, name: str,
-                   log=print, checkpoint: dict | None = None, refit: bool | None = None, **overrides):
+                   log=print, checkpoint: dict | None = None, refit: bool | None = None,
+                   dataset: Dataset | None = None, **overrides):
     """Evaluate (evaluate_model), print the tables, write <name>.log and <name>.json to out_dir.
     The per-joint uncertainty (common.calibration) uses the factors in checkpoint (the loaded
-    dict), refitted first with refit (default: --calibrate when evaluating a file);
-    --save-predictions writes the per-frame poses. Returns (report, per-sequence results).
+    dict), refitted first with refit (default: --calibrate when evaluating a file); dataset
+    (the sequences' data set) names its joints and labels the refit; --save-predictions writes
+    the per-frame poses. Returns (report, per-sequence results).
     Under torchrun the processes share the work and rank 0 writes; the other ranks return
     (None, None)."""
     from .calibration import EvaluationUncertainty
 
     info, device = init_from_env(device)
-    uncertainty = EvaluationUncertainty(run, checkpoint, refit, log)   # its flags are checked before sampling
+    uncertainty = EvaluationUncertainty(run, checkpoint, refit, log, dataset)   # its flags are checked before sampling
     if info.is_main:
         check_writable(out_dir)
     else:
@@ -224,17 +227,18 @@ def _training_interrupted(trainer, run: RunConfig) -> str:
 
 
 def run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout, device, log=print,
-                 resumed: dict | None = None) -> Trainer:
+                 resumed: dict | None = None, dataset: Dataset | None = None) -> Trainer:
     """Train per the recipe of docs/method.md; validate on val_sequences with (--val-proposals, --val-timesteps).
     Under torchrun, every process trains its share of each global batch (common.distributed).
     The -c folder stays locked (common.locks) until training ends; resumed: the checkpoint of
-    -r when the caller has loaded it already (load_resume)."""
+    -r when the caller has loaded it already (load_resume); dataset: the sequences' data set,
+    which labels the uncertainty factors of --calibrate."""
     with ExitStack() as held:
-        return _run_training(run, train_sequences, val_sequences, layout, device, log, resumed, held)
+        return _run_training(run, train_sequences, val_sequences, layout, device, log, resumed, held, dataset)
 
 
 def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout, device, log, resumed,
-                  held: ExitStack) -> Trainer:
+                  held: ExitStack, dataset: Dataset | None = None) -> Trainer:
     if not train_sequences:
         raise ValueError("no training sequences were selected (check -str, -a)")
     if run.resume:
@@ -307,7 +311,7 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
 
         core = InferenceCore.from_run(run, trainer.model, device, layout, engines=False)
         trainer.calibration = calibrate_after_training(trainer, val_sequences, core, eval_settings(run, keep_frames=True),
-                                                       data_label(run, val_sequences), log)
+                                                       data_label(run, val_sequences, dataset), log)
     if writer is not None:
         writer.close()
     barrier(info)            # every rank done (rank 0 validates and saves last) before the group goes away

@@ -11,13 +11,14 @@ exists as given works too).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..arguments import build_parser, resolve_device
+from ..checkpoint import safe_load
 from ..config import RunConfig
-from ..datasets.h36m import H36MDataset
-from ..distributed import init_from_env
-from ..experiment import entry_point, load_for_evaluation, load_resume, run_evaluation, run_training
+from ..datasets.synthetic import ensure_synthetic
+from ..experiment import entry_point, run_evaluation
+from ..report import mean_pose_baseline
+from ..runner import Outcome, run_experiment
 
 # The demo: a small model on the built-in synthetic set, sized for a few minutes on 2 CPU cores.
 # -b 8 -s 1: 8 clips per training batch (b // s) and 8 clips per P-Best group in evaluation.
@@ -31,8 +32,6 @@ DEMO_FLAGS = dict(dataset="synthetic", keypoints="det", number_of_frames=27, cs=
 
 def apply_demo(args) -> None:
     """Demo settings, unless the user gave a flag explicitly; writes the synthetic set if absent."""
-    from ..datasets.synthetic import ensure_synthetic
-
     for key, value in DEMO_FLAGS.items():
         if key not in args.given:
             setattr(args, key, value)
@@ -44,36 +43,23 @@ def run(argv=None) -> int:
     if args.demo:
         apply_demo(args)
     device = resolve_device(args)
-    config, resumed = RunConfig.from_args(args), None
-    if config.resume and not config.evaluate:
-        config, resumed = load_resume(config)            # the run's data flags, before the data is read
-    dataset = H36MDataset(config.data_dir, config.keypoints, config.dataset)
-    test = dataset.test_sequences(config.selection())
-    out_dir = Path(config.checkpoint)
-
-    if config.evaluate:
-        _, device = init_from_env(device)              # under torchrun: this process's device
-        model, checkpoint, config = load_for_evaluation(config, device)
-        run_evaluation(config, model, test, dataset.layout, device, out_dir, name=f"eval_{Path(config.evaluate).stem}",
-                       checkpoint=checkpoint)
-        return 0
-
-    train = dataset.train_sequences(config.selection())
-    trainer = run_training(config, train, test, dataset.layout, device, resumed=resumed)
-    if args.demo:
-        from ..report import mean_pose_baseline
-
-        from ..checkpoint import safe_load
-
-        latest = safe_load(out_dir / "latest_epoch.bin")        # the final weights, with their uncertainty factors
-        report, _ = run_evaluation(config, trainer.model.eval(), test, dataset.layout, device, out_dir,
-                                   name="demo_eval", checkpoint=latest)
-        if report is None:                             # under torchrun, rank 0 reports
-            return 0
-        j_agg, baseline = 1000 * report.headline(), 1000 * mean_pose_baseline(train, test)
-        print(f"\nDemo result: J-Agg MPJPE {j_agg:.1f} mm vs {baseline:.1f} mm for the mean training pose "
-              f"({j_agg / baseline:.0%} of the baseline).")
+    outcome = run_experiment(RunConfig.from_args(args), device, args=args)   # the data set of -d
+    if args.demo and outcome.trainer is not None:
+        demo_comparison(outcome)
     return 0
+
+
+def demo_comparison(outcome: Outcome) -> None:
+    """After the demo's training: evaluate the final weights and compare them with the mean training pose."""
+    latest = safe_load(outcome.out_dir / "latest_epoch.bin")   # the final weights, with their uncertainty factors
+    report, _ = run_evaluation(outcome.config, outcome.trainer.model.eval(), outcome.test, outcome.dataset.layout,
+                               outcome.device, outcome.out_dir, name="demo_eval", checkpoint=latest,
+                               dataset=outcome.dataset)
+    if report is None:                             # under torchrun, rank 0 reports
+        return
+    j_agg, baseline = 1000 * report.headline(), 1000 * mean_pose_baseline(outcome.train, outcome.test)
+    print(f"\nDemo result: J-Agg MPJPE {j_agg:.1f} mm vs {baseline:.1f} mm for the mean training pose "
+          f"({j_agg / baseline:.0%} of the baseline).")
 
 
 def main(argv=None) -> int:

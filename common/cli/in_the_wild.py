@@ -23,10 +23,10 @@ from pathlib import Path
 
 from ..arguments import add_viz_arguments, build_parser, number, positive_float, positive_int, resolve_device
 from ..config import RunConfig
-from ..datasets.h36m import H36MDataset
 from ..api import Lifter
-from ..experiment import entry_point, load_for_evaluation, load_resume, run_evaluation, run_training, show_progress
+from ..experiment import entry_point, show_progress
 from ..outputs import check_writable_file
+from ..runner import run_experiment
 from ..video import probe_video
 from ..in_the_wild import exports, lifting
 from ..in_the_wild.detectors import DETECTORS, make_detector
@@ -81,17 +81,7 @@ def run(argv=None) -> int:
 
     # Training / Human3.6M evaluation: main.py's flow on a (usually COCO-layout) 2D file; the
     # 2D layout is recorded in the checkpoint for inference (dataset.layout.input_name).
-    config, resumed = RunConfig.from_args(args), None
-    if config.resume and not config.evaluate:
-        config, resumed = load_resume(config)            # the run's data flags, before the data is read
-    dataset = H36MDataset(config.data_dir, config.keypoints, config.dataset)
-    test = dataset.test_sequences(config.selection())
-    if config.evaluate:
-        model, checkpoint, config = load_for_evaluation(config, device)
-        run_evaluation(config, model, test, dataset.layout, device, Path(config.checkpoint),
-                       name=f"eval_{Path(config.evaluate).stem}", checkpoint=checkpoint)
-        return 0
-    run_training(config, dataset.train_sequences(config.selection()), test, dataset.layout, device, resumed=resumed)
+    run_experiment(RunConfig.from_args(args), device, args=args)   # the data set of -d
     return 0
 
 

@@ -16,12 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..arguments import build_parser, resolve_device
-from ..config import RunConfig, split_list
-from ..datasets.base import Selection
-from ..datasets.mpi_inf_3dhp import TEST_NPZ, MPIINF3DHPDataset, prepare_3dhp
-from ..distributed import init_from_env
-from ..experiment import entry_point, load_for_evaluation, run_evaluation, run_training
-from ..mpi_inf_3dhp_eval import export_evaluation, format_summary, score_prediction_files
+from ..config import RunConfig
+from ..datasets.mpi_inf_3dhp import prepare_3dhp
+from ..experiment import entry_point
+from ..runner import run_experiment
 
 AUTHORS_PBEST_GROUP = 2  # the authors' 3DHP evaluation takes the clips of a sequence 2 at a time
 
@@ -46,38 +44,19 @@ def parser():
 
 def run(argv=None) -> int:
     args = parser().parse_args(argv)
-    data_dir = Path(args.data_dir)
     if args.prepare:
-        if not args.raw_dir:
-            raise ValueError("--prepare needs --raw-dir: the folder of the official MPI-INF-3DHP release")
-        for split, path in prepare_3dhp(args.raw_dir, data_dir).items():
-            print(f"wrote {split} data to {path}")
-        return 0
+        return prepare(args)
     device = resolve_device(args)
-    config = RunConfig.from_args(args)
-    test_source = data_dir / TEST_NPZ if (data_dir / TEST_NPZ).is_file() else Path(args.raw_dir or data_dir)
-    dataset = MPIINF3DHPDataset(data_dir, test_source, calibrated_camera=args.calibrated_camera)
-    test = dataset.test_sequences(Selection(subjects_test=split_list(args.test_sequences)))
-    out_dir = Path(config.checkpoint)
+    run_experiment(RunConfig.from_args(args), device, "mpi_inf_3dhp", args)   # .mat files and scores after --evaluate
+    return 0
 
-    if config.evaluate:
-        _, device = init_from_env(device)              # under torchrun: this process's device
-        model, checkpoint, config = load_for_evaluation(config, device)
-        _, results = run_evaluation(config, model, test, dataset.layout, device, out_dir,
-                                    name=f"eval_{Path(config.evaluate).stem}", checkpoint=checkpoint,
-                                    keep_poses=True)
-        if results is None:                            # under torchrun, rank 0 writes and scores
-            return 0
-        files = export_evaluation(results, out_dir)
-        print(f"wrote {', '.join(f.name for f in files)} to {out_dir}")
-        gt_source = Path(args.raw_dir) if args.raw_dir else test_source
-        scores = score_prediction_files(files, gt_source, out_dir / "3dhp_scores")
-        print(format_summary(scores))
-        print(f"CSV tables in {out_dir / '3dhp_scores'}")
-        return 0
 
-    train = dataset.train_sequences(Selection())
-    run_training(config, train, test, dataset.layout, device)
+def prepare(args) -> int:
+    """--prepare: convert the official release in --raw-dir into the processed files in --data-dir."""
+    if not args.raw_dir:
+        raise ValueError("--prepare needs --raw-dir: the folder of the official MPI-INF-3DHP release")
+    for split, path in prepare_3dhp(args.raw_dir, Path(args.data_dir)).items():
+        print(f"wrote {split} data to {path}")
     return 0
 
 

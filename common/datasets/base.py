@@ -66,12 +66,24 @@ class Selection:
     downsample: int = 1
 
 
+def flags_label(run) -> str:
+    """A data set as the run's data flags name it: '<-d> (-k <-k>)'."""
+    return f"{run.dataset} (-k {run.keypoints})"
+
+
 class Dataset(ABC):
-    """What every data source offers the training and evaluation code: its joint layout and
-    its training and test sequences (with 3D ground truth, camera-space metres, root-relative)."""
+    """What every data source offers the training and evaluation code: its joint layout, the
+    names of its 3D joints and a label for people, and its training and test sequences (with 3D
+    ground truth, camera-space metres, root-relative)."""
 
     name: str = ""
     layout: Layout
+    joint_names: list[str] | None = None    # the 3D joints in order (reports name them); None: by index
+
+    def label(self, run, sequences) -> str:
+        """What a run (its RunConfig) trained or evaluated on, for people, e.g. the data an
+        uncertainty fit used: by default the data flags, '<-d> (-k <-k>)'."""
+        return flags_label(run)
 
     @abstractmethod
     def train_sequences(self, selection: Selection) -> list[Sequence]:

@@ -101,6 +101,7 @@ class H36MDataset(Dataset):
         self.kps_left, self.kps_right = (list(k) for k in self.keypoints_symmetry)
         self.layout_name = self.metadata.get("layout_name", "h36m")  # 2D joint order: 'h36m' or 'coco'
         self.skeleton = h36m_skeleton_17()
+        self.joint_names = self.skeleton.names                       # the 3D output: Human3.6M-17
         self.joints_left, self.joints_right = self.skeleton.joints_left, self.skeleton.joints_right
         self._kept_joints = skeleton_32_to_17()[1]
         # left/right joints of the 3D output (Human3.6M-17) and of this file's 2D input

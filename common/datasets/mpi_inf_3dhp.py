@@ -378,10 +378,15 @@ class MPIINF3DHPDataset(Dataset):
 
     name = "3dhp"
     layout = LAYOUT
+    joint_names = _META["joint_names"]
 
     def __init__(self, train_source=None, test_source=None, calibrated_camera: bool = False):
         self.train_source, self.test_source = train_source, test_source
         self.calibrated_camera = calibrated_camera
+
+    def label(self, run, sequences) -> str:
+        """'MPI-INF-3DHP ' and the sequences' names (the data flags do not choose this data)."""
+        return "MPI-INF-3DHP " + ",".join(sorted({s.subject for s in sequences}))
 
     def train_sequences(self, selection: Selection) -> list[Sequence]:
         if self.train_source is None:
