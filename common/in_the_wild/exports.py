@@ -1,4 +1,4 @@
-"""Writing a lifted clip (lifting.WildResult) to files: one function per format, chosen by the
+"""Writing a lifted clip (result.WildResult) to files: one function per format, chosen by the
 file's suffix (EXPORTERS). Adding a format is one writer function and one table entry.
 
 - .npz: every array (hypotheses of every iteration, the pose of every aggregation mode that
