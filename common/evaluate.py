@@ -33,7 +33,7 @@ from .device import to_host
 from .inference import InferenceCore
 from .metrics import AGGREGATION_MODES, aggregation_joint_errors
 from .sampling import WindowGroup
-from .uncertainty import FrameRecords
+from .uncertainty_frames import FrameRecords
 
 PROTOCOLS = ("p1", "p2")
 
