@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -159,8 +160,6 @@ class Report:
 def mean_pose_baseline(train_sequences, test_sequences) -> float:
     """MPJPE (metres) of always predicting the mean root-relative training pose, in the same
     table as the evaluation (frame-weighted per action group, plain mean over groups)."""
-    from types import SimpleNamespace
-
     mean = np.concatenate([s.pose_3d for s in train_sequences]).mean(axis=0)
     results = [SimpleNamespace(sequence=s, weight=float(s.num_frames),
                                sums={("p1", "J-Agg"): np.linalg.norm(s.pose_3d - mean, axis=-1)
