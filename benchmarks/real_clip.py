@@ -36,8 +36,10 @@ from common.checkpoint import load_denoiser
 from common.coco import coco_to_h36m, input_layout
 from common.diffusion import DDIMSampler, Diffusion
 from common.in_the_wild import lifting
+from common.in_the_wild.inputs import input_layout_of
 from common.in_the_wild.keypoints import Keypoints2D
-from common.in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
+from common.in_the_wild.root_depth import (default_intrinsics, estimate_root_trajectory, to_virtual_camera,
+                                           training_focal)
 from common.inference import InferenceCore
 from common.metrics import mpjpe, p_mpjpe
 from common.skeleton import h36m_skeleton_17
@@ -162,7 +164,7 @@ def ts5(model, layout, path, hypotheses, steps, focal=None, virtual_focal=None) 
     x2d = normalize_screen_coordinates(px, w, h)
     cam = default_intrinsics(w, h, focal)
     if virtual_focal is not None:
-        x2d, cam = lifting.to_virtual_camera(x2d, cam, virtual_focal)
+        x2d, cam = to_virtual_camera(x2d, cam, virtual_focal)
     core = InferenceCore.of_sampler(model, sampler_for(steps), hypotheses=hypotheses, group=8, seed=0)
     hyps = core.sample_clip(x2d)
     poses, traj = lifting.aggregate_without_ground_truth(hyps, x2d, cam)
@@ -185,17 +187,17 @@ def main(argv=None) -> int:
     p.add_argument("--ts5", default=None, help="MPI-INF-3DHP's TS5/annot_data.mat")
     p.add_argument("--focal", type=float, default=None, help="focal length, pixels; None: the in-the-wild default")
     p.add_argument("--no-virtual-camera", action="store_true",
-                   help="lift the 2D as it is, not as the training cameras would see it (lifting.to_virtual_camera, "
+                   help="lift the 2D as it is, not as the training cameras would see it (root_depth.to_virtual_camera, "
                         "the default of main_in_the_wild.py and d3dp.Lifter)")
     p.add_argument("-H", "--hypotheses", type=int, default=5)
     p.add_argument("-K", "--steps", type=int, default=5)
     args = p.parse_args(argv)
     model, ckpt = load_denoiser(args.checkpoint)
     model.eval()
-    layout, _ = lifting.input_layout_of(ckpt, args.input_layout)
+    layout, _ = input_layout_of(ckpt, args.input_layout)
     print(f"{args.checkpoint}: {layout} input, F={model.cfg.frames} C={model.cfg.channels} D={model.cfg.depth}, "
           f"H={args.hypotheses} K={args.steps}{'' if args.no_virtual_camera else ', virtual camera'}")
-    virtual = None if args.no_virtual_camera else lifting.training_focal(ckpt)
+    virtual = None if args.no_virtual_camera else training_focal(ckpt)
     with torch.no_grad():
         if args.video:
             r = real_video(model, layout, args.video, args.cache, args.hypotheses, args.steps, args.focal,

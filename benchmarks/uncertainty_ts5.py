@@ -29,7 +29,8 @@ from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings, evaluate_sequences
 from common.inference import InferenceCore
 from common.skeleton import h36m_skeleton_17
-from common.uncertainty import calibration_split, evaluate_calibration, fit_from_results
+from common.uncertainty_frames import calibration_split, fit_from_results
+from common.uncertainty_report import evaluate_calibration
 
 # Human3.6M joint j is MPI-INF-3DHP joint H36M_FROM_3DHP[j] (pelvis, right hip .. ankle, left hip
 # .. ankle, spine, neck -> thorax, head -> neck/nose, head top -> head, left arm, right arm).

@@ -23,7 +23,8 @@ import torch
 from common.checkpoint import load_denoiser
 from common.coco import input_layout
 from common.config import RunConfig
-from common.in_the_wild import exports, lifting
+from common.in_the_wild import display, exports, lifting
+from common.in_the_wild.inputs import input_layout_of
 from common.in_the_wild.detectors import make_detector
 from common.inference import InferenceCore
 
@@ -49,7 +50,7 @@ def run(args) -> dict:
         torch.set_num_threads(args.threads)
     model, checkpoint = load_denoiser(args.checkpoint)
     model.eval()
-    layout, _ = lifting.input_layout_of(checkpoint)
+    layout, _ = input_layout_of(checkpoint)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for h, k in SETTINGS:
@@ -63,7 +64,7 @@ def run(args) -> dict:
             result.timings["write"] = time.perf_counter() - start
             if args.render:
                 start = time.perf_counter()
-                lifting.render_result(result, Path(tmp) / "out.mp4", video=args.video)
+                display.render_result(result, Path(tmp) / "out.mp4", video=args.video)
                 result.timings["render"] = time.perf_counter() - start
             seconds = result.video.frames / result.fps
             rows.append({"hypotheses": h, "iterations": k, "video_s": seconds, "seconds": dict(result.timings),

@@ -29,11 +29,14 @@ from .coco import input_layout
 from .experiment import evaluate_model, load_for_evaluation
 from .inference import InferenceCore
 from .in_the_wild import lifting
+from .in_the_wild.inputs import checked_image_size, input_layout_of
 from .in_the_wild.keypoints import Keypoints2D, keypoints_from_array
+from .in_the_wild.result import WildResult
+from .in_the_wild.root_depth import training_focal
 from .report import Report
 from .uncertainty import check_coverage
 
-LiftResult = lifting.WildResult
+LiftResult = WildResult
 
 
 def _quiet(*_args, **_kwargs) -> None:
@@ -51,7 +54,7 @@ class Lifter:
         # The 2D is lifted as a camera with the training cameras' focal length would see it (exact
         # for a pinhole camera; the 3D is unchanged), so a person filmed with another lens looks
         # as the model learnt people to look; off: the 2D as it is.
-        self.virtual_focal = lifting.training_focal(checkpoint) if virtual_camera else None
+        self.virtual_focal = training_focal(checkpoint) if virtual_camera else None
 
     @property
     def model(self):
@@ -88,7 +91,7 @@ class Lifter:
         builds it: windows per sampling group --eval-batch, else -b; no torch.compile (lifting
         runs are short)."""
         model, checkpoint, run = load_for_evaluation(run, device)
-        name, why = lifting.input_layout_of(checkpoint, layout)
+        name, why = input_layout_of(checkpoint, layout)
         core = InferenceCore.from_run(run, model, device, input_layout(name), compile_auto=False, log=log,
                                       group=run.eval_batch or run.pbest_clips(), compute_batch=0)
         return cls(core, checkpoint, why, virtual_camera)
@@ -111,7 +114,7 @@ class Lifter:
         """Lift COCO-17 keypoints as a keypoint file gives them (common.in_the_wild.keypoints),
         mapped to the model's layout. Unset settings come from the run configuration."""
         core, options = self._prepare(hypotheses, iterations, seed, flip, batch, focal)
-        return lifting.lift_keypoints(core, keypoints, lifting.checked_image_size(image_size), options)
+        return lifting.lift_keypoints(core, keypoints, checked_image_size(image_size), options)
 
     def lift(self, keypoints, image_size, hypotheses: int = 5, iterations: int = 5, seed: int | None = None,
              focal: float | None = None, flip: bool | None = None, batch: int | None = None,
@@ -131,7 +134,7 @@ class Lifter:
             return self.lift_keypoints(kp, image_size, hypotheses, iterations, seed, focal, flip, batch)
         core, options = self._prepare(hypotheses, iterations, seed, flip, batch, focal)
         result = lifting.lift_pixels(core, kp.keypoints, kp.confidence, kp.frame_ids,
-                                     lifting.checked_image_size(image_size), options)
+                                     checked_image_size(image_size), options)
         result.source = kp
         return result
 

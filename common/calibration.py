@@ -10,8 +10,9 @@ from pathlib import Path
 from .checkpoint import atomic_save, load_denoiser, safe_load
 from .datasets.base import flags_label
 from .evaluate import evaluate_sequences
-from .uncertainty import (Calibration, UncertaintyError, calibration_split, evaluate_calibration,
-                          fit_from_results)
+from .uncertainty import Calibration, UncertaintyError, check_coverage
+from .uncertainty_frames import calibration_split, fit_from_results
+from .uncertainty_report import evaluate_calibration
 
 MIN_HYPOTHESES = 2
 
@@ -48,7 +49,7 @@ def stored_calibration(checkpoint: dict | None, path, hypotheses: int, log=print
 
 
 def fit_on_split(results, sequences, note: str, hypotheses: int, iterations: int) -> Calibration:
-    """Fit on the calibration split of the evaluated sequences (uncertainty.calibration_split)."""
+    """Fit on the calibration split of the evaluated sequences (uncertainty_frames.calibration_split)."""
     masks, how = calibration_split(sequences)
     fitted_on = {"data": note, "split": how, "hypotheses": int(hypotheses), "iterations": int(iterations),
                  "date": time.strftime("%Y-%m-%d")}
@@ -121,8 +122,6 @@ class EvaluationUncertainty:
     the calibration block and labels a refit; None: joints by index, labelled by -d and -k."""
 
     def __init__(self, run, checkpoint: dict | None, refit: bool | None = None, log=print, dataset=None):
-        from .uncertainty import check_coverage
-
         self.run, self.checkpoint, self.log = run, checkpoint, log        # run: the RunConfig
         self.dataset = dataset
         self.coverage = check_coverage(run.coverage)

@@ -15,10 +15,17 @@ import dataclasses
 import errno
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.random import MT19937 as NumpyMT19937
+
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import _reconstruct
 
 from .outputs import atomic_files
 from .denoiser import (ARCHITECTURE_FIELDS, INPUT_MAPS, Denoiser, DenoiserConfig, config_of_state_dict,
@@ -33,8 +40,6 @@ class CheckpointError(ValueError):
 
 def _mt19937_class():
     """MT19937 that also takes the (state, seed sequence) pickle state of numpy 2 under numpy 1."""
-    from numpy.random import MT19937 as NumpyMT19937
-
     class MT19937(NumpyMT19937):                  # the name numpy's state check expects
         def __setstate__(self, state):
             if isinstance(state, tuple):         # numpy >= 2: (state dict, seed sequence)
@@ -64,10 +69,8 @@ def _random_state(bit_generator_name="MT19937", bit_generator_ctor=None):
     RandomState does), never the unpickling class above, which is defined inside a function and
     cannot be pickled again: a loaded checkpoint's state saves again under either numpy, in the
     form a seeded RandomState has. The pickle's __setstate__ that follows sets the full state."""
-    from numpy.random import MT19937
-
     state = np.random.RandomState(0)
-    if isinstance(bit_generator_name, MT19937):
+    if isinstance(bit_generator_name, NumpyMT19937):
         state.set_state(bit_generator_name.state)
     else:
         _mt19937(bit_generator_name)                  # checks the name
@@ -77,16 +80,10 @@ def _random_state(bit_generator_name="MT19937", bit_generator_ctor=None):
 def _numpy_safe_globals() -> list:
     """The numpy globals a pickled numpy RandomState needs, under numpy 1 and 2 names; the two
     constructors are ours (they accept numpy 1 and numpy 2 pickles under either numpy)."""
-    from numpy.random import MT19937
-
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct
     globs = [
         (_random_state, "numpy.random._pickle.__randomstate_ctor"),
         (_mt19937, "numpy.random._pickle.__bit_generator_ctor"),
-        MT19937,
+        NumpyMT19937,
         _PICKLED_MT19937,
         np.random.RandomState,
         np.ndarray,
@@ -259,8 +256,6 @@ class CheckpointWriteError(OSError):
 
 
 def _write_failure(path: Path, error: BaseException) -> str:
-    import shutil
-
     try:
         free = shutil.disk_usage(path.parent).free
     except OSError:

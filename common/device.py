@@ -4,7 +4,9 @@ changes it by the precision of its dtype; see README 'Speed')."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import shutil
 
 import numpy as np
 import torch
@@ -44,9 +46,6 @@ AUTO_COMPILE_MIN_FLOPS = 1e14
 def compiler_available(device) -> bool:
     """Whether torch.compile can generate code for the device: a C++ compiler for CPUs,
     Triton for GPUs."""
-    import importlib.util
-    import shutil
-
     if torch.device(device).type == "cpu":
         return bool(shutil.which("g++") or shutil.which("c++"))
     return importlib.util.find_spec("triton") is not None
@@ -66,7 +65,7 @@ def configure_cpu_compile() -> None:
     into prepacked GEMMs for inference graphs, and no rewriting of the explicit attention into
     the CPU SDPA kernel (slower at these lengths). Sampling 1.23x instead of 1.09x faster than
     eager in one forward of the CPU preset; training unchanged (benchmarks/README.md)."""
-    import torch._inductor.config as inductor
+    import torch._inductor.config as inductor   # heavy: loads TorchInductor, only when compiling on CPUs
 
     inductor.freezing = True
     inductor.pattern_matcher = False

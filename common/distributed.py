@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass
@@ -74,8 +75,6 @@ def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device):
     """The DDP wrapper when distributed, else None (train the model itself)."""
     if not info.enabled:
         return None
-    from torch.nn.parallel import DistributedDataParallel
-
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 

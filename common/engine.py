@@ -36,7 +36,7 @@ def openvino_available() -> bool:
 def openvino_runs_bf16() -> bool:
     """Whether OpenVINO can run bfloat16 on this CPU (bf16 instructions: AVX-512 BF16 or AMX);
     elsewhere a bf16 precision hint runs float32."""
-    import openvino as ov
+    import openvino as ov   # optional: OpenVINO (the engine extra)
 
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
@@ -47,7 +47,7 @@ class OpenVINODenoiser:
     conversion and compilation took."""
 
     def __init__(self, model, precision: str = "f32", threads: int | None = None):
-        import openvino as ov
+        import openvino as ov   # optional: OpenVINO (the engine extra)
 
         if precision not in ("f32", "bf16"):
             raise ValueError(f"OpenVINO precision {precision!r} is not known: use f32 or bf16")

@@ -33,7 +33,7 @@ from .device import to_host
 from .inference import InferenceCore
 from .metrics import AGGREGATION_MODES, aggregation_joint_errors
 from .sampling import WindowGroup
-from .uncertainty import FrameRecords
+from .uncertainty_frames import FrameRecords
 
 PROTOCOLS = ("p1", "p2")
 
@@ -80,7 +80,7 @@ def evaluate_sequences(core: InferenceCore, sequences: list[Sequence], settings:
                        desc: str = "evaluating", shard=None) -> list[SequenceResult]:
     """Sample (with the core), aggregate and score every sequence (which must carry pose_3d,
     traj and cam). shard: one process's share of a distributed evaluation
-    (common.distributed_eval.Shard): only its denoiser calls run, and each group is scored into
+    (common.distributed_merge.Shard): only its denoiser calls run, and each group is scored into
     the result shard.target gives."""
     h, k, device = core.sampling.hypotheses, core.sampling.iterations, core.device
     results = [SequenceResult(seq) for seq in sequences]

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 
 from . import signals
+from .calibration import (EvaluationUncertainty, calibrate_after_training, check_training_calibration,
+                          data_label)
 from .camera import shared_focal
 from .checkpoint import (CheckpointError, check_architecture, config_from_checkpoint, load_denoiser,
                          remove_stale_temp_files, safe_load)
@@ -21,11 +23,11 @@ from .device import amp_dtype, compile_wanted, configure_cpu_compile, prepare_mo
 from .diffusion import Diffusion
 from .distributed import barrier, cleanup, init_from_env, wrap
 from .distributed_eval import evaluate_distributed
-from .datasets.base import Dataset
+from .datasets.base import Dataset, DatasetError
 from .evaluate import EvalSettings, evaluate_sequences, settings_record
 from .inference import InferenceCore
 from .locks import run_lock
-from .outputs import check_writable, guard_previous_run, set_interrupt_hint
+from .outputs import check_writable, guard_previous_run, interrupt_hint, set_interrupt_hint
 from .report import Report
 from .skeleton import Layout
 from .train import Trainer, TrainConfig
@@ -74,8 +76,6 @@ def run_evaluation(run: RunConfig, model, sequences, layout: Layout, device, out
     the per-frame poses. Returns (report, per-sequence results).
     Under torchrun the processes share the work and rank 0 writes; the other ranks return
     (None, None)."""
-    from .calibration import EvaluationUncertainty
-
     info, device = init_from_env(device)
     uncertainty = EvaluationUncertainty(run, checkpoint, refit, log, dataset)   # its flags are checked before sampling
     if info.is_main:
@@ -252,8 +252,6 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
         check_training_data(resumed.get("train_data"), _training_data(train_sequences), run.resume)
     batch_clips = run.training_clips()
     if run.calibrate:
-        from .calibration import check_training_calibration
-
         check_training_calibration(run.num_proposals, val_sequences)
     if info.is_main:
         check_writable(run.checkpoint)
@@ -278,7 +276,7 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
             return Report(evaluate_sequences(validation.with_model(m), val_sequences, settings)).headline()
     writer = None
     if not run.nolog and info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter   # heavy: TensorBoard, only when logging
         writer = SummaryWriter(run.log)
     cfg = TrainConfig(epochs=run.epochs, lr=run.learning_rate, lr_decay=run.lr_decay,
                       weight_decay=run.weight_decay, seed=run.seed, checkpoint_frequency=run.checkpoint_frequency,
@@ -307,8 +305,6 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
         f"{clips.num_batches()} batches of {clips.batch_size} clips per epoch{' per process' if info.enabled else ''}")
     trainer.fit(log)
     if run.calibrate and info.is_main:
-        from .calibration import calibrate_after_training, data_label
-
         core = InferenceCore.from_run(run, trainer.model, device, layout, engines=False)
         trainer.calibration = calibrate_after_training(trainer, val_sequences, core, eval_settings(run, keep_frames=True),
                                                        data_label(run, val_sequences, dataset), log)
@@ -321,9 +317,6 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
 
 def entry_point(main):
     """Run an entry script's main(), turning our exceptions into a one-line message."""
-    from .datasets.base import DatasetError
-    from .outputs import interrupt_hint
-
     set_interrupt_hint("")
     with signals.handle_signals(stay_stopped=True):  # SIGTERM stops as Ctrl-C does
         try:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from .metrics import AGGREGATION_MODES
+from .uncertainty_report import format_calibration
 
 PROTOCOL_TITLES = {"p1": "Protocol #1 (MPJPE, mm)", "p2": "Protocol #2 (P-MPJPE, mm)"}
 
@@ -86,7 +88,7 @@ class Report:
         self.protocols = sorted({p for row in self.actions.values() for p, _ in row})
         self.iterations = len(next(iter(next(iter(self.actions.values())).values())))
         self.subjects = None
-        self.calibration = None           # the uncertainty block (common.uncertainty.evaluate_calibration)
+        self.calibration = None           # the uncertainty block (common.uncertainty_report.evaluate_calibration)
         if by_subject:
             order = list(dict.fromkeys(r.sequence.subject for r in self.results))  # as the test subjects were given
             self.subjects = {s: summarize([r for r in self.results if r.sequence.subject == s]) for s in order}
@@ -117,8 +119,6 @@ class Report:
                 blocks.append(format_table(table, protocol, k, f"{title}, subject {subject}, iteration k={k}",
                                            self.modes))
         if self.calibration is not None:
-            from .uncertainty import format_calibration
-
             blocks.append(format_calibration(self.calibration))
         return "\n".join(blocks)
 
@@ -160,8 +160,6 @@ class Report:
 def mean_pose_baseline(train_sequences, test_sequences) -> float:
     """MPJPE (metres) of always predicting the mean root-relative training pose, in the same
     table as the evaluation (frame-weighted per action group, plain mean over groups)."""
-    from types import SimpleNamespace
-
     mean = np.concatenate([s.pose_3d for s in train_sequences]).mean(axis=0)
     results = [SimpleNamespace(sequence=s, weight=float(s.num_frames),
                                sums={("p1", "J-Agg"): np.linalg.norm(s.pose_3d - mean, axis=-1)

@@ -16,6 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    from numpy._core import multiarray, numeric
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray, numeric
+
 _BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float",
              "complex", "bool", "slice", "range"}
 # numpy's pickle helpers, under numpy 1 ('numpy.core') and numpy 2 ('numpy._core') module names.
@@ -45,10 +50,6 @@ class _AllowListUnpickler(pickle.Unpickler):
 
 
 def _numpy_helper(name: str):
-    try:
-        from numpy._core import multiarray, numeric
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray, numeric
     return getattr(multiarray, name, None) or getattr(numeric, name)
 
 

@@ -35,7 +35,7 @@ def pyav_available() -> bool:
 
 
 def _av():
-    import av
+    import av   # optional: PyAV (the video extra)
     import av.logging
 
     av.logging.set_level(av.logging.PANIC)       # our own one-line messages instead of FFmpeg's log

@@ -95,7 +95,8 @@ def reliability_figure(checkpoint, data_dir, path) -> int:
     from common.diffusion import DDIMSampler, Diffusion
     from common.evaluate import EvalSettings, evaluate_sequences
     from common.inference import InferenceCore
-    from common.uncertainty import fitted_mask, plot_reliability, usable_frames
+    from common.uncertainty_frames import fitted_mask, usable_frames
+    from common.uncertainty_report import plot_reliability
 
     model, ckpt = load_denoiser(checkpoint)
     calibration = stored_calibration(ckpt, checkpoint, 5)

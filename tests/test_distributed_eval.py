@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from common import distributed_eval as de
+from common import distributed_merge as dmerge
+from common import distributed_plan as dplan
 from common.checkpoint import atomic_save, make_checkpoint
 from common.datasets.mpi_inf_3dhp import ROOT_INDEX, TEST_NPZ, camera_pixels_of_test_sequence
 from common.diffusion import DDIMSampler, Diffusion
@@ -45,33 +47,33 @@ def one_thread():
 # ---------------------------------------------------------------- the plan
 
 def test_balance_is_longest_processing_time_first_and_deterministic():
-    assert de.balance([5, 4, 3, 3, 3], 2) == [0, 1, 1, 0, 1]          # loads 8 and 10
-    assert de.balance([1, 1, 1], 5) == [0, 1, 2]
+    assert dplan.balance([5, 4, 3, 3, 3], 2) == [0, 1, 1, 0, 1]          # loads 8 and 10
+    assert dplan.balance([1, 1, 1], 5) == [0, 1, 2]
     rng = np.random.default_rng(0)
     costs = rng.integers(1, 40, size=200).tolist()
     for world in (2, 3, 7):
-        owner = de.balance(costs, world)
-        assert owner == de.balance(costs, world)
+        owner = dplan.balance(costs, world)
+        assert owner == dplan.balance(costs, world)
         loads = np.bincount(owner, weights=costs, minlength=world)
         assert loads.max() - loads.min() <= max(costs)                  # the greedy bound
         assert loads.max() <= sum(costs) / world + max(costs)
     with pytest.raises(ValueError, match="at least 1 process"):
-        de.balance([1], 0)
+        dplan.balance([1], 0)
 
 
 def test_plan_spreads_groups_of_very_different_sizes():
     # one long sequence (25 calls of 4 windows) and many short ones (1 window each)
     lengths = [900] + [20] * 30
-    plan = de.plan_evaluation(lengths, frames=9, group=4, compute_batch=0, world_size=3)
+    plan = dplan.plan_evaluation(lengths, frames=9, group=4, compute_batch=0, world_size=3)
     loads = plan.loads()
     assert sum(loads) == 100 + 30 * 3 and max(loads) - min(loads) <= max(plan.costs)
     assert sorted(i for r in range(3) for i in plan.batches_of(r)) == list(range(len(plan.batches)))
     # every process computes the same plan from the same lengths
-    again = de.plan_evaluation(lengths, frames=9, group=4, compute_batch=0, world_size=3)
+    again = dplan.plan_evaluation(lengths, frames=9, group=4, compute_batch=0, world_size=3)
     assert again.owner == plan.owner and again.costs == plan.costs
     assert plan.imbalance() < 0.1
     # the authors' -b 1024: a group is a whole sequence and a call packs up to 1024 windows
-    coarse = de.plan_evaluation(lengths, frames=9, group=1024, compute_batch=0, world_size=3)
+    coarse = dplan.plan_evaluation(lengths, frames=9, group=1024, compute_batch=0, world_size=3)
     assert len(coarse.batches) == 1 and coarse.imbalance() > de.PLAN_WARNING_SHARE
 
 
@@ -80,18 +82,18 @@ def test_plan_spreads_groups_of_very_different_sizes():
 def _shard_and_merge(model, sampler, seqs, fields, world):
     """What the ranks of a distributed run compute and rank 0 merges, without processes."""
     lengths = [s.num_frames for s in seqs]
-    plan = de.plan_evaluation(lengths, model.cfg.frames, fields["group"], fields.get("compute_batch", 0), world)
-    owners = de.frame_owners(plan, lengths, fields["exact_frames"])
-    recorders = de.record_owners(plan, lengths)
+    plan = dplan.plan_evaluation(lengths, model.cfg.frames, fields["group"], fields.get("compute_batch", 0), world)
+    owners = dplan.frame_owners(plan, lengths, fields["exact_frames"])
+    recorders = dplan.record_owners(plan, lengths)
     headers, blobs, rank0 = [], [], None
     for rank in range(world):
-        shard = de.Shard(plan.batches_of(rank))
+        shard = dmerge.Shard(plan.batches_of(rank))
         results = evaluate(model, sampler, seqs, shard=shard, **fields)
-        header, blob = de._payload(shard, results, owners, rank, recorders)
+        header, blob = dmerge.payload(shard, results, owners, rank, recorders)
         headers.append(header)
         blobs.append(blob)
         rank0 = rank0 or results
-    return de._merge(headers, blobs, seqs, plan, owners, rank0, recorders)
+    return dmerge.merge(headers, blobs, seqs, plan, owners, rank0, recorders)
 
 
 @pytest.mark.parametrize("exact_frames", [False, True])
@@ -312,7 +314,7 @@ def _spawned_rank(rank: int, port: int, out: str, fault: str) -> None:
     try:
         de.evaluate_distributed(core, seqs, EvalSettings(progress=False), info, log=lambda *_: None)
         Path(out).write_text("no error")
-    except de.DistributedEvaluationError as e:
+    except dmerge.DistributedEvaluationError as e:
         Path(out).write_text(f"{time.perf_counter() - start:.1f}\n{e}")
 
 

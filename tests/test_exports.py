@@ -8,7 +8,7 @@ import pytest
 
 from common.coco import coco_to_h36m
 from common.in_the_wild import exports
-from common.in_the_wild.lifting import VideoDetections, WildResult
+from common.in_the_wild.result import VideoDetections, WildResult
 from common.in_the_wild.root_depth import default_intrinsics
 from common.skeleton import h36m_skeleton_17
 

@@ -1,4 +1,4 @@
-"""main_in_the_wild.py and in_the_wild/lifting.py: training on COCO-17 2D, and lifting a detector's
+"""main_in_the_wild.py and in_the_wild/lifting.py, inputs.py: training on COCO-17 2D, and lifting a detector's
 keypoints without ground truth (windowing, flip TTA, root trajectory, JPMA)."""
 import json
 
@@ -19,6 +19,7 @@ from common.diffusion import DDIMSampler, Diffusion
 from common.inference import InferenceCore
 from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 from common.in_the_wild import lifting
+from common.in_the_wild.inputs import input_layout_of
 from common.in_the_wild.keypoints import read_keypoints
 from common.in_the_wild.root_depth import default_intrinsics
 from conftest import evaluate, save_tiny_checkpoint
@@ -139,12 +140,12 @@ def test_true_poses_give_the_true_root_depth(tmp_path, layout, frames):
 
 
 def test_input_layout_comes_from_the_flag_then_the_checkpoint():
-    assert lifting.input_layout_of({}, "h36m")[0] == "h36m"
-    assert lifting.input_layout_of({"args": {"input_layout": "coco"}})[0] == "coco"
-    assert lifting.input_layout_of({"args": {"keypoints": "detectron_pt_coco"}})[0] == "coco"
-    assert lifting.input_layout_of({"args": {"keypoints": "cpn_ft_h36m_dbb"}})[0] == "h36m"
+    assert input_layout_of({}, "h36m")[0] == "h36m"
+    assert input_layout_of({"args": {"input_layout": "coco"}})[0] == "coco"
+    assert input_layout_of({"args": {"keypoints": "detectron_pt_coco"}})[0] == "coco"
+    assert input_layout_of({"args": {"keypoints": "cpn_ft_h36m_dbb"}})[0] == "h36m"
     with pytest.raises(ValueError, match="--input-layout"):
-        lifting.input_layout_of({"epoch": 80})
+        input_layout_of({"epoch": 80})
 
 
 # ---------------------------------------------------------------------------- command line

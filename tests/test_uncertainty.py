@@ -10,6 +10,8 @@ import torch
 from scipy.stats import spearmanr
 
 from common import uncertainty as unc
+from common import uncertainty_frames as unc_frames
+from common import uncertainty_report as unc_report
 from common.checkpoint import atomic_save, make_checkpoint, safe_load
 from common.diffusion import DDIMSampler, Diffusion
 from common.report import Report
@@ -64,17 +66,17 @@ def test_factors_fitted_on_one_half_give_the_stated_coverage_on_the_other(covera
 
 def test_radius_grows_with_the_spread_so_it_ranks_the_errors():
     error, spread = _simulated(5000)
-    rho = unc.rank_correlation(unc.radius(spread, unc.fit_calibration(error, spread)), error)
+    rho = unc_report.rank_correlation(unc.radius(spread, unc.fit_calibration(error, spread)), error)
     assert rho > 0.4
-    assert abs(unc.rank_correlation(np.random.default_rng(0).random(error.shape), error)) < 0.05
+    assert abs(unc_report.rank_correlation(np.random.default_rng(0).random(error.shape), error)) < 0.05
 
 
 def test_rank_correlation_matches_scipy_with_ties():
     rng = np.random.default_rng(3)
     x = rng.integers(0, 5, 200).astype(float)
     y = x + rng.integers(0, 3, 200)
-    assert unc.rank_correlation(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
-    assert math.isnan(unc.rank_correlation(np.ones(5), np.arange(5.0)))
+    assert unc_report.rank_correlation(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    assert math.isnan(unc_report.rank_correlation(np.ones(5), np.arange(5.0)))
 
 
 def test_interpolated_coverage_lies_between_its_neighbours_and_bad_coverage_is_refused():
@@ -111,22 +113,22 @@ def test_factors_round_trip_through_a_checkpoint_loaded_weights_only(tmp_path):
 def test_split_keeps_all_cameras_of_a_recording_together_and_alternates_recordings():
     seqs = make_sequences(6, frames=12)                             # actions cycle over 3 names
     seqs += [dataclasses.replace(s, subject="S11") for s in seqs]
-    masks, how = unc.calibration_split(seqs)
-    fit = {unc.recording_of(s) for s, m in zip(seqs, masks) if m.all()}
-    held = {unc.recording_of(s) for s, m in zip(seqs, masks) if not m.any()}
+    masks, how = unc_frames.calibration_split(seqs)
+    fit = {unc_frames.recording_of(s) for s, m in zip(seqs, masks) if m.all()}
+    held = {unc_frames.recording_of(s) for s, m in zip(seqs, masks) if not m.any()}
     assert len(fit) == 3 and len(held) == 3 and not fit & held and "every other recording" in how
     one = make_sequences(1, frames=20)
-    masks, how = unc.calibration_split(one)
+    masks, how = unc_frames.calibration_split(one)
     assert masks[0].tolist() == [True] * 10 + [False] * 10 and "first half" in how
 
 
 def test_fitted_frames_are_recognised_by_content_not_by_name():
     seq = make_sequences(1, frames=20)[0]
     cal = unc.Calibration(table=[[1.0]] * len(unc.LEVELS), counts=[10],
-                          fitted_on={"frames": [[unc.fingerprint(seq), 2, 7]]})
-    assert np.flatnonzero(unc.fitted_mask(cal, seq)).tolist() == [2, 3, 4, 5, 6]
+                          fitted_on={"frames": [[unc_frames.fingerprint(seq), 2, 7]]})
+    assert np.flatnonzero(unc_frames.fitted_mask(cal, seq)).tolist() == [2, 3, 4, 5, 6]
     other = dataclasses.replace(seq, pose_2d=seq.pose_2d + 1e-3)     # same name, other content
-    assert not unc.fitted_mask(cal, other).any()
+    assert not unc_frames.fitted_mask(cal, other).any()
 
 
 def _evaluate(seqs, **kw):
@@ -154,9 +156,9 @@ def test_report_tables_are_the_same_with_and_without_the_frame_records():
     plain = Report(_evaluate(seqs, protocol2=True)).to_json()
     results = _evaluate(seqs, protocol2=True, keep_frames=True)
     report = Report(results)
-    masks, _ = unc.calibration_split(seqs)
-    cal = unc.fit_from_results(results, [np.ones_like(m) for m in masks], {"data": "test"})
-    report.calibration = unc.evaluate_calibration(results, cal, 0.9)
+    masks, _ = unc_frames.calibration_split(seqs)
+    cal = unc_frames.fit_from_results(results, [np.ones_like(m) for m in masks], {"data": "test"})
+    report.calibration = unc_report.evaluate_calibration(results, cal, 0.9)
     with_block = report.to_json()
     assert with_block.pop("calibration")["calibrated"] is True
     assert with_block == plain
@@ -167,8 +169,8 @@ def test_calibration_block_counts_valid_frames_leaves_out_the_root_and_splits_he
     seqs = make_sequences(3, frames=20, valid=True)
     results = _evaluate(seqs, keep_frames=True)
     fit_only = [np.full(s.num_frames, i == 0) for i, s in enumerate(seqs)]
-    cal = unc.fit_from_results(results, fit_only, {"data": "test"})
-    block = unc.evaluate_calibration(results, cal, 0.9, [f"j{j}" for j in range(17)])
+    cal = unc_frames.fit_from_results(results, fit_only, {"data": "test"})
+    block = unc_report.evaluate_calibration(results, cal, 0.9, [f"j{j}" for j in range(17)])
     valid = [int(s.valid.sum()) for s in seqs]
     assert block["all"]["frames"] == sum(valid) and block["held_out"]["frames"] == sum(valid[1:])
     assert "j0" not in block["all"]["joints"] and len(block["all"]["joints"]) == 16
@@ -176,9 +178,9 @@ def test_calibration_block_counts_valid_frames_leaves_out_the_root_and_splits_he
     rad = np.concatenate([unc.radius(r.frames.spread[r.sequence.valid], cal, 0.9) for r in results[1:]])[:, 1:]
     assert block["held_out"]["coverage"] == pytest.approx((e <= rad).mean())
     assert block["held_out"]["rank_correlation"] == pytest.approx(spearmanr(rad.ravel(), e.ravel()).statistic)
-    un = unc.evaluate_calibration(results, None, 0.9)
+    un = unc_report.evaluate_calibration(results, None, 0.9)
     assert un["calibrated"] is False and un["all"]["mean_radius_mm"] < block["all"]["mean_radius_mm"]
-    assert "uncalibrated" in unc.format_calibration(un)
+    assert "uncalibrated" in unc_report.format_calibration(un)
 
 
 def test_a_single_hypothesis_has_no_spread():
@@ -232,6 +234,6 @@ def test_drawings_colour_the_joints_by_their_radius_and_check_its_shape(tmp_path
 def test_reliability_figure_from_held_out_frames(tmp_path):
     error, spread = _simulated(4000, joints=3)
     cal = unc.fit_calibration(error[:2000], spread[:2000])
-    stated, observed = unc.reliability_curve(error[2000:], spread[2000:], cal)
+    stated, observed = unc_report.reliability_curve(error[2000:], spread[2000:], cal)
     np.testing.assert_allclose(observed, stated, atol=0.03)
-    assert unc.plot_reliability(tmp_path / "r.png", error[2000:], spread[2000:], cal).stat().st_size > 0
+    assert unc_report.plot_reliability(tmp_path / "r.png", error[2000:], spread[2000:], cal).stat().st_size > 0

@@ -18,6 +18,7 @@ from common.diffusion import DDIMSampler, Diffusion
 from common.engine import OpenVINODenoiser, openvino_available
 from common.in_the_wild import detectors, lifting
 from common.in_the_wild.detectors import BLAZEPOSE_NAMES, BLAZEPOSE_TO_COCO, Detector, MediaPipeDetector
+from common.in_the_wild.root_depth import TRAINING_FOCAL
 from common.inference import InferenceCore
 from common.video import VideoError, VideoFrames, probe_video, pyav_available, write_mp4
 from conftest import save_tiny_checkpoint
@@ -224,7 +225,7 @@ def test_cli_on_a_video_writes_every_format_and_lift_video_returns_the_same(tmp_
     # camera of a Human3.6M-format model), gives the same numbers
     model, _ = load_denoiser(tiny_ckpt)
     core = InferenceCore.of_sampler(model.eval(), DDIMSampler(Diffusion(), 2), hypotheses=2, group=1024, seed=1)
-    result = lifting.lift_video(core, video, lifting.LiftOptions(virtual_focal=lifting.TRAINING_FOCAL),
+    result = lifting.lift_video(core, video, lifting.LiftOptions(virtual_focal=TRAINING_FOCAL),
                                 detector="scripted")
     np.testing.assert_array_equal(result.frame_ids, d["frame_ids"])
     np.testing.assert_allclose(result.j_agg, d["j_agg"], atol=1e-6)

@@ -1,10 +1,10 @@
-"""common.in_the_wild.lifting.to_virtual_camera: the 2D a camera with another focal length sees."""
+"""common.in_the_wild.root_depth.to_virtual_camera: the 2D a camera with another focal length sees."""
 import numpy as np
 import torch
 
 from common.camera import project_to_2d
-from common.in_the_wild.lifting import TRAINING_FOCAL, to_virtual_camera
-from common.in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
+from common.in_the_wild.root_depth import (TRAINING_FOCAL, default_intrinsics, estimate_root_trajectory,
+                                           to_virtual_camera, training_focal)
 
 
 def test_the_virtual_camera_sees_the_same_rays_and_gives_the_same_root():
@@ -54,17 +54,17 @@ def test_lifting_uses_the_virtual_camera_by_default_and_no_virtual_camera_turns_
         results[name] = d3dp.read_result(out)["j_agg"]
     model, _ = load_denoiser(ckpt)
     track = keypoints_from_array(kp, source="kp")
-    for name, focal in (("on", lifting.TRAINING_FOCAL), ("off", None)):
+    for name, focal in (("on", TRAINING_FOCAL), ("off", None)):
         core = InferenceCore.of_sampler(model.eval(), DDIMSampler(Diffusion(), 2), layout=input_layout("coco"),
                                         hypotheses=2, seed=1, group=4)
         direct = lifting.lift_keypoints(core, track, (640, 480), lifting.LiftOptions(virtual_focal=focal))
         np.testing.assert_allclose(results[name], direct.j_agg, atol=1e-6)
     assert np.abs(results["on"] - results["off"]).max() > 1e-3
-    assert d3dp.Lifter.from_checkpoint(ckpt).virtual_focal == lifting.TRAINING_FOCAL
+    assert d3dp.Lifter.from_checkpoint(ckpt).virtual_focal == TRAINING_FOCAL
     assert d3dp.Lifter.from_checkpoint(ckpt, virtual_camera=False).virtual_focal is None
-    assert lifting.training_focal({"args": {"training_focal": None}}) is None       # cameras that differ
-    assert lifting.training_focal({"args": {"training_focal": 1.5}}) == 1.5
-    assert lifting.training_focal({"args": {"keypoints": "cpn_ft_h36m_dbb"}}) == lifting.TRAINING_FOCAL  # authors'
+    assert training_focal({"args": {"training_focal": None}}) is None       # cameras that differ
+    assert training_focal({"args": {"training_focal": 1.5}}) == 1.5
+    assert training_focal({"args": {"keypoints": "cpn_ft_h36m_dbb"}}) == TRAINING_FOCAL  # authors'
 
 
 def test_training_records_the_focal_its_cameras_share():

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from common.cli import in_the_wild as wild_script
-from common.in_the_wild import lifting
+from common.in_the_wild import inputs, lifting
 from common.checkpoint import atomic_save, make_checkpoint
 from common.denoiser import Denoiser, DenoiserConfig
 from common.in_the_wild.keypoints import Keypoints2D, link_by_position, read_keypoints
+from common.in_the_wild.result import WildResult
 
 RNG = np.random.default_rng(0)
 SHAPE = RNG.uniform(-50, 50, (17, 2))                 # a person about 100 px tall
@@ -115,22 +116,22 @@ def test_low_confidence_joints_are_counted(tmp_path):
 def test_impossible_image_size_is_an_error(w, h):
     kp = Keypoints2D(np.zeros((2, 17, 2), np.float32), np.ones((2, 17), np.float32), np.arange(2))
     with pytest.raises(ValueError, match="must be positive"):
-        lifting.image_size(kp, w, h)
+        inputs.image_size(kp, w, h)
     kp.res_w, kp.res_h = w, h
     with pytest.raises(ValueError, match="must be positive"):
-        lifting.image_size(kp)
+        inputs.image_size(kp)
 
 
 def test_negative_root_depth_is_warned_about():
     kp = Keypoints2D(np.full((3, 17, 2), 500, np.float32), np.ones((3, 17), np.float32), np.arange(3))
-    result = lifting.WildResult(hypotheses=None, poses={},
+    result = WildResult(hypotheses=None, poses={},
                              trajectory=np.array([[0, 0, 4.0], [0, 0, -1.5], [0, 0, 3.0]]), keypoints_2d=None,
                              confidence=None, frame_ids=None, intrinsics=None, image_size=(1000, 1000),
                              input_layout="coco")
-    notes = lifting.doubtful_input(result, kp)
+    notes = inputs.doubtful_input(result, kp)
     assert len(notes) == 1 and "negative or zero in 1 of 3 frames (min -1.50 m)" in notes[0]
     result.trajectory[1, 2] = 5.0
-    assert lifting.doubtful_input(result, kp) == []
+    assert inputs.doubtful_input(result, kp) == []
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from ..experiment import entry_point, show_progress
 from ..outputs import check_writable_file
 from ..runner import run_experiment
 from ..video import probe_video
-from ..in_the_wild import exports, lifting
+from ..in_the_wild import display, exports, inputs
 from ..in_the_wild.detectors import DETECTORS, make_detector
 from ..in_the_wild.keypoints import read_keypoints
 
@@ -98,7 +98,7 @@ def lift(args, device) -> int:
     detector = None
     info = probe_video(args.video) if args.video else None   # fail on the video or the detector before the model
     if not args.keypoints_file:
-        lifting.check_frame_size(info.width, info.height, args.video)
+        inputs.check_frame_size(info.width, info.height, args.video)
         detector = make_detector(args.detector)
     lifter = Lifter.from_config(RunConfig.from_args(args), device, args.input_layout, log=print,
                                 virtual_camera=not args.no_virtual_camera)
@@ -107,7 +107,7 @@ def lift(args, device) -> int:
     if args.keypoints_file:
         keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold, max_gap=args.max_frame_gap,
                                    max_missing=args.max_missing_frames)
-        size = lifting.image_size(keypoints, args.width, args.height, args.video)
+        size = inputs.image_size(keypoints, args.width, args.height, args.video)
         for note in keypoints.warnings:
             print(f"warning: {note}", file=sys.stderr)
         print(keypoints.summary())
@@ -126,7 +126,7 @@ def lift(args, device) -> int:
         first, last = int(result.frame_ids[0]), int(result.frame_ids[-1])
         print(f"followed one person through frames {first}..{last} ({len(result.frame_ids)} frames); "
               f"{result.source.summary()}")
-    for note in lifting.doubtful_input(result, result.source):
+    for note in inputs.doubtful_input(result, result.source):
         print(f"warning: {note}", file=sys.stderr)
     start = time.perf_counter()
     written = exports.write_outputs(result, outputs)
@@ -135,11 +135,11 @@ def lift(args, device) -> int:
     print(f"wrote {', '.join(map(str, written))}: root depth {depth.min():.2f}-{depth.max():.2f} m")
     if animation is not None:
         start = time.perf_counter()
-        path = lifting.render_result(result, animation, video=args.video, fps=args.fps, size=args.viz_size,
+        path = display.render_result(result, animation, video=args.video, fps=args.fps, size=args.viz_size,
                                      limit=args.viz_limit, downsample=args.viz_downsample, azim=args.viz_azimuth)
         result.timings["render"] = time.perf_counter() - start
         print(f"wrote the animation {path}")
-    print(lifting.timing_summary(result))
+    print(display.timing_summary(result))
     return 0
 
 

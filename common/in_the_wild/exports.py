@@ -1,4 +1,4 @@
-"""Writing a lifted clip (lifting.WildResult) to files: one function per format, chosen by the
+"""Writing a lifted clip (result.WildResult) to files: one function per format, chosen by the
 file's suffix (EXPORTERS). Adding a format is one writer function and one table entry.
 
 - .npz: every array (hypotheses of every iteration, the pose of every aggregation mode that
@@ -182,7 +182,7 @@ def bvh_rotations(poses: np.ndarray) -> np.ndarray:
 def write_bvh(result, path: Path) -> None:
     """BVH motion: Human3.6M average bone lengths (metres), root position = the estimated
     pelvis trajectory, Y up, channels Zrotation Xrotation Yrotation (degrees)."""
-    from scipy.spatial.transform import Rotation
+    from scipy.spatial.transform import Rotation   # heavy: scipy, only for .bvh
 
     nodes = bvh_nodes()
     local = bvh_rotations(result.shown)

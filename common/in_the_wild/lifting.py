@@ -14,223 +14,32 @@ The steps (docs/method.md, with the parts that need ground truth replaced):
 
 lift_keypoints runs this on a keypoint file's person; lift_video first decodes a video and
 runs a 2D detector on every frame (detectors.py), following one person as for keypoint files.
+
+The result types are in result.py, the checks of the inputs (layout, image size) in inputs.py,
+the camera (guessed intrinsics, the virtual training camera) in root_depth.py, the animation
+and timing summary in display.py.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .. import aggregation as agg
 from ..camera import normalize_screen_coordinates
-from ..coco import LAYOUTS, coco_to_h36m, keypoints_for_model
+from ..coco import coco_to_h36m, keypoints_for_model
 from ..inference import InferenceCore
 from ..uncertainty import DEFAULT_COVERAGE, hypothesis_spread, radius
 from ..video import VideoFrames, probe_video
 from .detectors import Detector, make_detector
+from .inputs import check_frame_size
 from .keypoints import Keypoints2D, keypoints_from_detections
-from .root_depth import default_intrinsics, estimate_root_trajectory
-
-# Frames the pipeline takes: the detector needs some pixels, and the model's input is
-# normalised by the width, so very tall or very wide frames fall outside what it was trained on.
-MIN_FRAME_SIDE = 32
-MAX_ASPECT = 3.0
-
-
-@dataclass
-class VideoDetections:
-    """What the detector found in every decoded frame of a video."""
-
-    detector: str
-    keypoint_names: tuple     # the detector's own keypoints (BlazePose-33 for mediapipe)
-    keypoints: np.ndarray     # (N, P, J, 3) float32 x, y pixels, confidence; NaN where fewer than P people
-    fps: float
-    image_size: tuple         # (width, height) pixels
-    declared_frames: int | None = None   # what the file says (None: unknown)
-    truncated: bool = False
-    problem: str = ""         # why decoding stopped early
-    decode_s: float = 0.0
-    detect_s: float = 0.0
-
-    @property
-    def frames(self) -> int:
-        """Frames decoded (and given to the detector)."""
-        return len(self.keypoints)
-
-    @property
-    def people(self) -> np.ndarray:
-        """(N,) number of people found per frame."""
-        return np.isfinite(self.keypoints[..., 0]).any(axis=-1).sum(axis=-1)
-
-    @property
-    def detected_frames(self) -> int:
-        return int((self.people > 0).sum())
-
-    def summary(self) -> str:
-        cut = ""
-        if self.truncated:
-            cut = f"; the file is cut short{f' (it declares {self.declared_frames})' if self.declared_frames else ''}"
-        return (f"{self.detector}: a person detected in {self.detected_frames} of {self.frames} decoded frames "
-                f"({self.frames / self.fps:.1f} s at {self.fps:g} fps, {self.image_size[0]}x{self.image_size[1]} "
-                f"pixels{cut})")
-
-
-# The focal length of the cameras the models here are trained with (Human3.6M's, also the
-# synthetic set's), in normalised screen units (focal px / half the image width).
-TRAINING_FOCAL = 2.29
-
-
-def training_focal(checkpoint: dict) -> float | None:
-    """The normalised focal length of the cameras a checkpoint's model was trained with, where
-    one focal fits them all: what our training recorded ('training_focal': None when the
-    cameras' focal lengths differ or are unknown); for files without it (the authors', ours before),
-    TRAINING_FOCAL, Human3.6M's."""
-    args = checkpoint.get("args") or {}
-    return args["training_focal"] if "training_focal" in args else TRAINING_FOCAL
-
-
-def to_virtual_camera(x2d: np.ndarray, cam: np.ndarray, focal: float = TRAINING_FOCAL):
-    """2D (..., J, 2) normalised, seen by the pinhole camera cam, as a camera at the same place
-    with focal length `focal` and its principal point at the origin would see it: for a
-    distortion-free camera this is exact (the same rays), and the root-relative 3D pose and the
-    root position are unchanged. Returns (2D, that camera's 9-vector intrinsics)."""
-    cam = np.asarray(cam, dtype=np.float32)
-    virtual = np.zeros(9, np.float32)
-    virtual[:2] = focal
-    return ((np.asarray(x2d) - cam[2:4]) * (focal / cam[:2])).astype(np.float32), virtual
-
-
-@dataclass
-class WildResult:
-    """3D output for one clip; 3D in metres, camera space, root-relative (pelvis = 0)."""
-
-    hypotheses: np.ndarray    # (N, K, H, 17, 3) every iteration's hypotheses
-    poses: dict               # mode -> (N, 17, 3): the last iteration's pose by every aggregation mode that
-                              # needs no ground truth (common.aggregation.LIFTING_MODES: J-Agg, P-Agg, ...)
-    trajectory: np.ndarray    # (N, 3) estimated root position, metres, camera space
-    keypoints_2d: np.ndarray  # (N, 17, 2) the 2D as given, pixels, in keypoints_layout
-    confidence: np.ndarray    # (N, 17) detector confidence (0 where filled in)
-    frame_ids: np.ndarray     # (N,) frame number of each row
-    intrinsics: np.ndarray    # (9,) normalised [fx, fy, cx, cy, k1, k2, k3, p1, p2] used by JPMA
-    image_size: tuple         # (width, height) pixels
-    input_layout: str         # the model's 2D input layout, 'coco' or 'h36m'
-    keypoints_layout: str = "coco"  # joint order of keypoints_2d (a detector's COCO-17, or the model's)
-    fps: float | None = None  # frame rate of the source video, when known
-    source: Keypoints2D | None = None        # the followed person's 2D (warnings, interpolation counts)
-    video: VideoDetections | None = None     # lift_video: the detector's output for every decoded frame
-    timings: dict = field(default_factory=dict)   # seconds: decode, detect, lift (and write, render)
-    uncertainty: np.ndarray | None = None  # (N, 17) mm: radius around each J-Agg joint (common.uncertainty)
-    uncertainty_calibrated: bool = False   # radius for `coverage` from fitted factors, else the raw spread
-    coverage: float = 0.9
-    pose_mode: str = "J-Agg"  # the mode whose pose the .json, .csv, .bvh and the animation show
-
-    @property
-    def j_agg(self) -> np.ndarray:
-        """(N, 17, 3) J-Agg pose of the last iteration."""
-        return self.poses["J-Agg"]
-
-    @property
-    def p_agg(self) -> np.ndarray:
-        """(N, 17, 3) mean of the last iteration's hypotheses."""
-        return self.poses["P-Agg"]
-
-    @property
-    def shown(self) -> np.ndarray:
-        """(N, 17, 3) the pose of `pose_mode`, which the .json, .csv, .bvh and the animation show."""
-        return self.poses[self.pose_mode]
-
-    def save(self, path) -> Path:
-        """Write the result to path, in the format its suffix names (.npz, .json, .csv, .bvh;
-        see exports.py)."""
-        from .exports import write_outputs
-
-        return write_outputs(self, [path])[0]
-
-
-# ---------------------------------------------------------------------------- model and inputs
-
-def input_layout_of(checkpoint: dict, requested: str = "auto") -> tuple[str, str]:
-    """The 2D joint layout a checkpoint's model expects, and why: the flag when given,
-    else what the training recorded ('input_layout', or a keypoints name containing 'coco')."""
-    if requested != "auto":
-        if requested not in LAYOUTS:
-            raise ValueError(f"unknown input layout {requested!r}; expected one of {LAYOUTS}")
-        return requested, "--input-layout"
-    args = checkpoint.get("args") or {}
-    if args.get("input_layout") in LAYOUTS:
-        return args["input_layout"], "the checkpoint's training data"
-    if "keypoints" in args:
-        layout = "coco" if "coco" in str(args["keypoints"]) else "h36m"
-        return layout, f"the checkpoint's training keypoints '-k {args['keypoints']}'"
-    raise ValueError("the checkpoint does not say which 2D joint layout its model was trained on (the "
-                     "authors' files do not); pass --input-layout coco for a model trained with "
-                     "-k detectron_pt_coco, or --input-layout h36m for one trained on Human3.6M-layout 2D "
-                     "(cpn_ft_h36m_dbb, gt)")
-
-
-def image_size(keypoints: Keypoints2D, width: int | None = None, height: int | None = None,
-               video=None) -> tuple[int, int]:
-    """Image size in pixels: the flags, else the keypoint file's, else the video's."""
-    if (width is None) != (height is None):
-        raise ValueError("give both --width and --height (the image size in pixels)")
-    if width is not None:
-        return _positive_size(width, height, "--width/--height")
-    if keypoints.res_w is not None and keypoints.res_h is not None:
-        return _positive_size(keypoints.res_w, keypoints.res_h, "the keypoint file's image size")
-    if video is not None:
-        return _positive_size(*video_size(video), f"the size of {video}")
-    raise ValueError("the keypoint file does not state the image size: give --width and --height "
-                     "(pixels) or --video (the source video)")
-
-
-def checked_image_size(size) -> tuple[int, int]:
-    """An image size (width, height) in pixels given to the API, checked."""
-    try:
-        width, height = size
-    except (TypeError, ValueError):
-        raise ValueError(f"image_size={size!r}: give (width, height) in pixels, e.g. (1920, 1080)") from None
-    return _positive_size(width, height, "image_size")
-
-
-def _positive_size(width, height, source: str) -> tuple[int, int]:
-    if width <= 0 or height <= 0:
-        raise ValueError(f"{source} gives an image of {width}x{height} pixels; the image size must be positive: "
-                         f"give the video's real size with --width and --height")
-    return int(width), int(height)
-
-
-def doubtful_input(result: "WildResult", keypoints: Keypoints2D) -> list[str]:
-    """Warnings about a lifted clip whose numbers make no physical sense."""
-    notes = []
-    w, h = result.image_size
-    depth = result.trajectory[:, 2]
-    if (depth <= 0).any():
-        notes.append(f"the estimated root depth is negative or zero in {(depth <= 0).sum()} of {len(depth)} frames "
-                     f"(min {depth.min():.2f} m): check --width/--height/--focal and that the 2D is one person")
-    elif depth.max() > 100:
-        notes.append(f"the estimated root depth reaches {depth.max():.0f} m: check --width/--height/--focal")
-    pixels = keypoints.keypoints
-    outside = ((pixels < -0.5 * np.array([w, h])) | (pixels > 1.5 * np.array([w, h]))).any(axis=-1).mean()
-    if outside > 0.1:
-        notes.append(f"{outside:.0%} of the keypoints lie far outside the {w}x{h} image: is the image size right?")
-    return notes
-
-
-def video_size(path) -> tuple[int, int]:
-    """(width, height) of a video's first stream (PyAV, else ffprobe)."""
-    info = probe_video(path)
-    return info.width, info.height
-
-
-def check_frame_size(width: int, height: int, source) -> None:
-    """Refuse frames the detector and the model cannot use (see MIN_FRAME_SIDE, MAX_ASPECT)."""
-    if min(width, height) < MIN_FRAME_SIDE or max(width / height, height / width) > MAX_ASPECT:
-        raise ValueError(f"{source}: frames of {width}x{height} pixels cannot be used: the pipeline needs at least "
-                         f"{MIN_FRAME_SIDE} pixels a side and an aspect ratio within {MAX_ASPECT:g}:1 (the model's "
-                         f"input is normalised by the image width); give a larger or less elongated video")
+from .result import VideoDetections, WildResult
+from .root_depth import default_intrinsics, estimate_root_trajectory, to_virtual_camera
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -330,8 +139,6 @@ def detect_video(path, detector: Detector | str = "auto", max_frames: int | None
                  progress: bool = False) -> VideoDetections:
     """Decode a video and run the 2D detector on every frame (the first max_frames when given).
     A file cut short gives the frames that decode (truncated, problem say so)."""
-    from tqdm import tqdm
-
     path = Path(path)
     info = probe_video(path)
     check_frame_size(info.width, info.height, path)
@@ -391,60 +198,3 @@ def lift_video(core: InferenceCore, path, options: LiftOptions = LiftOptions(), 
     result.fps, result.video = found.fps, found
     result.timings = {"decode": found.decode_s, "detect": found.detect_s, **result.timings}
     return result
-
-
-def timing_summary(result: WildResult) -> str:
-    """Seconds spent per step, and per second of video (detection and lifting together
-    faster than 1 s per second means faster than the video plays)."""
-    t = result.timings
-    parts = ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
-    if not result.fps:
-        return f"time: {parts}"
-    seconds = (result.video.frames if result.video is not None else len(result.frame_ids)) / result.fps
-    per = ", ".join(f"{k} {v / seconds:.3f}" for k, v in t.items())
-    work = t.get("detect", 0.0) + t.get("lift", 0.0)
-    return (f"time: {parts} for {seconds:.1f} s of video; seconds per second of video: {per} "
-            f"(detection + lifting {work / seconds:.3f}: {'faster' if work < seconds else 'slower'} than the video plays)")
-
-
-def render_result(result: WildResult, out_path, video=None, fps: float | None = None, size: float = 5.0,
-                  limit: int | None = None, downsample: int = 1, azim: float = -70.0) -> Path:
-    """Animation of the 2D input over the video frame (when given; otherwise a blank image) and
-    the pose of result.pose_mode (J-Agg by default) over the last iteration's hypotheses. For a lifted video (result.video),
-    every decoded frame is drawn, those without a lifted pose with the frame alone; for a
-    keypoint file, the frames from its first frame number on. H.264 MP4 with PyAV (or ffmpeg),
-    else GIF; fps: the video's unless given."""
-    from itertools import islice
-
-    from ..coco import coco_skeleton
-    from ..render import render_animation
-    from ..skeleton import h36m_skeleton_17
-
-    keypoints, shown, hyps, radii = result.keypoints_2d, result.shown, result.hypotheses[:, -1], result.uncertainty
-    background = None
-    if video is not None:
-        background = iter(VideoFrames(video))
-        if result.video is not None:                         # every decoded frame, NaN where not lifted
-            rows = result.frame_ids
-            keypoints, shown, hyps = (_spread(x, rows, result.video.frames) for x in (keypoints, shown, hyps))
-            radii = None if radii is None else _spread(radii, rows, result.video.frames)
-        else:
-            background = islice(background, int(result.frame_ids[0]), None)
-    fps = fps or result.fps or 25.0
-    return render_animation(out_path, keypoints, {result.pose_mode: shown}, h36m_skeleton_17(),
-                            fps=fps, size=size, hypotheses=hyps, background=background,
-                            resolution=result.image_size, limit=limit, downsample=downsample, azim=azim,
-                            skeleton_2d=coco_skeleton() if result.keypoints_layout == "coco" else None,
-                            uncertainty=radii, uncertainty_label=_radius_label(result))
-
-
-def _radius_label(result: WildResult) -> str:
-    return (f"{result.coverage:.0%} radius, mm" if result.uncertainty_calibrated
-            else "spread of the hypotheses, mm (uncalibrated)")
-
-
-def _spread(values: np.ndarray, rows: np.ndarray, frames: int) -> np.ndarray:
-    """values for frames `rows` -> (frames, ...) with NaN elsewhere."""
-    out = np.full((frames,) + values.shape[1:], np.nan, np.float32)
-    out[rows] = values
-    return out

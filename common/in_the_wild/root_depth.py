@@ -3,7 +3,9 @@
 JPMA (joint-wise reprojection aggregation) projects each hypothesis with the camera after
 adding the root trajectory. In the wild we assume a distortion-free pinhole camera with a
 guessed focal length and recover the root position per frame from the lifted pose and the
-2D keypoints by linear least squares.
+2D keypoints by linear least squares. The 2D can first be moved to a virtual camera with the
+focal length of the training cameras (to_virtual_camera), so that a person filmed with another
+lens appears at the sizes the model was trained on.
 """
 from __future__ import annotations
 
@@ -82,3 +84,28 @@ def estimate_root_trajectory(poses_3d: np.ndarray, keypoints_2d: np.ndarray, cam
     traj[solvable] = np.linalg.solve(AtA[solvable], Atb[solvable][..., None])[..., 0]
     traj[~solvable] = (np.linalg.pinv(AtA[~solvable]) @ Atb[~solvable][..., None])[..., 0]
     return traj[:, None, :].astype(np.float32)
+
+
+# The focal length of the cameras the models here are trained with (Human3.6M's, also the
+# synthetic set's), in normalised screen units (focal px / half the image width).
+TRAINING_FOCAL = 2.29
+
+
+def training_focal(checkpoint: dict) -> float | None:
+    """The normalised focal length of the cameras a checkpoint's model was trained with, where
+    one focal fits them all: what our training recorded ('training_focal': None when the
+    cameras' focal lengths differ or are unknown); for files without it (the authors', ours before),
+    TRAINING_FOCAL, Human3.6M's."""
+    args = checkpoint.get("args") or {}
+    return args["training_focal"] if "training_focal" in args else TRAINING_FOCAL
+
+
+def to_virtual_camera(x2d: np.ndarray, cam: np.ndarray, focal: float = TRAINING_FOCAL):
+    """2D (..., J, 2) normalised, seen by the pinhole camera cam, as a camera at the same place
+    with focal length `focal` and its principal point at the origin would see it: for a
+    distortion-free camera this is exact (the same rays), and the root-relative 3D pose and the
+    root position are unchanged. Returns (2D, that camera's 9-vector intrinsics)."""
+    cam = np.asarray(cam, dtype=np.float32)
+    virtual = np.zeros(9, np.float32)
+    virtual[:2] = focal
+    return ((np.asarray(x2d) - cam[2:4]) * (focal / cam[:2])).astype(np.float32), virtual
