@@ -65,7 +65,8 @@ def last_iteration(hyps: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor, ca
     the given lifting modes (J-Agg always among them) and the spread (B, F, J) around J-Agg,
     metres; the spread is NaN for a single hypothesis."""
     last = hyps[:, -1:]
-    poses = {m: p[:, 0] for m, p in agg.aggregate(last, None, x2d, traj, cam, modes=("J-Agg", *modes)).items()}
+    wanted = tuple(dict.fromkeys(("J-Agg", *modes)))                  # J-Agg once, even when asked for again
+    poses = {m: p[:, 0] for m, p in agg.aggregate(last, None, x2d, traj, cam, modes=wanted).items()}
     j_agg = poses["J-Agg"]
     spread = hypothesis_spread(last[:, 0], j_agg) if hyps.shape[2] >= 2 else torch.full_like(j_agg[..., 0], math.nan)
     return poses, spread
