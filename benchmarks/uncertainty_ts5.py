@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     stored = stored_calibration(ckpt, args.checkpoint, 5)
     seq = ts5_in_h36m_order(args.raw_dir)
     core = InferenceCore.of_sampler(model.eval(), DDIMSampler(Diffusion(), 5), hypotheses=5, group=8, seed=1)
-    results = evaluate_sequences(core, [seq], EvalSettings(keep_frames=True, progress=False))
+    results = evaluate_sequences(core, [seq], EvalSettings(keep={"frames"}, progress=False))
     names = h36m_skeleton_17().names                       # TS5 in the Human3.6M joint order
     out = {}
     if stored is not None:

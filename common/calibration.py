@@ -141,11 +141,12 @@ class EvaluationUncertainty:
         if self.calibration is not None and run.num_proposals >= MIN_HYPOTHESES and not self.refit:
             self.calibration.factors(self.coverage)          # a coverage the factors cannot give: refused now
 
-    def configure(self, settings, sampling) -> None:
-        """Ask the evaluation (settings, sampling with sampling: common.inference.Sampling) for the
-        per-frame records this run needs."""
-        settings.keep_frames = settings.keep_frames or sampling.hypotheses >= MIN_HYPOTHESES or bool(self.save_to)
-        settings.keep_frame_poses = settings.keep_frame_poses or bool(self.save_to)
+    def configure(self, settings, sampling):
+        """The evaluation's settings (common.evaluate.EvalSettings), keeping the per-frame
+        records this run needs (sampling: common.inference.Sampling)."""
+        if self.save_to:
+            return settings.keeping("frame_poses")
+        return settings.keeping("frames") if sampling.hypotheses >= MIN_HYPOTHESES else settings
 
     def attach(self, report, results, sequences, sampling) -> None:
         """Refit (with --calibrate) and put the calibration block into the report; sampling:

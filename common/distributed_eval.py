@@ -31,8 +31,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .distributed_merge import Aborted, DistributedEvaluationError, Shard, merge, payload
-from .distributed_plan import Plan, frame_owners, plan_evaluation, record_owners
+from .collectors import collectors_for
+from .distributed_merge import Aborted, DistributedEvaluationError, Shard, merge, payload, writers
+from .distributed_plan import Plan, plan_evaluation
 from .evaluate import EvalSettings, SequenceResult, evaluate_sequences
 
 EXCHANGE_TIMEOUT_S = 1800.0     # the longest a finished process waits for the others (at least)
@@ -48,7 +49,8 @@ def _fingerprint(core, sequences, settings: EvalSettings, plan: Plan) -> str:
     model = core.model
     h = hashlib.sha256()
     h.update(json.dumps([[s.subject, s.action, int(s.camera), int(s.num_frames)] for s in sequences]).encode())
-    h.update(repr(sorted((k, v) for k, v in vars(settings).items() if k != "progress")).encode())
+    h.update(repr(sorted((k, sorted(v) if isinstance(v, frozenset) else v)    # a set's order differs by process
+                         for k, v in vars(settings).items() if k != "progress")).encode())
     h.update(repr((core.sampling, core.layout)).encode())
     h.update(repr((plan.costs, plan.owner)).encode())
     for s in sequences:
@@ -183,12 +185,12 @@ def evaluate_distributed(core, sequences, settings: EvalSettings, info, desc: st
     _mark(store, f"{prefix}/finished/{info.rank}")
     _check_in(group, store, prefix, info.world_size, elapsed)
 
-    owners = frame_owners(plan, lengths, settings.exact_frames)
-    recorders = record_owners(plan, lengths)
+    collectors = collectors_for(settings.keep)
+    owners = writers(plan, lengths, collectors, settings)
     header, blob = {}, np.zeros(0)
     if error is None and not aborted:
         try:
-            header, blob = payload(shard, results, owners, info.rank, recorders)
+            header, blob = payload(shard, results, collectors, owners, info.rank)
         except Exception as e:
             error = e
     header.update(rank=info.rank, host=socket.gethostname(), fingerprint=fingerprint, aborted=aborted,
@@ -223,4 +225,5 @@ def evaluate_distributed(core, sequences, settings: EvalSettings, info, desc: st
         return None
     seconds = [h["seconds"] for h in headers]
     log(f"the {info.world_size} processes' shares took {min(seconds):.1f}-{max(seconds):.1f} s")
-    return merge(headers, [b[:int(n[1])].numpy() for b, n in zip(blobs, sizes)], sequences, plan, owners, results, recorders)
+    return merge(headers, [b[:int(n[1])].numpy() for b, n in zip(blobs, sizes)], sequences, plan, collectors, owners,
+                 results, core.sampling)

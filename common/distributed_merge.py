@@ -1,15 +1,19 @@
 """One process's share of an evaluation across processes (common.distributed_eval) and putting
-the shares together: each process scores its denoiser calls group by group into fresh per-group
-results (Shard); its per-group sums (float64), weights and the per-frame arrays it writes last
-become one header and one float64 blob (payload); rank 0 adds the groups up in the
-single-process group order (merge), so every sum, table and .mat file is the one a single
-process writes."""
+the shares together, collector by collector (common.collectors): each process gives its
+per-group collectors (the scores) a fresh state for every group it samples (Shard); their
+arrays, then the frames of the per-frame collectors' arrays this rank writes last, become one
+header and one float64 blob (payload); rank 0 combines the groups in the single-process group
+order and takes each frame from its last writer (merge), so every sum, table and .mat file is
+the one a single process writes."""
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
-from .distributed_plan import Plan
-from .evaluate import SequenceResult
+from .collectors import Collector
+from .distributed_plan import Plan, last_writers
+from .evaluate import SequenceResult, new_results
 from .sampling import WindowGroup
 
 
@@ -23,130 +27,114 @@ class Aborted(Exception):
 
 
 class Shard:
-    """One process's denoiser calls, and the per-group results its evaluation scores into.
+    """One process's denoiser calls, and the per-group states its evaluation collects into.
     should_stop: called before each group; True stops the share (raises Aborted)."""
 
     def __init__(self, batches: set[int], should_stop=None):
         self.batches = batches
-        self.per_group: dict[int, SequenceResult] = {}
+        self.per_group: dict[int, dict] = {}          # group id -> {collector name: state}
         self.should_stop = should_stop
 
-    def target(self, group: WindowGroup, result: SequenceResult) -> SequenceResult:
-        """A fresh result for one group's sums and weight, sharing the sequence's kept arrays."""
+    def target(self, group: WindowGroup, result: SequenceResult, collectors: list[Collector], sampling) -> dict:
+        """The states one group is collected into: fresh ones for the per-group collectors, the
+        sequence's own for the per-frame collectors."""
         if self.should_stop is not None and self.should_stop():
             raise Aborted()
-        part = SequenceResult(result.sequence, poses=result.poses, hypotheses=result.hypotheses, frames=result.frames)
-        self.per_group[group.group_id] = part
-        return part
+        fresh = {c.name: c.new(result.sequence, sampling) for c in collectors if c.per_group}
+        self.per_group[group.group_id] = fresh
+        return {**result.kept, **fresh}
 
 
-def _kept_arrays(result: SequenceResult) -> list[tuple[str, np.ndarray]]:
-    """The per-frame arrays a result keeps (frame axis: ndim - 3), in a fixed order."""
-    out = [(f"poses/{m}", a) for m, a in (result.poses or {}).items()]
-    if result.hypotheses is not None:
-        out.append(("hypotheses", result.hypotheses))
-    return out
+def writers(plan: Plan, lengths: list[int], collectors: list[Collector], settings) -> dict[str, list[np.ndarray]]:
+    """Per per-frame collector, per sequence, (N,) the rank that writes each frame last."""
+    return {c.name: last_writers(plan, lengths, lambda g, n, c=c: c.slots(g, n, settings))
+            for c in collectors if not c.per_group}
 
 
-def _record_arrays(result: SequenceResult) -> list[tuple[str, np.ndarray]]:
-    """The per-frame uncertainty records a result keeps (frame axis 0), in a fixed order."""
-    return [] if result.frames is None else result.frames.arrays()
+def _frames(a: np.ndarray, axis: int) -> np.ndarray:
+    """A view of a with its frame axis first."""
+    return np.moveaxis(a, axis, 0)
 
 
-def _take_frames(a: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    return np.moveaxis(np.moveaxis(a, a.ndim - 3, 0)[frames], 0, a.ndim - 3)
+def _group_arrays(states: dict, collectors: list[Collector]) -> list[tuple[str, np.ndarray]]:
+    return [(f"{c.name}:{n}", a) for c in collectors if c.per_group for n, a in c.arrays(states[c.name])]
 
 
-def payload(shard: Shard, results: list[SequenceResult], owners: list[np.ndarray], rank: int,
-             recorders: list[np.ndarray] | None = None):
-    """(header dict, float64 blob) of one process's results: per group its weight and sums,
-    then the kept frames this rank writes last, sequence by sequence."""
+def payload(shard: Shard, results: list[SequenceResult], collectors: list[Collector],
+            owners: dict[str, list[np.ndarray]], rank: int):
+    """(header dict, float64 blob) of one process's results: per group its per-group states'
+    arrays, then per sequence the frames of each per-frame collector this rank writes last."""
     groups = list(shard.per_group)
-    keys, sizes, shapes = [], [], []
+    names, shapes = [], []
     if groups:
-        first = shard.per_group[groups[0]].sums
-        keys = list(first)
-        shapes = [list(np.shape(first[k])) for k in keys]
-        sizes = [int(np.size(first[k])) for k in keys]
+        first = _group_arrays(shard.per_group[groups[0]], collectors)
+        names, shapes = [n for n, _ in first], [list(np.shape(a)) for _, a in first]
     parts = []
     for gid in groups:
-        part = shard.per_group[gid]
-        if list(part.sums) != keys:
-            raise RuntimeError(f"group {gid} was scored with other keys ({list(part.sums)}) than group {groups[0]}")
-        parts.append(np.array([part.weight], np.float64))
-        parts.extend(np.asarray(part.sums[k], np.float64).ravel() for k in keys)
-    for r, frames_owner in zip(results, owners):
-        mine = np.flatnonzero(frames_owner == rank)
-        for _, a in _kept_arrays(r):
-            parts.append(_take_frames(a, mine).astype(np.float64).ravel())
-    for r, frames_owner in zip(results, recorders or []):
-        mine = np.flatnonzero(frames_owner == rank)
-        for _, a in _record_arrays(r):
-            parts.append(a[mine].astype(np.float64).ravel())
+        named = _group_arrays(shard.per_group[gid], collectors)
+        if [n for n, _ in named] != names:
+            raise RuntimeError(f"group {gid} was scored with other keys ({[n for n, _ in named]}) than group "
+                               f"{groups[0]}")
+        parts.extend(np.asarray(a, np.float64).ravel() for _, a in named)
+    for c in collectors:
+        if c.per_group:
+            continue
+        for r, frames_owner in zip(results, owners[c.name]):
+            mine = np.flatnonzero(frames_owner == rank)
+            for _, a in c.arrays(r.kept[c.name]):
+                parts.append(_frames(a, c.frame_axis(a))[mine].astype(np.float64).ravel())
     blob = np.concatenate(parts) if parts else np.zeros(0, np.float64)
-    header = {"groups": groups, "keys": [list(k) for k in keys], "shapes": shapes, "sizes": sizes,
-              "values": int(blob.size)}
+    header = {"groups": groups, "names": names, "shapes": shapes, "values": int(blob.size)}
     return header, blob
 
 
-def merge(headers: list[dict], blobs: list[np.ndarray], sequences, plan: Plan, owners: list[np.ndarray],
-           template: list[SequenceResult], recorders: list[np.ndarray] | None = None) -> list[SequenceResult]:
-    """Rank 0: the single-process results from every rank's per-group parts, summed in group order."""
-    per_group, key_list = {}, None
-    kept_values = []
+def merge(headers: list[dict], blobs: list[np.ndarray], sequences, plan: Plan, collectors: list[Collector],
+          owners: dict[str, list[np.ndarray]], template: list[SequenceResult], sampling) -> list[SequenceResult]:
+    """Rank 0: the single-process results from every rank's parts: the per-group states combined
+    in group order, each frame of the per-frame states from its last writer. template: rank 0's
+    own results (the frames no process writes keep its values)."""
+    per_group, names, ends = {}, None, []
     for rank, (h, blob) in enumerate(zip(headers, blobs)):
-        keys = [tuple(k) for k in h["keys"]]
         if h["groups"]:
-            if key_list is None:
-                key_list = keys
-            elif keys != key_list:
-                raise DistributedEvaluationError(f"rank {rank} scored other quantities ({keys}) than the "
-                                                 f"others ({key_list}): run the same version everywhere")
+            if names is None:
+                names = h["names"]
+            elif h["names"] != names:
+                raise DistributedEvaluationError(f"rank {rank} scored other quantities ({h['names']}) than the "
+                                                 f"others ({names}): run the same version everywhere")
         pos = 0
         for gid in h["groups"]:
-            weight = float(blob[pos])
-            pos += 1
-            sums = {}
-            for k, size, shape in zip(keys, h["sizes"], h["shapes"]):
-                sums[k] = blob[pos:pos + size].reshape(shape).copy()
+            arrays = {}
+            for name, shape in zip(h["names"], h["shapes"]):
+                size = int(np.prod(shape, dtype=np.int64))
+                arrays[name] = blob[pos:pos + size].reshape(shape).copy()
                 pos += size
-            per_group[gid] = (weight, sums)
-        kept_values.append((pos, blob))
+            per_group[gid] = arrays
+        ends.append(pos)
     expected = [g.group_id for g in plan.groups()]
     if sorted(per_group) != sorted(expected):
         missing = sorted(set(expected) - set(per_group))
         raise DistributedEvaluationError(f"the processes returned {len(per_group)} of {len(expected)} groups "
                                          f"(missing e.g. {missing[:5]}): run the same version and data everywhere")
-    results = [SequenceResult(s) for s in sequences]
+    grouped = [c for c in collectors if c.per_group]
+    results = new_results(sequences, grouped, sampling)
     for g in plan.groups():                                   # the single-process order of additions
-        weight, sums = per_group[g.group_id]
-        r = results[g.seq_index]
-        for k, v in sums.items():
-            r.sums[k] = r.sums[k] + v
-        r.weight += weight
-    for r, t in zip(results, template):                       # kept arrays: each frame from its last writer
-        if t.poses is not None:
-            r.poses = {m: np.zeros_like(a) for m, a in t.poses.items()}
-        if t.hypotheses is not None:
-            r.hypotheses = np.zeros_like(t.hypotheses)
-        if t.frames is not None:
-            r.frames = t.frames.zeros_like()
-    for rank, (pos, blob) in enumerate(kept_values):
-        for r, frames_owner in zip(results, owners):
-            mine = np.flatnonzero(frames_owner == rank)
-            for _, a in _kept_arrays(r):
-                shape = list(a.shape)
-                shape[a.ndim - 3] = len(mine)
-                size = int(np.prod(shape))
-                values = blob[pos:pos + size].reshape(shape).astype(a.dtype)
-                np.moveaxis(a, a.ndim - 3, 0)[mine] = np.moveaxis(values, a.ndim - 3, 0)
-                pos += size
-        for r, frames_owner in zip(results, recorders or []):
-            mine = np.flatnonzero(frames_owner == rank)
-            for _, a in _record_arrays(r):
-                size = len(mine) * int(np.prod(a.shape[1:]))
-                a[mine] = blob[pos:pos + size].reshape((len(mine),) + a.shape[1:]).astype(a.dtype)
-                pos += size
+        for c in grouped:
+            part = c.new(sequences[g.seq_index], sampling)
+            prefix = f"{c.name}:"
+            c.load(part, [(n[len(prefix):], a) for n, a in per_group[g.group_id].items() if n.startswith(prefix)])
+            c.combine(results[g.seq_index].kept[c.name], part)
+    framed = [c for c in collectors if not c.per_group]
+    for r, t in zip(results, template):
+        r.kept.update({c.name: copy.deepcopy(t.kept[c.name]) for c in framed})
+    for rank, (pos, blob) in enumerate(zip(ends, blobs)):
+        for c in framed:
+            for r, frames_owner in zip(results, owners[c.name]):
+                mine = np.flatnonzero(frames_owner == rank)
+                for _, a in c.arrays(r.kept[c.name]):
+                    view = _frames(a, c.frame_axis(a))
+                    size = len(mine) * int(np.prod(view.shape[1:], dtype=np.int64))
+                    view[mine] = blob[pos:pos + size].reshape((len(mine),) + view.shape[1:]).astype(a.dtype)
+                    pos += size
         if pos != len(blob):
             raise DistributedEvaluationError(f"rank {rank} sent {len(blob)} values, {pos} were expected: "
                                              f"run the same version and data everywhere")

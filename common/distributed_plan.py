@@ -5,7 +5,7 @@ makes it, and each group's noise is seeded by its group number. The calls are sp
 longest-processing-time-first: largest first (ties: the earlier call), each to the process with
 the least work so far (ties: the lowest rank); a call's cost is its number of windows, as every
 window costs the same H x K denoiser passes. Every process can compute the plan, so nothing but
-results is sent. The plan also says which rank writes each frame's kept pose and records."""
+results is sent. The plan also says which rank writes each frame of a per-frame collector last."""
 from __future__ import annotations
 
 import heapq
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .evaluate import kept_slots
 from .sampling import WindowGroup, sampling_batches
 
 
@@ -77,24 +76,13 @@ def plan_evaluation(lengths: list[int], frames: int, group: int, compute_batch: 
     return Plan(batches, balance(costs, world_size), world_size)
 
 
-def frame_owners(plan: Plan, lengths: list[int], exact_frames: bool) -> list[np.ndarray]:
-    """Per sequence, (N,) the rank whose group writes each frame's kept pose last (as the
-    single-process run writes window after window), -1 for a frame no group writes."""
+def last_writers(plan: Plan, lengths: list[int], slots) -> list[np.ndarray]:
+    """Per sequence, (N,) the rank whose group writes each frame last, as the single-process run
+    writes window after window the slots slots(group, num_frames) -> (n, F) bool; -1 for a frame
+    no group writes."""
     out = [np.full(n, -1, np.int64) for n in lengths]
     owner = plan.group_owner()
     for g in plan.groups():
-        slots = kept_slots(g, lengths[g.seq_index], exact_frames)
-        for frames, written in zip(g.windows, slots):
+        for frames, written in zip(g.windows, slots(g, lengths[g.seq_index])):
             out[g.seq_index][frames[written]] = owner[g.group_id]
-    return out
-
-
-def record_owners(plan: Plan, lengths: list[int]) -> list[np.ndarray]:
-    """Per sequence, (N,) the rank whose group records each frame's per-frame uncertainty
-    (FrameRecords: the window that first covers the frame), -1 for none."""
-    out = [np.full(n, -1, np.int64) for n in lengths]
-    owner = plan.group_owner()
-    for g in plan.groups():
-        for frames, new in zip(g.windows, g.new):
-            out[g.seq_index][frames[new]] = owner[g.group_id]
     return out

@@ -133,7 +133,7 @@ def draw_sequence(run: RunConfig, view: DrawView, device, paths: DrawPaths | Non
 
     # Evaluate the one sequence, keeping per-frame poses and hypotheses.
     core = InferenceCore.from_run(run, model, device, dataset.layout, engines=False)
-    settings = eval_settings(run, keep_poses=True, keep_hypotheses=True, keep_frames=True)
+    settings = eval_settings(run, keep={"poses", "hypotheses", "frames"})
     result = evaluate_sequences(core, [seq], settings, desc=seq.name)[0]
     print(Report([result]).iterations_text("p1", f"{seq.name}, {seq.num_frames} frames: MPJPE (mm) per iteration, "
                                                  f"H={run.num_proposals}"))

@@ -56,7 +56,7 @@ def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log
     core = InferenceCore.from_run(run, model, device, layout, log=log)
     settings = eval_settings(run, **overrides)
     if uncertainty is not None:
-        uncertainty.configure(settings, core.sampling)
+        settings = uncertainty.configure(settings, core.sampling)
     if info is not None and info.enabled:
         try:
             results = evaluate_distributed(core, sequences, settings, info, log=log)
@@ -306,7 +306,7 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
     trainer.fit(log)
     if run.calibrate and info.is_main:
         core = InferenceCore.from_run(run, trainer.model, device, layout, engines=False)
-        trainer.calibration = calibrate_after_training(trainer, val_sequences, core, eval_settings(run, keep_frames=True),
+        trainer.calibration = calibrate_after_training(trainer, val_sequences, core, eval_settings(run, keep={"frames"}),
                                                        data_label(run, val_sequences, dataset), log)
     if writer is not None:
         writer.close()

@@ -33,12 +33,12 @@ def sequence_key(seq) -> str:
 
 def prediction_arrays(results, calibration, coverage: float, frame_step: int = 1) -> dict[str, np.ndarray]:
     """The arrays of the file, from evaluation results that kept per-frame poses
-    (EvalSettings.keep_frame_poses)."""
+    (EvalSettings keep "frame_poses")."""
     out, keys = {}, []
     for r in results:
         rec, seq = r.frames, r.sequence
         if rec is None or rec.poses is None:
-            raise ValueError("the evaluation kept no per-frame poses (EvalSettings.keep_frame_poses)")
+            raise ValueError("the evaluation kept no per-frame poses (EvalSettings keep \"frame_poses\")")
         if not rec.seen.all():
             raise ValueError(f"{seq.name}: {int((~rec.seen).sum())} frames were not evaluated")
         key = sequence_key(seq)

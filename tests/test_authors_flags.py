@@ -13,6 +13,7 @@ from common.cli import draw as main_draw
 from common.arguments import build_parser
 from common.config import RunConfig
 from common.checkpoint import atomic_save, make_checkpoint
+from common.collectors import Scores
 from common.datasets.base import Sequence
 from common.datasets.h36m import H36MDataset
 from common.datasets import mpi_inf_3dhp as threedhp
@@ -153,10 +154,8 @@ def test_downsample_thins_the_test_sequences_before_windowing(data, tmp_path):
 
 def _result(subject, action, frames, error_mm):
     seq = Sequence(subject, action, 0, pose_2d=np.zeros((frames, 17, 2), np.float32))
-    r = SequenceResult(seq)
-    r.sums[("p1", "J-Agg")] = np.array([error_mm / 1000 * frames])
-    r.weight = float(frames)
-    return r
+    return SequenceResult(seq, {"scores": Scores({("p1", "J-Agg"): np.array([error_mm / 1000 * frames])},
+                                                 float(frames))})
 
 
 def test_by_subject_prints_each_subjects_actions_and_its_plain_mean():
@@ -247,7 +246,7 @@ def _sequence(frames, valid=None):
 
 def _kept(seq, sampler, **settings):
     model = SimpleNamespace(cfg=SimpleNamespace(frames=9), eval=lambda: None)
-    return evaluate(model, sampler, [seq], layout=LAYOUT, hypotheses=2, flip=False, group=1, keep_poses=True,
+    return evaluate(model, sampler, [seq], layout=LAYOUT, hypotheses=2, flip=False, group=1, keep={"poses"},
                     progress=False, **settings)[0]
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from common import distributed_eval as de
 from common import distributed_merge as dmerge
 from common import distributed_plan as dplan
 from common.checkpoint import atomic_save, make_checkpoint
+from common import collectors
+from common.collectors import collectors_for
 from common.datasets.mpi_inf_3dhp import ROOT_INDEX, TEST_NPZ, camera_pixels_of_test_sequence
 from common.diffusion import DDIMSampler, Diffusion
 from common.evaluate import EvalSettings
@@ -83,17 +86,19 @@ def _shard_and_merge(model, sampler, seqs, fields, world):
     """What the ranks of a distributed run compute and rank 0 merges, without processes."""
     lengths = [s.num_frames for s in seqs]
     plan = dplan.plan_evaluation(lengths, model.cfg.frames, fields["group"], fields.get("compute_batch", 0), world)
-    owners = dplan.frame_owners(plan, lengths, fields["exact_frames"])
-    recorders = dplan.record_owners(plan, lengths)
+    collectors = collectors_for(fields["keep"])
+    settings = SimpleNamespace(exact_frames=fields["exact_frames"])
+    owners = dmerge.writers(plan, lengths, collectors, settings)
     headers, blobs, rank0 = [], [], None
     for rank in range(world):
         shard = dmerge.Shard(plan.batches_of(rank))
         results = evaluate(model, sampler, seqs, shard=shard, **fields)
-        header, blob = dmerge.payload(shard, results, owners, rank, recorders)
+        header, blob = dmerge.payload(shard, results, collectors, owners, rank)
         headers.append(header)
         blobs.append(blob)
         rank0 = rank0 or results
-    return dmerge.merge(headers, blobs, seqs, plan, owners, rank0, recorders)
+    sampling = SimpleNamespace(iterations=sampler.iterations, hypotheses=fields["hypotheses"])
+    return dmerge.merge(headers, blobs, seqs, plan, collectors, owners, rank0, sampling)
 
 
 @pytest.mark.parametrize("exact_frames", [False, True])
@@ -102,8 +107,8 @@ def test_shards_merge_into_the_single_process_results_bit_for_bit(exact_frames, 
     # group before, which may run elsewhere); 5 frames: shorter than F
     seqs = make_sequences(3, 23, valid=True) + make_sequences(1, 5, seed=2)
     model, sampler = tiny_model(frames=9), DDIMSampler(Diffusion(), 2)
-    settings = dict(hypotheses=3, group=2, protocol2=True, exact_frames=exact_frames, seed=3, keep_poses=True,
-                    keep_hypotheses=True, keep_frames=True, keep_frame_poses=True, progress=False)
+    settings = dict(hypotheses=3, group=2, protocol2=True, exact_frames=exact_frames, seed=3,
+                    keep={"poses", "hypotheses", "frame_poses"}, progress=False)
     single = evaluate(model, sampler, seqs, **settings)
     for world in (2, 3, 5, 16):                                 # 16: more processes than calls
         merged = _shard_and_merge(model, sampler, seqs, settings, world)
@@ -120,6 +125,74 @@ def test_shards_merge_into_the_single_process_results_bit_for_bit(exact_frames, 
                 assert np.array_equal(getattr(a.frames, name), getattr(b.frames, name), equal_nan=name == "error"), \
                     (world, name)
             assert a.frames.seen.all() and np.nanmax(a.frames.spread) > 0
+
+
+class _Spread(collectors.Collector):
+    """A per-frame consumer added from outside: each frame's mean hypothesis spread (N,), written
+    by every window that covers it, so the overlap's last writer matters."""
+
+    name = "test_spread"
+
+    def new(self, seq, sampling):
+        return np.full(seq.num_frames, np.nan, np.float32)
+
+    def add(self, state, view):
+        spread = view.hyps[:, -1].std(dim=1).mean(dim=(-1, -2)).cpu().numpy()     # (n, F)
+        for frames, values, slots in zip(view.group.windows, spread, self.slots(view.group, 0, view.settings)):
+            state[frames[slots]] = values[slots]
+
+    def slots(self, group, num_frames, settings):
+        return np.ones_like(group.new)
+
+    def arrays(self, state):
+        return [("spread", state)]
+
+
+class _Windows(collectors.Collector):
+    """A per-group consumer added from outside: windows and valid frames seen, per group in order."""
+
+    name = "test_windows"
+    per_group = True
+
+    def new(self, seq, sampling):
+        return {"windows": np.zeros(1), "weights": np.zeros(1)}
+
+    def add(self, state, view):
+        state["windows"] += len(view.group.windows)
+        state["weights"] = state["weights"] * 0.5 + view.weights.sum()    # order-dependent on purpose
+
+    def arrays(self, state):
+        return list(state.items())
+
+    def load(self, state, named):
+        state.update({n: a.copy() for n, a in named})
+
+    def combine(self, total, part):
+        total["windows"] += part["windows"]
+        total["weights"] = total["weights"] * 0.5 + part["weights"]
+
+
+def test_a_collector_added_to_the_registry_is_kept_and_merged_across_ranks(monkeypatch, one_thread):
+    monkeypatch.setitem(collectors.COLLECTORS, "test_spread", _Spread())
+    monkeypatch.setitem(collectors.COLLECTORS, "test_windows", _Windows())
+    seqs = make_sequences(2, 23) + make_sequences(1, 5, seed=2)
+    model, sampler = tiny_model(frames=9), DDIMSampler(Diffusion(), 2)
+    settings = dict(hypotheses=3, group=1, exact_frames=False, seed=3, keep={"test_spread", "test_windows"},
+                    progress=False)
+    single = evaluate(model, sampler, seqs, **settings)
+    assert [r.kept["test_windows"]["windows"][0] for r in single] == [3, 3, 1]
+    for world in (2, 3):
+        merged = _shard_and_merge(model, sampler, seqs, settings, world)
+        for a, b in zip(single, merged):
+            assert np.isfinite(a.kept["test_spread"]).all() and a.kept["test_spread"].max() > 0
+            assert np.array_equal(a.kept["test_spread"], b.kept["test_spread"]), world
+            assert a.kept["test_windows"] == b.kept["test_windows"], world
+            assert np.array_equal(a.sums[("p1", "J-Agg")], b.sums[("p1", "J-Agg")])
+
+
+def test_an_unknown_output_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown evaluation output.*'posse'.*choose from"):
+        EvalSettings(keep={"posse"})
 
 
 # ---------------------------------------------------------------- torchrun, end to end
@@ -239,7 +312,7 @@ import atexit, os, signal, sys, time
 import common.evaluate as ev
 from common.cli import {module} as cli
 
-original, calls = ev._score_group, []
+original, calls = ev._view, []
 def faulty(*args, **kwargs):
     calls.append(1)
     if os.environ["RANK"] == "0":
@@ -249,7 +322,7 @@ def faulty(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
         raise RuntimeError("injected failure in rank 1")
     return original(*args, **kwargs)
-ev._score_group = faulty
+ev._view = faulty
 atexit.register(lambda: open("{counts}" + os.environ["RANK"], "w").write(str(len(calls))))
 sys.exit(cli.main(sys.argv[1:]))
 """
@@ -304,7 +377,7 @@ def _spawned_rank(rank: int, port: int, out: str, fault: str) -> None:
     torch.set_num_threads(1)
     info, _ = init_from_env(torch.device("cpu"))
     if rank == 1 and fault == "kill":
-        ev._score_group = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+        ev._view = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     seqs = make_sequences(4, 30)
     if rank == 1 and fault == "data":
         seqs[2].pose_2d = seqs[2].pose_2d + 1e-3

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from common.diffusion import DDIMSampler, Diffusion
+from common.collectors import Scores
 from common.evaluate import SequenceResult
 from common.sampling import group_noise
 from common.report import average_over, format_table, results_json, summarize
@@ -101,7 +102,7 @@ def test_exact_frames_counts_every_frame_once_and_valid_masks_apply():
 
 def test_kept_poses_are_per_frame_and_consistent_with_hypotheses():
     seq = make_sequences(1, 2 * F + 2)[0]
-    r = evaluate(Lifter(), _sampler(), [seq], **_settings(keep_poses=True, keep_hypotheses=True))[0]
+    r = evaluate(Lifter(), _sampler(), [seq], **_settings(keep={"poses", "hypotheses"}))[0]
     assert r.hypotheses.shape == (2, 3, seq.num_frames, 17, 3)
     assert all(p.shape == (2, seq.num_frames, 17, 3) for p in r.poses.values())
     assert np.allclose(r.poses["P-Agg"], r.hypotheses.mean(axis=1), atol=1e-6)
@@ -113,11 +114,8 @@ def test_action_average_is_the_plain_mean_over_action_groups():
     seqs = make_sequences(3, F)                                      # actions: Walking 1, Eating, Walking
     results = []
     for seq, (err, weight) in zip(seqs, [(1.0, 10), (4.0, 5), (3.0, 30)]):
-        r = SequenceResult(seq)
-        for m in AGGREGATION_MODES:
-            r.sums[("p1", m)] = np.array([err * weight])
-        r.weight = weight
-        results.append(r)
+        sums = {("p1", m): np.array([err * weight]) for m in AGGREGATION_MODES}
+        results.append(SequenceResult(seq, {"scores": Scores(sums, weight)}))
     table = summarize(results)
     assert list(table) == ["Eating", "Walking"]
     assert table["Walking"][("p1", "J-Agg")][0] == pytest.approx((10 + 90) / 40)   # frame-weighted

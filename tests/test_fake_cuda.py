@@ -146,7 +146,7 @@ def test_evaluation_scores_on_the_gpu_and_reads_results_through_the_host():
     protocols, valid masks, kept poses, hypotheses and per-frame records, on cuda:0; every
     value reaching numpy was copied from the GPU first."""
     sequences = make_sequences(1, 11) + make_sequences(1, 8, seed=1, valid=True)
-    settings = EvalSettings(protocol2=True, keep_poses=True, keep_hypotheses=True, keep_frames=True, progress=False)
+    settings = EvalSettings(protocol2=True, keep={"poses", "hypotheses", "frames"}, progress=False)
     with fake_cuda() as gpu:
         model = prepare_model(tiny_model(frames=5).to(CUDA), CUDA)
         calls = _forward_outputs(model)

@@ -26,8 +26,7 @@ def _evaluate(seqs, **kw):
 
 def test_saved_predictions_read_back_without_pickles_and_match_the_kept_poses(tmp_path):
     seqs = make_sequences(3, frames=20, valid=True)                 # 20, 23, 26 frames: overlapping last windows
-    results = _evaluate(seqs, keep_poses=True, keep_hypotheses=True, exact_frames=True, keep_frames=True,
-                        keep_frame_poses=True)
+    results = _evaluate(seqs, keep={"poses", "hypotheses", "frames", "frame_poses"}, exact_frames=True)
     cal = Calibration(table=[[2.0] * 17] * 99, counts=[100] * 17)
     path = save_predictions(tmp_path / "p.npz", results, cal, 0.9, frame_step=2)
     with np.load(path, allow_pickle=False) as d:                    # plain arrays only
@@ -48,8 +47,8 @@ def test_saved_predictions_read_back_without_pickles_and_match_the_kept_poses(tm
 
 def test_the_overlap_comes_from_the_first_window_as_exact_frames_counts():
     seq = make_sequences(2, frames=20)[1]                           # 23 frames, F = 9: windows 0-8, 9-17, 14-22
-    authors = _evaluate([seq], keep_poses=True, keep_frames=True, keep_frame_poses=True)[0]
-    exact = _evaluate([seq], keep_poses=True, exact_frames=True)[0]
+    authors = _evaluate([seq], keep={"poses", "frames", "frame_poses"})[0]
+    exact = _evaluate([seq], keep={"poses"}, exact_frames=True)[0]
     np.testing.assert_array_equal(authors.frames.j_agg, exact.poses["J-Agg"][-1])
     overlap = np.arange(14, 18)                                     # the authors' export takes the last window here
     assert not np.allclose(authors.poses["J-Agg"][-1][overlap], exact.poses["J-Agg"][-1][overlap])
@@ -61,8 +60,8 @@ def test_mat_export_is_the_same_with_and_without_the_per_frame_records(tmp_path)
     seqs = make_sequences(2, frames=20, valid=True)
     for s, name in zip(seqs, ("TS1", "TS2")):
         s.subject = name
-    plain = export_evaluation(_evaluate(seqs, keep_poses=True), tmp_path / "a")
-    more = export_evaluation(_evaluate(seqs, keep_poses=True, keep_frames=True, keep_frame_poses=True),
+    plain = export_evaluation(_evaluate(seqs, keep={"poses"}), tmp_path / "a")
+    more = export_evaluation(_evaluate(seqs, keep={"poses", "frames", "frame_poses"}),
                              tmp_path / "b")
     for a, b in zip(plain, more):
         ma, mb = read_3dhp_mat(a), read_3dhp_mat(b)

@@ -51,7 +51,7 @@ class TinySet(Dataset):
 def tiny_set():
     """Register TinySet (evaluation keeps the poses; the hook records what it got); forget it after."""
     calls = []
-    entry = registry.register(NAME, lambda config, args: TinySet(config), evaluation={"keep_poses": True},
+    entry = registry.register(NAME, lambda config, args: TinySet(config), evaluation={"keep": {"poses"}},
                               after_evaluation=calls.append)
     yield entry, calls
     registry.unregister(NAME)
@@ -74,7 +74,7 @@ def test_a_registered_data_set_is_evaluated_by_its_name_with_its_overrides_and_h
     [done] = calls                                                              # the hook ran once, after the tables
     assert isinstance(done.dataset, TinySet) and done.out_dir == out and len(done.sequences) == 3
     assert done.report.calibration["all"]["joints"].keys() == set(JOINTS[1:])
-    assert all(r.poses is not None for r in done.results)                      # evaluation={"keep_poses": True}
+    assert all(r.poses is not None for r in done.results)                      # evaluation={"keep": {"poses"}}
     assert done.config.evaluate == str(ckpt)
 
 
@@ -105,7 +105,7 @@ def test_unregistered_names_are_human36m_format_files_and_the_built_ins_are_regi
     assert registry.lookup("synthetic") is registry.lookup("h36m")             # -d synthetic: Human3.6M's format
     assert registry.lookup("anything").build is registry.h36m_format
     threedhp = registry.lookup("mpi_inf_3dhp")
-    assert threedhp.evaluation == {"keep_poses": True} and threedhp.after_evaluation is registry.score_mpi_inf_3dhp
+    assert threedhp.evaluation == {"keep": {"poses"}} and threedhp.after_evaluation is registry.score_mpi_inf_3dhp
     assert not threedhp.data_flags
 
 

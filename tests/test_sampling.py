@@ -43,7 +43,7 @@ def test_lifting_samples_the_same_hypotheses_as_the_evaluation():
     (seq,) = make_sequences(count=1, frames=20)                     # windows 0-8, 9-17 and the end-aligned 11-19
     model = tiny_model(frames=9)
     sampler = DDIMSampler(Diffusion(), 2)
-    evaluated = evaluate(model, sampler, [seq], hypotheses=3, group=2, exact_frames=True, keep_hypotheses=True,
+    evaluated = evaluate(model, sampler, [seq], hypotheses=3, group=2, exact_frames=True, keep={"hypotheses"},
                          seed=5, progress=False)[0].hypotheses                        # (K, H, N, J, 3)
     lifted = InferenceCore.of_sampler(model, sampler, hypotheses=3, group=2, seed=5).sample_clip(seq.pose_2d)
     assert lifted.shape == (20, 2, 3, 17, 3)

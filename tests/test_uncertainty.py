@@ -137,8 +137,7 @@ def _evaluate(seqs, **kw):
 
 def test_frame_records_are_the_kept_last_iteration_poses_and_their_spread():
     seqs = make_sequences(2, frames=20)                             # 20 and 23 frames: end-aligned overlap
-    results = _evaluate(seqs, keep_poses=True, keep_hypotheses=True, exact_frames=True,
-                        keep_frames=True, keep_frame_poses=True)
+    results = _evaluate(seqs, keep={"poses", "hypotheses", "frames", "frame_poses"}, exact_frames=True)
     for r, seq in zip(results, seqs):
         rec = r.frames
         assert rec.seen.all()
@@ -154,7 +153,7 @@ def test_frame_records_are_the_kept_last_iteration_poses_and_their_spread():
 def test_report_tables_are_the_same_with_and_without_the_frame_records():
     seqs = make_sequences(3, frames=20, valid=True)
     plain = Report(_evaluate(seqs, protocol2=True)).to_json()
-    results = _evaluate(seqs, protocol2=True, keep_frames=True)
+    results = _evaluate(seqs, protocol2=True, keep={"frames"})
     report = Report(results)
     masks, _ = unc_frames.calibration_split(seqs)
     cal = unc_frames.fit_from_results(results, [np.ones_like(m) for m in masks], {"data": "test"})
@@ -167,7 +166,7 @@ def test_report_tables_are_the_same_with_and_without_the_frame_records():
 
 def test_calibration_block_counts_valid_frames_leaves_out_the_root_and_splits_held_out():
     seqs = make_sequences(3, frames=20, valid=True)
-    results = _evaluate(seqs, keep_frames=True)
+    results = _evaluate(seqs, keep={"frames"})
     fit_only = [np.full(s.num_frames, i == 0) for i, s in enumerate(seqs)]
     cal = unc_frames.fit_from_results(results, fit_only, {"data": "test"})
     block = unc_report.evaluate_calibration(results, cal, 0.9, [f"j{j}" for j in range(17)])
@@ -185,7 +184,7 @@ def test_calibration_block_counts_valid_frames_leaves_out_the_root_and_splits_he
 
 def test_a_single_hypothesis_has_no_spread():
     r = evaluate(tiny_model(), DDIMSampler(Diffusion(), 1), make_sequences(1), hypotheses=1, group=2, progress=False,
-                 keep_frames=True)[0]
+                 keep={"frames"})[0]
     assert np.isnan(r.frames.spread).all()
     from common.calibration import check_hypotheses
     with pytest.raises(unc.UncertaintyError, match="-num_proposals 2 or more"):

@@ -53,7 +53,7 @@ class Registration:
 
     build(config, args) -> Dataset: args is the command line's namespace (its own flags), or None.
     selection(config, args) -> Selection: the sequences to train and test on.
-    evaluation: keywords for experiment.run_evaluation (e.g. keep_poses=True for a hook that exports them).
+    evaluation: keywords for experiment.run_evaluation (e.g. keep={"poses"} for a hook that exports them).
     after_evaluation(Evaluated): runs on the process that wrote the tables, after them.
     data_flags: the data flags (-d -k -str -a --subset --downsample) choose this data, so a
     resumed run (-r) takes them from its checkpoint before the data is read.
@@ -132,5 +132,5 @@ def score_mpi_inf_3dhp(done: Evaluated) -> None:
 
 
 register(FILE_FORMAT, h36m_format)
-register("mpi_inf_3dhp", mpi_inf_3dhp, selection=mpi_inf_3dhp_selection, evaluation={"keep_poses": True},
+register("mpi_inf_3dhp", mpi_inf_3dhp, selection=mpi_inf_3dhp_selection, evaluation={"keep": {"poses"}},
          after_evaluation=score_mpi_inf_3dhp, data_flags=False)
