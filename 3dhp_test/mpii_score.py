@@ -9,7 +9,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common.mpi_inf_3dhp_eval import format_summary, prediction_files, score_prediction_files  # noqa: E402
+from common.evaluation.mpi_inf_3dhp import format_summary, prediction_files, score_prediction_files  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -44,14 +44,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common.arguments import non_negative_int, positive_int
-from common.denoiser import Denoiser, DenoiserConfig
-from common.device import AMP_DTYPES, autocast, compile_wanted, prepare_model
-from common.diffusion import DDIMSampler, Diffusion, FlipTTA
-from common.engine import OpenVINODenoiser, choose_engine, openvino_available
-from common.metrics import mpjpe
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
-from common.train import make_optimizer
+from common.run.arguments import non_negative_int, positive_int
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.model.device import AMP_DTYPES, autocast, compile_wanted, prepare_model
+from common.model.diffusion import DDIMSampler, Diffusion, FlipTTA
+from common.model.engine import OpenVINODenoiser, choose_engine, openvino_available
+from common.evaluation.metrics import mpjpe
+from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+from common.run.train import make_optimizer
 
 PRESETS = {
     # F=27 C=128 D=4 H=5 K=5 flip, sampling batch 4, training batch 16 (a few minutes on 2 cores)

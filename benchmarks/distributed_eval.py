@@ -34,9 +34,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common.denoiser import Denoiser, DenoiserConfig  # noqa: E402
-from common.diffusion import DDIMSampler, Diffusion, FlipTTA  # noqa: E402
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose  # noqa: E402
+from common.model.denoiser import Denoiser, DenoiserConfig  # noqa: E402
+from common.model.diffusion import DDIMSampler, Diffusion, FlipTTA  # noqa: E402
+from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose  # noqa: E402
 
 H36M_TEST_FRAMES = 543_344      # S9 + S11, 4 cameras (an assumption, see the docstring)
 H36M_TEST_SEQUENCES = 240       # 2 subjects x 30 recordings x 4 cameras
@@ -79,7 +79,7 @@ def _free_port() -> int:
 def timed_evaluations(processes: list[int], threads: int, actions: str) -> list[dict]:
     """Wall time of main.py --evaluate with each process count (start-up included) and the
     identity of the JSON tables with the first run's."""
-    from common.checkpoint import atomic_save, make_checkpoint
+    from common.model.checkpoint import atomic_save, make_checkpoint
     from common.datasets.synthetic import write_synthetic_h36m
 
     out = []

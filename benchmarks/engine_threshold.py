@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from common.denoiser import Denoiser, DenoiserConfig
-from common.diffusion import DDIMSampler, Diffusion
-from common.engine import OpenVINODenoiser, openvino_available
-from common.inference import InferenceCore
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.model.diffusion import DDIMSampler, Diffusion
+from common.model.engine import OpenVINODenoiser, openvino_available
+from common.inference.core import InferenceCore
 
 MODELS = {"demo": dict(frames=27, channels=64, depth=2), "cpu preset": dict(frames=27, channels=128, depth=4)}
 

@@ -10,7 +10,7 @@ the order they are judged. On a machine with at least 8 cores (GPU machines) the
 CPU work and the longest step, starts at the beginning and runs alongside the steps before it;
 it ends before the benchmarks, which run alone. With fewer cores each step runs alone:
 
-conformance-fp32    `python -m common.conformance --device DEV` on the authors' vectors
+conformance-fp32    `python -m common.evaluation.conformance --device DEV` on the authors' vectors
 conformance-bf16    (tests/fixtures/d3dp_reference_A), plain and with --amp bf16 / fp16. fp32
 conformance-fp16    passes when the command does (its own tolerances). With --amp the command
                     itself exits 1: its 0.1 mm tolerance is far below bf16/fp16 rounding (on the CPU
@@ -23,7 +23,7 @@ train               a short training on the synthetic set (written into DIR/data
                     model (F=27 C=64 D=2) and flags, run three times through main.py: 3 epochs
                     straight through; 1 epoch (-e 1, the interrupted run); that run continued with
                     `-r latest_epoch.bin -e 3`. All with --deterministic (deterministic kernels and a
-                    fixed cuBLAS workspace, common/device.py configure_numerics), under which the
+                    fixed cuBLAS workspace, common/model/device.py configure_numerics), under which the
                     README promises bit-identical reruns and resumes on one GPU model and software
                     stack: the resumed weights must equal the uninterrupted ones exactly (tolerance 0).
 eval-bf16-compile   `main.py --evaluate` of that checkpoint with --amp bf16 --compile on (and
@@ -36,7 +36,7 @@ parity              the checkpoint on the CPU and on the device in fp32 (TF32 of
                     noise on a CPU and on a GPU (Mersenne Twister against Philox), so two
                     evaluations with their own noise differ by sampling noise, and the loose
                     tolerance that would need (mm) would hide real errors. Here both evaluations
-                    take every group's noise from common.sampling.group_noise drawn on the CPU (its
+                    take every group's noise from common.inference.sampling.group_noise drawn on the CPU (its
                     generator, seeded as it seeds it) and copied to the device, as the conformance
                     vectors feed the authors' draws: the tables then agree to float rounding.
                     common/ has no option for this; the check swaps that function in its own
@@ -313,7 +313,7 @@ def judge_conformance(checks: dict, amp: str | None, rc: int) -> tuple[bool, str
 
 def conformance_step(amp: str | None) -> Callable:
     def step(ctx: Context, log) -> Outcome:
-        cmd = [sys.executable, "-m", "common.conformance", "--device", ctx.device] + (["--amp", amp] if amp else [])
+        cmd = [sys.executable, "-m", "common.evaluation.conformance", "--device", ctx.device] + (["--amp", amp] if amp else [])
         rc, text = run_command(cmd, log, timeout=ctx.limit(180))
         checks = conformance_checks(text)
         ok, numbers = judge_conformance(checks, amp, rc)
@@ -332,7 +332,7 @@ def last_validation_mm(text: str) -> float | None:
 def weight_difference(a: Path, b: Path) -> tuple[float, bool]:
     """Largest absolute difference between two checkpoints' weights, and whether they hold the
     same tensors (names and shapes)."""
-    from common.checkpoint import safe_load
+    from common.model.checkpoint import safe_load
 
     wa, wb = safe_load(a)["model_pos"], safe_load(b)["model_pos"]
     if wa.keys() != wb.keys() or any(wa[k].shape != wb[k].shape for k in wa):
@@ -397,10 +397,10 @@ def step_eval(ctx: Context, log) -> Outcome:
 # --------------------------------------------------------------------------- CPU against the device
 @contextlib.contextmanager
 def noise_drawn_on_cpu():
-    """Within: every evaluation group's noise is drawn by common.sampling.group_noise on the CPU
+    """Within: every evaluation group's noise is drawn by common.inference.sampling.group_noise on the CPU
     (its own generator and seeding) and copied to the device the evaluation runs on, so that a
     CPU and a GPU evaluation sample from the same draws."""
-    from common import sampling
+    from common.inference import sampling
 
     original = sampling.group_noise
 
@@ -423,8 +423,8 @@ def flat_table(report_json: dict) -> dict:
 def forward_deviation(checkpoint: Path, devices: list, hypotheses: int) -> dict:
     """Largest |CPU - device| of the denoiser's output on identical inputs, for the training
     shape (B, F, J, 3) and the sampling shape (B, H, F, J, 3); metres."""
-    from common.checkpoint import load_denoiser
-    from common.device import prepare_model
+    from common.model.checkpoint import load_denoiser
+    from common.model.device import prepare_model
 
     models = [prepare_model(load_denoiser(checkpoint)[0].to(d).eval(), d) for d in devices]
     cfg = models[0].cfg

@@ -9,7 +9,7 @@ synthetic COCO-17 keypoints (a smoothly moving figure, as a detector's .npy outp
 them with a small randomly initialised model (F=27, C=16, D=1) through the in-the-wild
 pipeline (common/in_the_wild/lifting.py: sampling, JPMA without ground truth, the .npz
 written), and with --evaluate also scores a sequence of the same length with ground truth
-(common/evaluate.py). It reports the peak resident memory (getrusage ru_maxrss) above the
+(common/evaluation/evaluate.py). It reports the peak resident memory (getrusage ru_maxrss) above the
 memory after start-up, the bytes of the arrays the lifting returns and writes, and the time.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.arguments import non_negative_int, positive_int
+from common.run.arguments import non_negative_int, positive_int
 
 
 def peak_rss_mb() -> float:
@@ -54,7 +54,7 @@ def synthetic_keypoints(frames: int, width: int = 1000, height: int = 1000, seed
 
 
 def small_model(frames: int = 27, channels: int = 16, depth: int = 1):
-    from common.denoiser import Denoiser, DenoiserConfig
+    from common.model.denoiser import Denoiser, DenoiserConfig
 
     torch.manual_seed(0)
     return Denoiser(DenoiserConfig(frames=frames, channels=channels, depth=depth, heads=2, drop_path=0.0)).eval()
@@ -62,10 +62,10 @@ def small_model(frames: int = 27, channels: int = 16, depth: int = 1):
 
 def measure(frames: int, hypotheses: int, iterations: int, batch: int, evaluate: bool, out_dir: Path) -> dict:
     """One length, in this process."""
-    from common.coco import input_layout
-    from common.diffusion import DDIMSampler, Diffusion
+    from common.geometry.coco import input_layout
+    from common.model.diffusion import DDIMSampler, Diffusion
     from common.in_the_wild import lifting
-    from common.inference import InferenceCore
+    from common.inference.core import InferenceCore
 
     model = small_model()
     sampler = DDIMSampler(Diffusion(), iterations, max_batch_hypotheses=0)    # as the scripts: automatic chunks
@@ -92,11 +92,11 @@ def measure(frames: int, hypotheses: int, iterations: int, batch: int, evaluate:
 def measure_evaluation(model, sampler, keypoints, hypotheses: int, iterations: int, batch: int) -> dict:
     """Score one sequence of the same length with (made-up) ground truth: evaluation keeps
     only sums, so its peak should not grow with the length at all."""
-    from common.camera import normalize_screen_coordinates
-    from common.coco import input_layout
+    from common.geometry.camera import normalize_screen_coordinates
+    from common.geometry.coco import input_layout
     from common.datasets.base import Sequence
-    from common.evaluate import EvalSettings, evaluate_sequences
-    from common.inference import InferenceCore
+    from common.evaluation.evaluate import EvalSettings, evaluate_sequences
+    from common.inference.core import InferenceCore
     from common.in_the_wild.root_depth import default_intrinsics
 
     n = keypoints.num_frames

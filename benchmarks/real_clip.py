@@ -31,18 +31,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.camera import normalize_screen_coordinates, project_to_2d, image_coordinates
-from common.checkpoint import load_denoiser
-from common.coco import coco_to_h36m, input_layout
-from common.diffusion import DDIMSampler, Diffusion
+from common.geometry.camera import normalize_screen_coordinates, project_to_2d, image_coordinates
+from common.model.checkpoint import load_denoiser
+from common.geometry.coco import coco_to_h36m, input_layout
+from common.model.diffusion import DDIMSampler, Diffusion
 from common.in_the_wild import lifting
 from common.in_the_wild.inputs import input_layout_of
 from common.in_the_wild.keypoints import Keypoints2D
 from common.in_the_wild.root_depth import (default_intrinsics, estimate_root_trajectory, to_virtual_camera,
                                            training_focal)
-from common.inference import InferenceCore
-from common.metrics import mpjpe, p_mpjpe
-from common.skeleton import h36m_skeleton_17
+from common.inference.core import InferenceCore
+from common.evaluation.metrics import mpjpe, p_mpjpe
+from common.geometry.skeleton import h36m_skeleton_17
 
 # BlazePose landmark of each COCO-17 keypoint.
 BLAZEPOSE_TO_COCO = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]

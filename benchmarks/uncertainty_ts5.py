@@ -21,16 +21,16 @@ import sys
 from pathlib import Path
 
 
-from common.calibration import stored_calibration
-from common.checkpoint import load_denoiser
+from common.uncertainty.calibration import stored_calibration
+from common.model.checkpoint import load_denoiser
 from common.datasets.base import Sequence
 from common.datasets.mpi_inf_3dhp import load_3dhp_test
-from common.diffusion import DDIMSampler, Diffusion
-from common.evaluate import EvalSettings, evaluate_sequences
-from common.inference import InferenceCore
-from common.skeleton import h36m_skeleton_17
-from common.uncertainty_frames import calibration_split, fit_from_results
-from common.uncertainty_report import evaluate_calibration
+from common.model.diffusion import DDIMSampler, Diffusion
+from common.evaluation.evaluate import EvalSettings, evaluate_sequences
+from common.inference.core import InferenceCore
+from common.geometry.skeleton import h36m_skeleton_17
+from common.uncertainty.frames import calibration_split, fit_from_results
+from common.uncertainty.report import evaluate_calibration
 
 # Human3.6M joint j is MPI-INF-3DHP joint H36M_FROM_3DHP[j] (pelvis, right hip .. ankle, left hip
 # .. ankle, spine, neck -> thorax, head -> neck/nose, head top -> head, left arm, right arm).

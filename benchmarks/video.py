@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import load_denoiser
-from common.coco import input_layout
-from common.config import RunConfig
+from common.model.checkpoint import load_denoiser
+from common.geometry.coco import input_layout
+from common.run.config import RunConfig
 from common.in_the_wild import display, exports, lifting
 from common.in_the_wild.inputs import input_layout_of
 from common.in_the_wild.detectors import make_detector
-from common.inference import InferenceCore
+from common.inference.core import InferenceCore
 
 CLIP = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "video" / "sports2d.mp4"
 SETTINGS = ((1, 1), (5, 5))

@@ -13,15 +13,15 @@ from importlib import import_module
 
 _EXPORTS = {
     "Lifter": "api", "LiftResult": "api", "evaluate_checkpoint": "api", "read_result": "api",
-    "RunConfig": "config",
-    "Report": "report",
-    "InferenceCore": "inference", "Sampling": "inference",
-    "Dataset": "datasets.base", "Layout": "skeleton", "Selection": "datasets.base", "Sequence": "datasets.base",
+    "RunConfig": "run.config",
+    "Report": "evaluation.report",
+    "InferenceCore": "inference.core", "Sampling": "inference.core",
+    "Dataset": "datasets.base", "Layout": "geometry.skeleton", "Selection": "datasets.base", "Sequence": "datasets.base",
     "DatasetError": "datasets.base",
     "H36MDataset": "datasets.h36m", "MPIINF3DHPDataset": "datasets.mpi_inf_3dhp",
     "SyntheticDataset": "datasets.synthetic",
-    "Denoiser": "denoiser", "DenoiserConfig": "denoiser",
-    "CheckpointError": "checkpoint",
+    "Denoiser": "model.denoiser", "DenoiserConfig": "model.denoiser",
+    "CheckpointError": "model.checkpoint",
 }
 __all__ = sorted(_EXPORTS)
 

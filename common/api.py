@@ -20,21 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import stored_calibration
-from .config import RunConfig
+from .uncertainty.calibration import stored_calibration
+from .run.config import RunConfig
 from .datasets.base import Dataset, Sequence
-from .skeleton import Layout
-from .device import choose_device
-from .coco import input_layout
-from .experiment import evaluate_model, load_for_evaluation
-from .inference import InferenceCore
+from .geometry.skeleton import Layout
+from .model.device import choose_device
+from .geometry.coco import input_layout
+from .run.experiment import evaluate_model, load_for_evaluation
+from .inference.core import InferenceCore
 from .in_the_wild import lifting
 from .in_the_wild.inputs import checked_image_size, input_layout_of
 from .in_the_wild.keypoints import Keypoints2D, keypoints_from_array
 from .in_the_wild.result import WildResult
 from .in_the_wild.root_depth import training_focal
-from .report import Report
-from .uncertainty import check_coverage
+from .evaluation.report import Report
+from .uncertainty.factors import check_coverage
 
 LiftResult = WildResult
 
@@ -46,7 +46,7 @@ def _quiet(*_args, **_kwargs) -> None:
 class Lifter:
     """A trained denoiser ready to lift one person's 2D keypoints to 3D poses (JPMA without
     ground truth: an estimated root trajectory and a pinhole camera). It samples through one
-    InferenceCore (common.inference) built from the run configuration; each call's settings
+    InferenceCore (common.inference.core) built from the run configuration; each call's settings
     (hypotheses, iterations, seed, flip, batch) replace the run's for that call only."""
 
     def __init__(self, core: InferenceCore, checkpoint: dict, layout_source: str, virtual_camera: bool = True):

@@ -28,10 +28,10 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common.arguments import non_negative_int  # noqa: E402
-from common.camera import image_coordinates, project_to_2d  # noqa: E402
-from common.render import CENTER_COLOR, LEFT_COLOR, RIGHT_COLOR  # noqa: E402
-from common.skeleton import h36m_skeleton_17  # noqa: E402
+from common.run.arguments import non_negative_int  # noqa: E402
+from common.geometry.camera import image_coordinates, project_to_2d  # noqa: E402
+from common.outputs.render import CENTER_COLOR, LEFT_COLOR, RIGHT_COLOR  # noqa: E402
+from common.geometry.skeleton import h36m_skeleton_17  # noqa: E402
 
 # The sequence shown: a test subject of the synthetic set sitting down.
 DRAW_FLAGS = ["-d", "synthetic", "-k", "det", "--viz-subject", "S11", "--viz-action", "SittingDown",
@@ -50,17 +50,17 @@ def main(argv=None) -> int:
         print(f"error: {args.checkpoint} not found: train the demo model first with `python main.py --demo`",
               file=sys.stderr)
         return 2
-    from common.arguments import build_draw_parser, resolve_device
-    from common.config import RunConfig
+    from common.run.arguments import build_draw_parser, resolve_device
+    from common.run.config import RunConfig
     from common.datasets.synthetic import ensure_synthetic
-    from common.draw import DrawPaths, DrawView, draw_sequence
+    from common.outputs.draw import DrawPaths, DrawView, draw_sequence
 
     ensure_synthetic(args.data_dir)
     out = Path(args.out)
     draw_args = build_draw_parser().parse_args(DRAW_FLAGS + [
         "--data-dir", args.data_dir, "--evaluate", args.checkpoint, "--viz-size", "2", "--viz-downsample", "2",
         "--viz-azimuth", "-60", "--viz-frame", str(args.frame)])
-    from common.experiment import entry_point
+    from common.run.experiment import entry_point
 
     if args.only == "reliability":
         if entry_point(lambda: reliability_figure(args.checkpoint, args.data_dir, out / "reliability.png")):
@@ -89,14 +89,14 @@ def main(argv=None) -> int:
 def reliability_figure(checkpoint, data_dir, path) -> int:
     """Evaluate the demo model (H=5, K=5) on the synthetic test recordings its uncertainty
     factors were not fitted on, and plot how its radius holds there."""
-    from common.calibration import stored_calibration
-    from common.checkpoint import load_denoiser
+    from common.uncertainty.calibration import stored_calibration
+    from common.model.checkpoint import load_denoiser
     from common.datasets.h36m import H36MDataset
-    from common.diffusion import DDIMSampler, Diffusion
-    from common.evaluate import EvalSettings, evaluate_sequences
-    from common.inference import InferenceCore
-    from common.uncertainty_frames import fitted_mask, usable_frames
-    from common.uncertainty_report import plot_reliability
+    from common.model.diffusion import DDIMSampler, Diffusion
+    from common.evaluation.evaluate import EvalSettings, evaluate_sequences
+    from common.inference.core import InferenceCore
+    from common.uncertainty.frames import fitted_mask, usable_frames
+    from common.uncertainty.report import plot_reliability
 
     model, ckpt = load_denoiser(checkpoint)
     calibration = stored_calibration(ckpt, checkpoint, 5)
@@ -109,7 +109,7 @@ def reliability_figure(checkpoint, data_dir, path) -> int:
     error = np.concatenate([r.frames.error[k] for r, k in zip(results, keep)])[:, 1:]     # the root left out
     spread = np.concatenate([r.frames.spread[k] for r, k in zip(results, keep)])[:, 1:]
     if calibration is not None:                           # the factors of the 16 other joints
-        from common.uncertainty import Calibration
+        from common.uncertainty.factors import Calibration
 
         calibration = Calibration([row[1:] for row in calibration.table], calibration.counts[1:],
                                   calibration.fitted_on, calibration.levels)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.conformance import DEFAULT_FOLDER as FIXTURE_A
+from common.evaluation.conformance import DEFAULT_FOLDER as FIXTURE_A
 
 # The official MPI-INF-3DHP test set (a folder with TS*/annot_data.mat): D3DP_3DHP_TEST_DIR, or
 # data/mpi_inf_3dhp_test_set in the repository. Tests that need it skip, saying so, when it is absent.
@@ -39,8 +39,8 @@ def fixture_a():
 @pytest.fixture(scope="session")
 def model_a(fixture_a):
     """The denoiser of set A, loaded from the authors' checkpoint, in eval mode."""
-    from common.checkpoint import load_denoiser
-    from common.denoiser import DenoiserConfig
+    from common.model.checkpoint import load_denoiser
+    from common.model.denoiser import DenoiserConfig
 
     cfg, _, folder = fixture_a
     model, _ = load_denoiser(folder / "checkpoint.bin", DenoiserConfig(
@@ -51,9 +51,9 @@ def model_a(fixture_a):
 def make_sequences(count: int = 3, frames: int = 12, seed: int = 0, subject: str = "S9", valid: bool = False):
     """Small Human3.6M-like sequences built from real camera geometry: random smooth root-relative
     poses, a trajectory 4-6 m in front of the camera, and their exact 2D projections."""
-    from common.camera import normalized_intrinsics, project_to_2d
+    from common.geometry.camera import normalized_intrinsics, project_to_2d
     from common.datasets.base import Sequence
-    from common.skeleton import h36m_metadata
+    from common.geometry.skeleton import h36m_metadata
 
     rng = np.random.default_rng(seed)
     c = h36m_metadata()["intrinsics"][0]
@@ -79,7 +79,7 @@ def make_sequences(count: int = 3, frames: int = 12, seed: int = 0, subject: str
 def tiny_model(seed: int = 0, frames: int = 9):
     """A tiny denoiser with every parameter randomised (biases and norms too), so that
     a mistake in any of them shows."""
-    from common.denoiser import Denoiser, DenoiserConfig
+    from common.model.denoiser import Denoiser, DenoiserConfig
 
     torch.manual_seed(seed)
     model = Denoiser(DenoiserConfig(frames=frames, channels=32, depth=2, heads=4, drop_path=0.0))
@@ -99,8 +99,8 @@ def random_inputs(b=3, h=4, frames=9, seed=1):
 
 def sample_poses(model, x2d, noise, flip=True, batched=True, **sampler_kw):
     """DDIM sampling with len(noise) iterations and the given draws, Human3.6M flip TTA by default."""
-    from common.diffusion import DDIMSampler, Diffusion, FlipTTA
-    from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+    from common.model.diffusion import DDIMSampler, Diffusion, FlipTTA
+    from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 
     sampler = DDIMSampler(Diffusion(), len(noise), **sampler_kw)
     tta = None
@@ -126,8 +126,8 @@ def synthetic_as_h36m(folder: Path, **options) -> Path:
 def save_tiny_checkpoint(path: Path, layout: str = "h36m", keypoints: str | None = None) -> Path:
     """An untrained tiny denoiser (F=9, C=16, D=1) saved as one of our checkpoints whose training
     args say its 2D input layout ('coco' or 'h36m'), for the lifting commands."""
-    from common.checkpoint import atomic_save, make_checkpoint
-    from common.denoiser import Denoiser, DenoiserConfig
+    from common.model.checkpoint import atomic_save, make_checkpoint
+    from common.model.denoiser import Denoiser, DenoiserConfig
 
     torch.manual_seed(0)
     model = Denoiser(DenoiserConfig(frames=9, channels=16, depth=1, heads=2))
@@ -142,8 +142,8 @@ def evaluate(model, sampler, sequences, device="cpu", layout=None, desc: str = "
     by name; layout: the joints flip mirrors (Human3.6M's by default)."""
     import dataclasses
 
-    from common.evaluate import EvalSettings, evaluate_sequences
-    from common.inference import InferenceCore, Sampling
+    from common.evaluation.evaluate import EvalSettings, evaluate_sequences
+    from common.inference.core import InferenceCore, Sampling
 
     sampling_fields = {f.name for f in dataclasses.fields(Sampling)}
     core = InferenceCore.of_sampler(model, sampler, device, layout,

@@ -1,9 +1,9 @@
 """Aggregation modes: the authors' J-Agg poses and each mode's selection rule."""
 import torch
 
-from common.aggregation import AGGREGATION_MODES, aggregate, j_agg, j_best, p_agg, p_best, reproject
-from common.camera import project_to_2d
-from common.metrics import aggregation_errors, mpjpe
+from common.inference.aggregation import AGGREGATION_MODES, aggregate, j_agg, j_best, p_agg, p_best, reproject
+from common.geometry.camera import project_to_2d
+from common.evaluation.metrics import aggregation_errors, mpjpe
 
 
 def test_reprojection_and_j_agg_match_authors(fixture_a):

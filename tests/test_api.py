@@ -13,7 +13,7 @@ import torch
 import common as d3dp
 from common.cli import h36m as main_script
 from common.cli import in_the_wild as wild_script
-from common.coco import coco_to_h36m
+from common.geometry.coco import coco_to_h36m
 from common.datasets.synthetic import write_synthetic_h36m
 from conftest import save_tiny_checkpoint
 
@@ -177,7 +177,7 @@ def test_pip_install_builds_the_d3dp_package_and_its_console_scripts(tmp_path):
     assert (target / "d3dp" / "data" / "h36m_metadata.json").is_file()
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = ("import d3dp, d3dp.in_the_wild.lifting as l, d3dp.cli.h36m; "
-            "from d3dp.skeleton import h36m_metadata; h36m_metadata(); print(d3dp.__file__)")
+            "from d3dp.geometry.skeleton import h36m_metadata; h36m_metadata(); print(d3dp.__file__)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().startswith(str(target))

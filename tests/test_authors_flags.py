@@ -10,19 +10,19 @@ import torch
 from common.cli import h36m as main_script
 from common.cli import mpi_inf_3dhp as main_3dhp
 from common.cli import draw as main_draw
-from common.arguments import build_parser
-from common.config import RunConfig
-from common.checkpoint import atomic_save, make_checkpoint
-from common.collectors import Scores
+from common.run.arguments import build_parser
+from common.run.config import RunConfig
+from common.model.checkpoint import atomic_save, make_checkpoint
+from common.evaluation.collectors import Scores
 from common.datasets.base import Sequence
 from common.datasets.h36m import H36MDataset
 from common.datasets import mpi_inf_3dhp as threedhp
 from common.datasets.mpi_inf_3dhp import LAYOUT
-from common.denoiser import Denoiser, DenoiserConfig
-from common.evaluate import SequenceResult
-from common.experiment import eval_settings, resolve_checkpoint_path
-from common.inference import Sampling
-from common.report import Report
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.evaluation.evaluate import SequenceResult
+from common.run.experiment import eval_settings, resolve_checkpoint_path
+from common.inference.core import Sampling
+from common.evaluation.report import Report
 from conftest import evaluate, make_sequences, synthetic_as_h36m
 
 ACTIONS = ("Walking", "WalkDog 1", "WalkTogether", "Sitting 1", "SittingDown 2", "Directions")

@@ -7,9 +7,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import benchmark
 from benchmarks.benchmark import NaiveDenoiser, naive_training_input, run_sampling, sampling_variants
-from common.denoiser import Denoiser, DenoiserConfig
-from common.diffusion import Diffusion
-from common.engine import openvino_available
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.model.diffusion import Diffusion
+from common.model.engine import openvino_available
 from conftest import random_inputs, tiny_model
 
 
@@ -53,7 +53,7 @@ def test_benchmark_reports_side_by_side(tmp_path, capsys):
     deviation = {name: p["max_deviation_m"] for name, p in r["sampling"]["variants"].items()}
     assert deviation["stand-in"] == 0 and deviation["eager"] < 1e-5
     if openvino_available():
-        from common.engine import openvino_runs_bf16
+        from common.model.engine import openvino_runs_bf16
 
         assert deviation["openvino"] < 1e-5
         assert (1e-5 < deviation["openvino-bf16"] < 0.2) if openvino_runs_bf16() else deviation["openvino-bf16"] < 1e-5

@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
-from common.camera import (camera_to_world, flip_intrinsics, image_coordinates, normalize_screen_coordinates,
+from common.geometry.camera import (camera_to_world, flip_intrinsics, image_coordinates, normalize_screen_coordinates,
                            normalized_intrinsics, project_to_2d, qrot, world_to_camera)
-from common.skeleton import h36m_metadata
+from common.geometry.skeleton import h36m_metadata
 
 
 def test_screen_normalisation_round_trips_and_maps_width_to_unit_range():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.checkpoint import CheckpointError, atomic_save, load_denoiser, make_checkpoint, safe_load
-from common.denoiser import Denoiser, DenoiserConfig, from_authors_state_dict
+from common.model.checkpoint import CheckpointError, atomic_save, load_denoiser, make_checkpoint, safe_load
+from common.model.denoiser import Denoiser, DenoiserConfig, from_authors_state_dict
 
 
 def test_authors_checkpoint_loads_with_no_missing_or_unexpected_keys(fixture_a):
@@ -101,7 +101,7 @@ def test_a_full_disk_during_a_save_is_a_clear_error_and_keeps_the_previous_file(
     writer turns that into a RuntimeError): an OSError naming the full disk, the old file intact."""
     import errno
 
-    from common.checkpoint import CheckpointWriteError
+    from common.model.checkpoint import CheckpointWriteError
 
     path = tmp_path / "latest_epoch.bin"
     atomic_save({"model_pos": {"a": torch.ones(2)}}, path)

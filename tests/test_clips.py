@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from common.camera import project_to_2d
-from common.clips import ClipSampler, clip_bounds, eval_window_indices, eval_windows, padded_slice
+from common.geometry.camera import project_to_2d
+from common.datasets.clips import ClipSampler, clip_bounds, eval_window_indices, eval_windows, padded_slice
 from common.datasets.base import Sequence
 from common.datasets.h36m import H36MDataset
 from common.datasets.synthetic import write_synthetic_h36m
-from common.coco import input_layout
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
+from common.geometry.coco import input_layout
+from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
 
 SYM = dict(layout=input_layout("h36m"))
 

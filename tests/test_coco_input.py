@@ -1,16 +1,16 @@
 """COCO-17 input: a model fed COCO keypoints maps them onto its Human3.6M output joints inside
-the denoiser (common.denoiser.INPUT_MAPS), so every token holds the 2D of the joint it predicts.
+the denoiser (common.model.denoiser.INPUT_MAPS), so every token holds the 2D of the joint it predicts.
 Fed in COCO's own order, token j paired the 2D of one body part with the 3D of another and a
 small model learned no more than the mean pose."""
 import pytest
 import torch
 
-from common.config import RunConfig
-from common.checkpoint import CheckpointError, atomic_save, config_from_checkpoint, load_denoiser, \
+from common.run.config import RunConfig
+from common.model.checkpoint import CheckpointError, atomic_save, config_from_checkpoint, load_denoiser, \
     make_checkpoint, safe_load
-from common.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, coco_to_h36m
-from common.denoiser import Denoiser, DenoiserConfig
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+from common.geometry.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, coco_to_h36m
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 
 TINY = dict(frames=9, channels=32, depth=1, heads=4, drop_path=0.0)
 

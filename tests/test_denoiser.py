@@ -1,7 +1,7 @@
 """Denoiser: conformance on both shapes, shape handling, fused vs explicit attention."""
 import torch
 
-from common.denoiser import Denoiser, DenoiserConfig, timestep_embedding
+from common.model.denoiser import Denoiser, DenoiserConfig, timestep_embedding
 from conftest import random_inputs, tiny_model
 
 TINY = DenoiserConfig(frames=5, channels=32, depth=2, heads=4, drop_path=0.0)

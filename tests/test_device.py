@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.denoiser import DenoiserConfig
-from common.device import fused_attention_for, prepare_model, to_device
+from common.model.denoiser import DenoiserConfig
+from common.model.device import fused_attention_for, prepare_model, to_device
 from conftest import random_inputs, sample_poses, tiny_model
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -81,7 +81,7 @@ def restore_numerics():
 
 
 def test_tf32_and_deterministic_flags_set_the_process_numerics(restore_numerics, monkeypatch):
-    from common.arguments import build_parser, resolve_device
+    from common.run.arguments import build_parser, resolve_device
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     resolve_device(build_parser("t").parse_args(["--device", "cpu"]))
@@ -93,7 +93,7 @@ def test_tf32_and_deterministic_flags_set_the_process_numerics(restore_numerics,
 
 
 def test_to_host_copies_several_tensors_in_one_transfer(monkeypatch):
-    from common.device import to_host
+    from common.model.device import to_host
 
     tensors = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2, 1, 2, dtype=torch.float64) / 3,
                "c": torch.zeros(0, 4)}
@@ -112,7 +112,7 @@ def test_the_automatic_chunk_size_on_a_gpu_ignores_the_free_memory(monkeypatch):
     moment (mem_get_info is never asked)."""
     from types import SimpleNamespace
 
-    from common import chunking
+    from common.inference import chunking
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: pytest.fail("asked for the free memory"))
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=80 * 2 ** 30))

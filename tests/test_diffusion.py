@@ -3,10 +3,10 @@ chunked denoiser calls and mixed precision change nothing or little."""
 import pytest
 import torch
 
-from common.denoiser import Denoiser, DenoiserConfig
-from common.chunking import auto_hypothesis_limit, hypothesis_chunks
-from common.diffusion import DDIMSampler, Diffusion, FlipTTA, ddim_time_pairs
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.inference.chunking import auto_hypothesis_limit, hypothesis_chunks
+from common.model.diffusion import DDIMSampler, Diffusion, FlipTTA, ddim_time_pairs
+from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 from conftest import random_inputs, sample_poses, tiny_model
 
 

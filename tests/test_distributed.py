@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from common.clips import ClipSampler
-from common.denoiser import Denoiser, DenoiserConfig
-from common.diffusion import Diffusion
-from common.distributed import DistInfo, cleanup, init_from_env, wrap
-from common.coco import input_layout
-from common.train import Trainer, TrainConfig
+from common.datasets.clips import ClipSampler
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.model.diffusion import Diffusion
+from common.run.distributed import DistInfo, cleanup, init_from_env, wrap
+from common.geometry.coco import input_layout
+from common.run.train import Trainer, TrainConfig
 from conftest import make_sequences
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_torchrun_drives_main_py(tmp_path):
 def test_the_collective_timeout_is_hours_and_set_by_the_environment(monkeypatch):
     from datetime import timedelta
 
-    from common.distributed import collective_timeout
+    from common.run.distributed import collective_timeout
 
     monkeypatch.delenv("D3DP_DIST_TIMEOUT", raising=False)
     assert collective_timeout() == timedelta(hours=6)           # far beyond NCCL's default 10 minutes

@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from common import distributed_eval as de
-from common import distributed_merge as dmerge
-from common import distributed_plan as dplan
-from common.checkpoint import atomic_save, make_checkpoint
-from common import collectors
-from common.collectors import collectors_for
+from common.evaluation import distributed as de
+from common.evaluation import merge as dmerge
+from common.evaluation import plan as dplan
+from common.model.checkpoint import atomic_save, make_checkpoint
+from common.evaluation import collectors
+from common.evaluation.collectors import collectors_for
 from common.datasets.mpi_inf_3dhp import ROOT_INDEX, TEST_NPZ, camera_pixels_of_test_sequence
-from common.diffusion import DDIMSampler, Diffusion
-from common.evaluate import EvalSettings
-from common.inference import InferenceCore
-from common.metrics import AGGREGATION_MODES
+from common.model.diffusion import DDIMSampler, Diffusion
+from common.evaluation.evaluate import EvalSettings
+from common.inference.core import InferenceCore
+from common.evaluation.metrics import AGGREGATION_MODES
 from conftest import evaluate, make_sequences, synthetic_as_h36m, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,7 +213,7 @@ def _torchrun(nproc: int, script, args, timeout=180):
 
 def _checkpoint(path: Path, frames=9) -> Path:
     """A tiny checkpoint (-f 9 -cs 16 -dep 1 --heads 2), every parameter randomised."""
-    from common.denoiser import Denoiser, DenoiserConfig
+    from common.model.denoiser import Denoiser, DenoiserConfig
 
     torch.manual_seed(0)
     model = Denoiser(DenoiserConfig(frames=frames, channels=16, depth=1, heads=2, drop_path=0.0))
@@ -282,7 +282,7 @@ def write_3dhp_test_file(folder: Path, lengths: dict) -> Path:
 @linux_only
 def test_main_3dhp_writes_the_same_mat_files_with_1_2_and_3_processes(tmp_path, one_thread):
     from common.cli import mpi_inf_3dhp
-    from common.mpi_inf_3dhp_eval import MAT_STEMS, read_3dhp_mat
+    from common.evaluation.mpi_inf_3dhp import MAT_STEMS, read_3dhp_mat
 
     write_3dhp_test_file(tmp_path / "data", {"TS1": 50, "TS3": 23, "TS5": 7, "TS6": 31})   # TS5 shorter than F
     ckpt = _checkpoint(tmp_path / "tiny.bin")
@@ -309,7 +309,7 @@ def test_main_3dhp_writes_the_same_mat_files_with_1_2_and_3_processes(tmp_path, 
 
 FAULT_DRIVER = """
 import atexit, os, signal, sys, time
-import common.evaluate as ev
+import common.evaluation.evaluate as ev
 from common.cli import {module} as cli
 
 original, calls = ev._view, []
@@ -369,8 +369,8 @@ def _spawned_rank(rank: int, port: int, out: str, fault: str) -> None:
     'data': rank 1 has other 2D input of the same lengths. Writes seconds and the error."""
     import signal
 
-    import common.evaluate as ev
-    from common.distributed import init_from_env
+    import common.evaluation.evaluate as ev
+    from common.run.distributed import init_from_env
 
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))

@@ -3,11 +3,11 @@ never needed. Tests that run it skip where OpenVINO is not installed."""
 import pytest
 import torch
 
-from common.denoiser import Denoiser, DenoiserConfig
-from common.diffusion import DDIMSampler, Diffusion, FlipTTA
-from common.device import AUTO_COMPILE_MIN_FLOPS, compile_wanted
-from common.engine import AUTO_COMPILE_SAMPLING_FLOPS, AUTO_MIN_FLOPS, choose_engine, for_sampling, openvino_available, openvino_runs_bf16
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.model.diffusion import DDIMSampler, Diffusion, FlipTTA
+from common.model.device import AUTO_COMPILE_MIN_FLOPS, compile_wanted
+from common.model.engine import AUTO_COMPILE_SAMPLING_FLOPS, AUTO_MIN_FLOPS, choose_engine, for_sampling, openvino_available, openvino_runs_bf16
+from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 
 OPENVINO = pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed (optional)")
 
@@ -22,13 +22,13 @@ def tiny_model():
 
 
 def test_auto_picks_openvino_only_for_long_cpu_work(monkeypatch):
-    monkeypatch.setattr("common.engine.openvino_available", lambda: True)
+    monkeypatch.setattr("common.model.engine.openvino_available", lambda: True)
     assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS) == "openvino"
     assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS / 2) == "eager"
     assert choose_engine("auto", "cpu", AUTO_MIN_FLOPS, compiled=True) == "eager"
     assert choose_engine("auto", "cuda", AUTO_MIN_FLOPS) == "eager"
     assert choose_engine("eager", "cpu", AUTO_MIN_FLOPS) == "eager"
-    monkeypatch.setattr("common.engine.openvino_available", lambda: False)
+    monkeypatch.setattr("common.model.engine.openvino_available", lambda: False)
     assert choose_engine("auto", "cpu", 1e30) == "eager"
     with pytest.raises(ValueError, match="pip install openvino"):
         choose_engine("openvino", "cpu")
@@ -71,25 +71,25 @@ def test_openvino_sampling_equals_pytorch_and_bf16_stays_close():
 
 
 def test_compile_auto_only_for_long_training(monkeypatch):
-    monkeypatch.setattr("common.device.compiler_available", lambda device: True)
+    monkeypatch.setattr("common.model.device.compiler_available", lambda device: True)
     assert compile_wanted("auto", "cpu", AUTO_COMPILE_MIN_FLOPS)
     assert not compile_wanted("auto", "cpu", AUTO_COMPILE_MIN_FLOPS / 10)
     assert compile_wanted("on", "cpu", 0) and not compile_wanted("off", "cpu", 1e30)
-    monkeypatch.setattr("common.device.compiler_available", lambda device: False)
+    monkeypatch.setattr("common.model.device.compiler_available", lambda device: False)
     assert not compile_wanted("auto", "cpu", 1e30)          # no compiler: eager, never a crash
 
 
 def test_auto_compiles_long_cpu_sampling_when_openvino_is_absent(monkeypatch):
-    monkeypatch.setattr("common.engine.openvino_available", lambda: False)
-    monkeypatch.setattr("common.engine.compiler_available", lambda device: True)
+    monkeypatch.setattr("common.model.engine.openvino_available", lambda: False)
+    monkeypatch.setattr("common.model.engine.compiler_available", lambda device: True)
     long = AUTO_COMPILE_SAMPLING_FLOPS
     assert choose_engine("auto", "cpu", long, compile_auto=True) == "compile"
     assert choose_engine("auto", "cpu", long / 2, compile_auto=True) == "eager"    # warm-up not repaid
     assert choose_engine("auto", "cpu", long) == "eager"                           # --compile off
     assert choose_engine("auto", "cuda", long, compile_auto=True) == "eager"
-    monkeypatch.setattr("common.engine.compiler_available", lambda device: False)
+    monkeypatch.setattr("common.model.engine.compiler_available", lambda device: False)
     assert choose_engine("auto", "cpu", long, compile_auto=True) == "eager"
-    monkeypatch.setattr("common.engine.compiler_available", lambda device: True)
+    monkeypatch.setattr("common.model.engine.compiler_available", lambda device: True)
     model, logged = tiny_model(), []
     compiled = for_sampling(model, "auto", "cpu", long, compile_auto=True, log=logged.append)
     assert compiled is not model and compiled._orig_mod is model and "torch.compile" in logged[0]

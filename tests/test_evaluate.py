@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from common.diffusion import DDIMSampler, Diffusion
-from common.collectors import Scores
-from common.evaluate import SequenceResult
-from common.sampling import group_noise
-from common.report import average_over, format_table, results_json, summarize
-from common.metrics import AGGREGATION_MODES, aggregation_joint_errors
+from common.model.diffusion import DDIMSampler, Diffusion
+from common.evaluation.collectors import Scores
+from common.evaluation.evaluate import SequenceResult
+from common.inference.sampling import group_noise
+from common.evaluation.report import average_over, format_table, results_json, summarize
+from common.evaluation.metrics import AGGREGATION_MODES, aggregation_joint_errors
 from conftest import evaluate, make_sequences
 
 F = 5

@@ -6,11 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from common.coco import coco_to_h36m
+from common.geometry.coco import coco_to_h36m
 from common.in_the_wild import exports
 from common.in_the_wild.result import VideoDetections, WildResult
 from common.in_the_wild.root_depth import default_intrinsics
-from common.skeleton import h36m_skeleton_17
+from common.geometry.skeleton import h36m_skeleton_17
 
 PARENTS = h36m_skeleton_17().parents
 W, H = 640, 360

@@ -16,18 +16,18 @@ import pytest
 import torch
 
 import common as d3dp
-from common.checkpoint import safe_load
-from common.clips import ClipSampler
-from common.coco import input_layout
-from common.denoiser import Denoiser, DenoiserConfig
-from common.device import AMP_DTYPES, prepare_model
-from common.diffusion import DDIMSampler, Diffusion, FlipTTA
-from common.evaluate import EvalSettings, evaluate_sequences
-from common.inference import InferenceCore
-from common.metrics import AGGREGATION_MODES
-from common.sampling import sample_windows
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
-from common.train import Trainer, TrainConfig
+from common.model.checkpoint import safe_load
+from common.datasets.clips import ClipSampler
+from common.geometry.coco import input_layout
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.model.device import AMP_DTYPES, prepare_model
+from common.model.diffusion import DDIMSampler, Diffusion, FlipTTA
+from common.evaluation.evaluate import EvalSettings, evaluate_sequences
+from common.inference.core import InferenceCore
+from common.evaluation.metrics import AGGREGATION_MODES
+from common.inference.sampling import sample_windows
+from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+from common.run.train import Trainer, TrainConfig
 from conftest import make_sequences, save_tiny_checkpoint, tiny_model
 from fake_cuda import fake_cuda, is_fake, on_cuda
 
@@ -38,7 +38,7 @@ SEED = 5
 
 
 def _trainer(device, out_dir, epochs=1, amp=None) -> Trainer:
-    """A tiny training run on device, set up as common.experiment sets one up (model moved to the
+    """A tiny training run on device, set up as common.run.experiment sets one up (model moved to the
     device, attention chosen for it); one short sequence: two batches of two clips."""
     torch.manual_seed(0)
     model = prepare_model(Denoiser(CFG).to(device), device)
@@ -121,7 +121,7 @@ def test_ddim_sampling_with_flip_and_chunks_stays_on_the_gpu():
 
 
 def test_sample_windows_draws_and_samples_on_the_gpu():
-    """common.sampling.sample_windows: numpy sequences cut into windows (a short one padded),
+    """common.inference.sampling.sample_windows: numpy sequences cut into windows (a short one padded),
     copied to the GPU, per-group noise from CUDA generators, flip TTA, two groups packed into
     each denoiser call (the flipped copies in the same call)."""
     frames, h, k = 9, 2, 2
@@ -249,7 +249,7 @@ def test_the_harness_fails_a_tensor_on_the_wrong_device(monkeypatch):
     with CUDA indices, a CPU generator for CUDA draws, a CPU generator's state set on a CUDA
     generator, .numpy() of a CUDA tensor, a GPU that is not there; and in the project's own
     code, DDIM timesteps made on the host (a forgotten device=)."""
-    import common.diffusion as diffusion
+    import common.model.diffusion as diffusion
 
     with fake_cuda():
         x = torch.randn(4, 3, device="cuda")

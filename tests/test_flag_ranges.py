@@ -2,7 +2,7 @@
 `error:` line with the valid range (exit code 2), never in a traceback later."""
 import pytest
 
-from common import arguments
+from common.run import arguments
 from common.cli import h36m, in_the_wild, mpi_inf_3dhp
 
 

@@ -116,7 +116,7 @@ def test_a_command_past_its_time_limit_is_stopped(tmp_path):
 
 
 def test_noise_drawn_on_cpu_replays_the_cpu_draws_and_is_undone():
-    from common import sampling
+    from common.inference import sampling
 
     original = sampling.group_noise
     expected = original(3, 2, (4, 9, 17, 3), 2, seed=1, device="cpu")

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from common.camera import project_to_2d, world_to_camera_np
+from common.geometry.camera import project_to_2d, world_to_camera_np
 from common.datasets.h36m import DatasetError, H36MDataset, deterministic_random, h36m_cameras, skeleton_32_to_17
 from common.datasets.synthetic import write_synthetic_h36m
-from common.skeleton import h36m_metadata
+from common.geometry.skeleton import h36m_metadata
 
 ACTIONS = ("Walking", "Walking 1", "WalkDog", "Sitting 1")
 N = 40

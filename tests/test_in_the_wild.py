@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.camera import image_coordinates, normalize_screen_coordinates, project_to_2d
-from common.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, coco_to_h36m, keypoints_for_model
+from common.geometry.camera import image_coordinates, normalize_screen_coordinates, project_to_2d
+from common.geometry.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT, coco_to_h36m, keypoints_for_model
 from common.in_the_wild.keypoints import fill_missing_joints, frame_number, read_keypoints
 from common.in_the_wild.root_depth import default_intrinsics, estimate_root_trajectory
 

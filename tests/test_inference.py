@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from common.coco import input_layout
-from common.config import RunConfig
-from common.diffusion import DDIMSampler, Diffusion
-from common.engine import OpenVINODenoiser, openvino_available
-from common.inference import InferenceCore, Sampling
+from common.geometry.coco import input_layout
+from common.run.config import RunConfig
+from common.model.diffusion import DDIMSampler, Diffusion
+from common.model.engine import OpenVINODenoiser, openvino_available
+from common.inference.core import InferenceCore, Sampling
 from conftest import tiny_model
 
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from common.checkpoint import safe_load
+from common.model.checkpoint import safe_load
 from common.cli import h36m as main_script
-from common.locks import LOCK_NAME, FolderInUse, run_lock
+from common.storage.locks import LOCK_NAME, FolderInUse, run_lock
 from conftest import synthetic_as_h36m
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-b", "8", "-s", "1", "--nolog", "-a", "Walking",
         "-k", "cpn_ft_h36m_dbb", "--device", "cpu"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-HOLD = "import sys, time; from common.locks import run_lock\nwith run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(600)"
+HOLD = "import sys, time; from common.storage.locks import run_lock\nwith run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(600)"
 
 
 @pytest.fixture(scope="module")

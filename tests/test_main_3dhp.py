@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from common.cli import mpi_inf_3dhp as main_3dhp
-from common.checkpoint import atomic_save, make_checkpoint
+from common.model.checkpoint import atomic_save, make_checkpoint
 from common.datasets.mpi_inf_3dhp import read_test_entries
-from common.denoiser import Denoiser, DenoiserConfig
-from common.mpi_inf_3dhp_eval import read_3dhp_mat
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.evaluation.mpi_inf_3dhp import read_3dhp_mat
 from conftest import MPI_INF_3DHP_TEST_DIR as TS_DIR, require_3dhp_sequence
 
 TINY = ["-f", "27", "-cs", "32", "-dep", "2", "--heads", "4", "--nolog", "-b", "4", "-s", "1", "--drop-path", "0"]

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from common.cli import draw as main_draw
-from common.checkpoint import atomic_save, make_checkpoint
+from common.model.checkpoint import atomic_save, make_checkpoint
 from common.datasets.synthetic import write_synthetic_h36m
-from common.denoiser import Denoiser, DenoiserConfig
-from common.render import mp4_available
-from common.video import VideoFrames, pyav_available
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.outputs.render import mp4_available
+from common.in_the_wild.video import VideoFrames, pyav_available
 
 FRAMES = 30
 

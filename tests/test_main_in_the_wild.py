@@ -8,16 +8,16 @@ import torch
 from torch import nn
 
 from common.cli import in_the_wild as wild_script
-from common.camera import image_coordinates, normalize_screen_coordinates, project_to_2d, world_to_camera_np
-from common.checkpoint import safe_load
-from common.coco import coco_to_h36m, input_layout
+from common.geometry.camera import image_coordinates, normalize_screen_coordinates, project_to_2d, world_to_camera_np
+from common.model.checkpoint import safe_load
+from common.geometry.coco import coco_to_h36m, input_layout
 from common.datasets.h36m import H36MDataset, h36m_cameras
 from common.datasets.synthetic import (STYLES, animate, coco_points, subject_bones, write_synthetic_coco,
                                        write_synthetic_h36m)
-from common.denoiser import DenoiserConfig
-from common.diffusion import DDIMSampler, Diffusion
-from common.inference import InferenceCore
-from common.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+from common.model.denoiser import DenoiserConfig
+from common.model.diffusion import DDIMSampler, Diffusion
+from common.inference.core import InferenceCore
+from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 from common.in_the_wild import lifting
 from common.in_the_wild.inputs import input_layout_of
 from common.in_the_wild.keypoints import read_keypoints

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from common.metrics import (AGGREGATION_MODES, aggregation_errors, aggregation_joint_errors, mpjpe,
+from common.evaluation.metrics import (AGGREGATION_MODES, aggregation_errors, aggregation_joint_errors, mpjpe,
                             mpjve, n_mpjpe, p_mpjpe, procrustes_align)
 
 
@@ -71,7 +71,7 @@ def test_j_best_is_never_worse_than_p_best_or_j_agg():
     hyps = gt[:, None, None] + 0.05 * torch.randn(b, k, h, f, j, 3, generator=g)
     traj = torch.tensor([0.0, 0.0, 5.0]) + 0.1 * torch.randn(b, f, 1, 3, generator=g)
     cam = torch.tensor([2.3, 2.3, 0.0, 0.0, -0.2, 0.24, 0.0, 0.0, 0.0])
-    from common.camera import project_to_2d
+    from common.geometry.camera import project_to_2d
     x2d = project_to_2d(gt + traj, cam) + 0.002 * torch.randn(b, f, j, 2, generator=g)
     for protocol2 in (False, True):
         e = aggregation_errors(hyps, gt, x2d, traj, cam, protocol2)

@@ -1,10 +1,10 @@
-"""A mode added to common.aggregation.MODES, and nowhere else, reaches every output: the printed
+"""A mode added to common.inference.aggregation.MODES, and nowhere else, reaches every output: the printed
 and JSON tables (both protocols), the MPI-INF-3DHP .mat files and their scores,
 --save-predictions, --viz-export, the in-the-wild .npz and the Python API's result. The mode
 here returns poses of its own (the per-coordinate median of the hypotheses), not a choice
 among them, so that path is covered too.
 
-The check edits a copy of the package (one file: aggregation.py) and runs the entry points on
+The check edits a copy of the package (one file: inference/aggregation.py) and runs the entry points on
 it in a child process, as a developer adding a mode would."""
 import json
 import shutil
@@ -39,9 +39,9 @@ from test_distributed_eval import write_3dhp_test_file
 from test_main_in_the_wild import alphapose_json
 
 from common.api import Lifter
-from common.checkpoint import atomic_save, make_checkpoint
+from common.model.checkpoint import atomic_save, make_checkpoint
 from common.cli import draw, h36m, in_the_wild, mpi_inf_3dhp
-from common.denoiser import Denoiser, DenoiserConfig
+from common.model.denoiser import Denoiser, DenoiserConfig
 
 out = Path(sys.argv[1])
 torch.manual_seed(0)
@@ -80,12 +80,12 @@ def outputs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("median_mode")
     package = tmp / "code" / "common"
     shutil.copytree(ROOT / "common", package, ignore=shutil.ignore_patterns("__pycache__"))
-    source = (package / "aggregation.py").read_text()
+    source = (package / "inference" / "aggregation.py").read_text()
     registry = 'MODES = {"J-Agg": choose_j_agg, "P-Agg": choose_p_agg, "P-Best": choose_p_best, "J-Best": choose_j_best}'
     assert registry in source
     source = source.replace("# The aggregation modes, in the order of every table.", MEDIAN_MODE.strip("\n") +
                             "\n\n\n# The aggregation modes, in the order of every table.")
-    (package / "aggregation.py").write_text(source.replace(registry, registry[:-1] + ', "Median": choose_median}'))
+    (package / "inference" / "aggregation.py").write_text(source.replace(registry, registry[:-1] + ', "Median": choose_median}'))
     (tmp / "run.py").write_text(SCRIPT)
     out = tmp / "out"
     out.mkdir()
@@ -107,7 +107,7 @@ def test_the_new_mode_reaches_the_tables_of_both_protocols(outputs):
 
 
 def test_the_new_mode_reaches_the_3dhp_mat_files_and_their_scores(outputs):
-    from common.mpi_inf_3dhp_eval import read_3dhp_mat
+    from common.evaluation.mpi_inf_3dhp import read_3dhp_mat
 
     out, printed = outputs
     pred = read_3dhp_mat(out / "3dhp_eval" / "inference_data_Median.mat")

@@ -11,12 +11,12 @@ import pytest
 import scipy.io
 import torch
 
-from common.camera import image_coordinates, project_to_2d
+from common.geometry.camera import image_coordinates, project_to_2d
 from common.datasets.base import DatasetError
 from common.datasets.mpi_inf_3dhp import (JOINTS_LEFT, JOINTS_RIGHT, ROOT_INDEX, TEST_NPZ, TRAIN_NPZ,
                                           load_3dhp_test, load_3dhp_train, mpi_inf_3dhp_metadata,
                                           mpi_inf_3dhp_skeleton, prepare_3dhp, read_test_annotations)
-from common.mpi_inf_3dhp_eval import (ACTIVITY_NAMES, export_3dhp_mat, load_3dhp_ground_truth, read_3dhp_mat,
+from common.evaluation.mpi_inf_3dhp import (ACTIVITY_NAMES, export_3dhp_mat, load_3dhp_ground_truth, read_3dhp_mat,
                                       score_prediction_files, score_predictions)
 from conftest import MPI_INF_3DHP_TEST_DIR, require_3dhp_sequence
 

@@ -1,4 +1,4 @@
-"""--save-predictions (common/predictions.py) and the uncertainty flags of main.py / main_3dhp.py:
+"""--save-predictions (common/outputs/predictions.py) and the uncertainty flags of main.py / main_3dhp.py:
 files that read back without pickles and match the kept poses, factors fitted after training
 and refitted with --calibrate, and tables and .mat files unchanged by all of it."""
 import json
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from common.checkpoint import atomic_save, make_checkpoint, safe_load
+from common.model.checkpoint import atomic_save, make_checkpoint, safe_load
 from common.cli import h36m as main_script
-from common.diffusion import DDIMSampler, Diffusion
-from common.mpi_inf_3dhp_eval import export_evaluation, read_3dhp_mat
-from common.predictions import load_predictions, save_predictions
-from common.uncertainty import Calibration
+from common.model.diffusion import DDIMSampler, Diffusion
+from common.evaluation.mpi_inf_3dhp import export_evaluation, read_3dhp_mat
+from common.outputs.predictions import load_predictions, save_predictions
+from common.uncertainty.factors import Calibration
 from conftest import evaluate, make_sequences, synthetic_as_h36m, tiny_model
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-b", "8", "-s", "1", "--nolog"]
@@ -156,7 +156,7 @@ def test_main_3dhp_saves_predictions_and_calibrates_on_the_real_ts5(tmp_path, ca
     (0-159) and the report's held-out numbers count the valid frames of the second half."""
     from common.cli import mpi_inf_3dhp as main_3dhp
     from common.datasets.mpi_inf_3dhp import read_test_entries
-    from common.denoiser import Denoiser, DenoiserConfig
+    from common.model.denoiser import Denoiser, DenoiserConfig
     from conftest import MPI_INF_3DHP_TEST_DIR, require_3dhp_sequence
 
     require_3dhp_sequence("TS5")

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from benchmarks.real_clip import MPI_TO_H36M, acceleration_mm, bone_cv, longest_run, reprojection_px
-from common.camera import image_coordinates, project_to_2d
+from common.geometry.camera import image_coordinates, project_to_2d
 from common.in_the_wild.root_depth import default_intrinsics
 
 

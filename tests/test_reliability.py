@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from common.checkpoint import (CheckpointError, atomic_save, load_denoiser, make_checkpoint,
+from common.model.checkpoint import (CheckpointError, atomic_save, load_denoiser, make_checkpoint,
                                remove_stale_temp_files, safe_load)
-from common.denoiser import Denoiser, DenoiserConfig
-from common.mpi_inf_3dhp_eval import export_3dhp_mat, read_3dhp_mat, score_predictions
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.evaluation.mpi_inf_3dhp import export_3dhp_mat, read_3dhp_mat, score_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ def test_3dhp_scorer_names_a_truncated_or_foreign_mat_file(tmp_path):
 
 
 def test_conformance_on_a_missing_folder_is_a_one_line_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "common.conformance", str(tmp_path / "absent")],
+    result = subprocess.run([sys.executable, "-m", "common.evaluation.conformance", str(tmp_path / "absent")],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error:") and "not a conformance folder" in result.stderr

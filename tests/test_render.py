@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import render
-from common.skeleton import h36m_skeleton_17
+from common.outputs import render
+from common.geometry.skeleton import h36m_skeleton_17
 
 STANDING = np.array([[0, 0, 0], [-.13, 0, 0], [-.14, .45, 0], [-.15, .9, .05], [.13, 0, 0],
                      [.14, .45, 0], [.15, .9, .05], [0, -.25, 0], [0, -.5, 0], [0, -.6, -.05],

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from common.cli import h36m as main_script
-from common import experiment
+from common.run import experiment
 from conftest import synthetic_as_h36m
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-b", "8", "-s", "1", "--nolog", "-a", "Walking",

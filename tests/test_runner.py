@@ -1,4 +1,4 @@
-"""The one runner of the entry scripts (common/runner.py) and the data-set registry
+"""The one runner of the entry scripts (common/run/runner.py) and the data-set registry
 (common/datasets/registry.py): a data set registered in a test is trained and evaluated by
 main.py -d <name> with nothing else changed, its evaluation overrides and after-evaluation
 hook take effect, and the uncertainty blocks take the joint names and label from the data set."""
@@ -6,19 +6,19 @@ import json
 
 import pytest
 
-from common.checkpoint import safe_load
+from common.model.checkpoint import safe_load
 from common.cli import draw as main_draw
 from common.cli import h36m as main_script
 from common.cli import in_the_wild as wild_script
-from common.coco import input_layout
-from common.config import RunConfig
+from common.geometry.coco import input_layout
+from common.run.config import RunConfig
 from common.datasets import registry
 from common.datasets.base import Dataset, Selection
 from common.datasets.h36m import H36MDataset
 from common.datasets.mpi_inf_3dhp import MPIINF3DHPDataset, mpi_inf_3dhp_metadata
 from common.datasets.synthetic import write_synthetic_h36m
-from common.runner import run_experiment, settle_resume
-from common.skeleton import h36m_skeleton_17
+from common.run.runner import run_experiment, settle_resume
+from common.geometry.skeleton import h36m_skeleton_17
 from conftest import make_sequences, save_tiny_checkpoint
 
 NAME = "tiny_registered"

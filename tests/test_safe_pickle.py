@@ -4,7 +4,7 @@ import pytest
 
 from common.datasets.h36m import DatasetError, H36MDataset
 from common.datasets.mpi_inf_3dhp import TRAIN_NPZ, read_train_entries
-from common.safe_pickle import UnsafePickleError, item, load_npz
+from common.storage.safe_pickle import UnsafePickleError, item, load_npz
 from common.in_the_wild.keypoints import read_keypoints
 from common.cli.h36m import main
 
@@ -76,7 +76,7 @@ def test_numpy1_module_names_are_allowed(tmp_path):
     """Files written under numpy 1 name numpy.core.multiarray._reconstruct."""
     import pickle
 
-    from common.safe_pickle import safe_loads
+    from common.storage.safe_pickle import safe_loads
 
     blob = pickle.dumps({"a": np.ones(3, np.float32)}, protocol=3).replace(b"numpy._core", b"numpy.core")
     np.testing.assert_array_equal(safe_loads(blob)["a"], np.ones(3, np.float32))

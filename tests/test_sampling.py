@@ -2,11 +2,11 @@
 evaluation and in-the-wild lifting sample through the same loop."""
 import numpy as np
 
-from common.diffusion import DDIMSampler, Diffusion
-from common.coco import input_layout
-from common.sampling import pack, sample_windows, window_groups
+from common.model.diffusion import DDIMSampler, Diffusion
+from common.geometry.coco import input_layout
+from common.inference.sampling import pack, sample_windows, window_groups
 from conftest import evaluate, make_sequences, tiny_model
-from common.inference import InferenceCore
+from common.inference.core import InferenceCore
 
 
 def test_window_groups_mark_every_frame_new_exactly_once():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.checkpoint import safe_load
+from common.model.checkpoint import safe_load
 from conftest import synthetic_as_h36m
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,18 +174,18 @@ def test_sigterm_under_torchrun_stops_every_rank_with_143_and_the_resumed_run_is
         assert torch.equal(value, got[key]), key
 
 
-# In-process checks of common.signals, each run in a fresh child process: a signal sent to a
+# In-process checks of common.run.signals, each run in a fresh child process: a signal sent to a
 # process that earlier tests filled with native thread pools (OpenVINO, torch) may land on one
 # of their threads (in the whole suite it once crashed the test process).
 CHECKPOINT_WRITE = """
 import os, signal, sys, time
 from pathlib import Path
 import torch
-from common import signals, train
-from common.checkpoint import safe_load
-from common.clips import ClipSampler
-from common.denoiser import Denoiser, DenoiserConfig
-from common.diffusion import Diffusion
+from common.run import signals, train
+from common.model.checkpoint import safe_load
+from common.datasets.clips import ClipSampler
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.model.diffusion import Diffusion
 from conftest import make_sequences
 
 out = Path(sys.argv[1])
@@ -218,7 +218,7 @@ print("ok")
 
 IGNORED_SIGINT = """
 import os, signal, time
-from common import signals
+from common.run import signals
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 with signals.handle_signals():
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
@@ -229,7 +229,7 @@ print("ok")
 
 SECOND_SIGNAL = """
 import os, signal, time
-from common import signals
+from common.run import signals
 unwound = []
 try:
     with signals.handle_signals():
@@ -248,8 +248,8 @@ print("ok")
 
 ENTRY_POINT_TEARDOWN = """
 import os, signal, sys, time
-from common import signals
-from common.experiment import entry_point
+from common.run import signals
+from common.run.experiment import entry_point
 
 def main():
     os.kill(os.getpid(), signal.SIGTERM)

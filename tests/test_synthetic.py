@@ -5,7 +5,7 @@ import pytest
 from common.datasets.h36m import H36MDataset, skeleton_32_to_17
 from common.datasets.synthetic import (DEFAULT_ACTIONS, METADATA, STYLES, SUBJECTS, ensure_synthetic,
                                        subject_bones, write_synthetic_h36m)
-from common.skeleton import h36m_metadata
+from common.geometry.skeleton import h36m_metadata
 
 SMALL = dict(frames_per_sequence=30, subjects=("S1", "S11"), actions=("Walking", "Sitting 1", "Greeting"))
 

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from common.checkpoint import atomic_save, load_denoiser
-from common.clips import ClipSampler
-from common.denoiser import Denoiser, DenoiserConfig
-from common.diffusion import Diffusion
-from common.coco import input_layout
-from common.report import mean_pose_baseline
-from common.train import Trainer, TrainConfig, make_optimizer
+from common.model.checkpoint import atomic_save, load_denoiser
+from common.datasets.clips import ClipSampler
+from common.model.denoiser import Denoiser, DenoiserConfig
+from common.model.diffusion import Diffusion
+from common.geometry.coco import input_layout
+from common.evaluation.report import mean_pose_baseline
+from common.run.train import Trainer, TrainConfig, make_optimizer
 from conftest import make_sequences, random_inputs, tiny_model
 
 CFG = DenoiserConfig(frames=5, channels=16, depth=2, heads=2, drop_path=0.3)
@@ -141,7 +141,7 @@ def test_the_saved_generator_device_and_gpu_rng_of_older_files_are_told_apart():
     """Files written before the device was recorded: the generator's device is told by its
     state's size; their CUDA RNG list held every visible GPU, and a run that sees fewer GPUs
     takes the entry of its own index when there is one (no crash)."""
-    from common.train import saved_device_rng, saved_generator_device
+    from common.run.train import saved_device_rng, saved_generator_device
 
     cpu_state = torch.Generator().get_state()
     assert saved_generator_device({"train_generator": cpu_state}) == "cpu"

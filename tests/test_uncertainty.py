@@ -1,4 +1,4 @@
-"""Per-joint uncertainty (common/uncertainty.py, common/calibration.py): the spread, the
+"""Per-joint uncertainty (common/uncertainty/factors.py, common/uncertainty/calibration.py): the spread, the
 split-conformal factors and their coverage where the truth is known, the rank correlation,
 the calibration split, the factors in checkpoints, and the report's calibration block."""
 import dataclasses
@@ -9,12 +9,12 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from common import uncertainty as unc
-from common import uncertainty_frames as unc_frames
-from common import uncertainty_report as unc_report
-from common.checkpoint import atomic_save, make_checkpoint, safe_load
-from common.diffusion import DDIMSampler, Diffusion
-from common.report import Report
+from common.uncertainty import factors as unc
+from common.uncertainty import frames as unc_frames
+from common.uncertainty import report as unc_report
+from common.model.checkpoint import atomic_save, make_checkpoint, safe_load
+from common.model.diffusion import DDIMSampler, Diffusion
+from common.evaluation.report import Report
 from conftest import evaluate, make_sequences, tiny_model
 
 
@@ -186,14 +186,14 @@ def test_a_single_hypothesis_has_no_spread():
     r = evaluate(tiny_model(), DDIMSampler(Diffusion(), 1), make_sequences(1), hypotheses=1, group=2, progress=False,
                  keep={"frames"})[0]
     assert np.isnan(r.frames.spread).all()
-    from common.calibration import check_hypotheses
+    from common.uncertainty.calibration import check_hypotheses
     with pytest.raises(unc.UncertaintyError, match="-num_proposals 2 or more"):
         check_hypotheses(1)
 
 
 def test_in_the_wild_result_carries_the_calibrated_radius_and_draws_it(tmp_path):
     from common.cli import in_the_wild as wild_script
-    from common.denoiser import Denoiser, DenoiserConfig
+    from common.model.denoiser import Denoiser, DenoiserConfig
     from test_main_in_the_wild import H, W, walking_clip
 
     torch.manual_seed(0)
@@ -216,8 +216,8 @@ def test_in_the_wild_result_carries_the_calibrated_radius_and_draws_it(tmp_path)
 
 
 def test_drawings_colour_the_joints_by_their_radius_and_check_its_shape(tmp_path):
-    from common.render import plot_hypotheses_frame, render_animation
-    from common.skeleton import h36m_skeleton_17
+    from common.outputs.render import plot_hypotheses_frame, render_animation
+    from common.geometry.skeleton import h36m_skeleton_17
 
     rng = np.random.default_rng(0)
     hyps = rng.normal(scale=0.2, size=(4, 5, 17, 3)).astype(np.float32)

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from common.camera import project_to_2d
+from common.geometry.camera import project_to_2d
 from common.in_the_wild.root_depth import (TRAINING_FOCAL, default_intrinsics, estimate_root_trajectory,
                                            to_virtual_camera, training_focal)
 
@@ -29,13 +29,13 @@ def test_lifting_uses_the_virtual_camera_by_default_and_no_virtual_camera_turns_
     same as lift_keypoints with virtual_focal=TRAINING_FOCAL); --no-virtual-camera and
     virtual_camera=False lift it as it is; a 3DHP model is never rescaled."""
     import common as d3dp
-    from common.checkpoint import load_denoiser
+    from common.model.checkpoint import load_denoiser
     from common.cli import in_the_wild as wild_script
-    from common.coco import input_layout
-    from common.diffusion import DDIMSampler, Diffusion
+    from common.geometry.coco import input_layout
+    from common.model.diffusion import DDIMSampler, Diffusion
     from common.in_the_wild import lifting
     from common.in_the_wild.keypoints import keypoints_from_array
-    from common.inference import InferenceCore
+    from common.inference.core import InferenceCore
     from conftest import save_tiny_checkpoint
 
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.bin", "coco")
@@ -68,7 +68,7 @@ def test_lifting_uses_the_virtual_camera_by_default_and_no_virtual_camera_turns_
 
 
 def test_training_records_the_focal_its_cameras_share():
-    from common.camera import shared_focal
+    from common.geometry.camera import shared_focal
     from common.datasets.h36m import h36m_cameras
 
     assert abs(shared_focal(c["intrinsics"] for c in h36m_cameras("S1")) - TRAINING_FOCAL) < 0.01

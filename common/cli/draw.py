@@ -13,10 +13,10 @@ where <out> is --viz-output (default plot/<dataset>/<subject>_<action>_cam<k>).
 from __future__ import annotations
 
 
-from ..arguments import build_draw_parser, resolve_device
-from ..config import RunConfig
-from ..draw import DrawView, draw_sequence
-from ..experiment import entry_point
+from ..run.arguments import build_draw_parser, resolve_device
+from ..run.config import RunConfig
+from ..outputs.draw import DrawView, draw_sequence
+from ..run.experiment import entry_point
 
 
 def run(argv=None) -> int:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import sys
 
-from ..arguments import build_parser, resolve_device
-from ..checkpoint import safe_load
-from ..config import RunConfig
+from ..run.arguments import build_parser, resolve_device
+from ..model.checkpoint import safe_load
+from ..run.config import RunConfig
 from ..datasets.synthetic import ensure_synthetic
-from ..experiment import entry_point, run_evaluation
-from ..report import mean_pose_baseline
-from ..runner import Outcome, run_experiment
+from ..run.experiment import entry_point, run_evaluation
+from ..evaluation.report import mean_pose_baseline
+from ..run.runner import Outcome, run_experiment
 
 # The demo: a small model on the built-in synthetic set, sized for a few minutes on 2 CPU cores.
 # -b 8 -s 1: 8 clips per training batch (b // s) and 8 clips per P-Best group in evaluation.

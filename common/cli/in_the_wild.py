@@ -21,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..arguments import add_viz_arguments, build_parser, number, positive_float, positive_int, resolve_device
-from ..config import RunConfig
+from ..run.arguments import add_viz_arguments, build_parser, number, positive_float, positive_int, resolve_device
+from ..run.config import RunConfig
 from ..api import Lifter
-from ..experiment import entry_point, show_progress
-from ..outputs import check_writable_file
-from ..runner import run_experiment
-from ..video import probe_video
+from ..run.experiment import entry_point, show_progress
+from ..storage.files import check_writable_file
+from ..run.runner import run_experiment
+from ..in_the_wild.video import probe_video
 from ..in_the_wild import display, exports, inputs
 from ..in_the_wild.detectors import DETECTORS, make_detector
 from ..in_the_wild.keypoints import read_keypoints

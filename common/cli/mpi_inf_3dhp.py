@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..arguments import build_parser, resolve_device
-from ..config import RunConfig
+from ..run.arguments import build_parser, resolve_device
+from ..run.config import RunConfig
 from ..datasets.mpi_inf_3dhp import prepare_3dhp
-from ..experiment import entry_point
-from ..runner import run_experiment
+from ..run.experiment import entry_point
+from ..run.runner import run_experiment
 
 AUTHORS_PBEST_GROUP = 2  # the authors' 3DHP evaluation takes the clips of a sequence 2 at a time
 

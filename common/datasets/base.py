@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..skeleton import Layout  # noqa: F401  (the data sets' joint layout; it lives with the skeletons)
+from ..geometry.skeleton import Layout  # noqa: F401  (the data sets' joint layout; it lives with the skeletons)
 
 
 class DatasetError(ValueError):
@@ -17,7 +17,7 @@ class DatasetError(ValueError):
 class Sequence:
     """One camera view of one recorded sequence.
 
-    pose_2d: (N, J, 2) float32, normalised screen units (see common.camera).
+    pose_2d: (N, J, 2) float32, normalised screen units (see common.geometry.camera).
     pose_3d: (N, J, 3) float32, metres, camera space, root-relative (root joint = 0);
              None when there is no 3D ground truth (in-the-wild input).
     traj:    (N, 1, 3) float32, metres, camera space: the root joint's absolute position

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..camera import normalize_screen_coordinates, normalized_intrinsics, world_to_camera_np
-from ..coco import coco_to_h36m
+from ..geometry.camera import normalize_screen_coordinates, normalized_intrinsics, world_to_camera_np
+from ..geometry.coco import coco_to_h36m
 from .base import Dataset, DatasetError, Layout, Selection, Sequence
-from ..safe_pickle import UnsafePickleError, item, load_npz
-from ..skeleton import Skeleton, h36m_metadata, h36m_skeleton_17, h36m_skeleton_32
+from ..storage.safe_pickle import UnsafePickleError, item, load_npz
+from ..geometry.skeleton import Skeleton, h36m_metadata, h36m_skeleton_17, h36m_skeleton_32
 
 NUM_CAMERAS = 4
 HOW_TO_GET = ("Human3.6M files go in data/ (see data/README.md): obtain Human3.6M from its authors and "

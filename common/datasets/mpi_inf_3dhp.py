@@ -22,12 +22,12 @@ import h5py
 import numpy as np
 import scipy.io
 
-from ..camera import normalize_screen_coordinates, normalized_intrinsics
+from ..geometry.camera import normalize_screen_coordinates, normalized_intrinsics
 from .base import Dataset, DatasetError, Layout, Selection, Sequence
-from ..safe_pickle import UnsafePickleError, item, load_npz
-from ..skeleton import Skeleton
+from ..storage.safe_pickle import UnsafePickleError, item, load_npz
+from ..geometry.skeleton import Skeleton
 
-METADATA_PATH = Path(__file__).resolve().parents[1] / "data" / "mpi_inf_3dhp.json"
+METADATA_PATH = Path(__file__).resolve().parents[1] / "constants" / "mpi_inf_3dhp.json"
 TRAIN_NPZ = "data_train_3dhp_ori.npz"
 TEST_NPZ = "data_test_3dhp_ori.npz"
 TEST_SET_FOLDER = "mpi_inf_3dhp_test_set"
@@ -36,7 +36,7 @@ NUM_JOINTS = 17
 
 @lru_cache(maxsize=1)
 def mpi_inf_3dhp_metadata() -> dict:
-    """The project's copy of the MPI-INF-3DHP constants (common/data/mpi_inf_3dhp.json)."""
+    """The project's copy of the MPI-INF-3DHP constants (common/constants/mpi_inf_3dhp.json)."""
     with open(METADATA_PATH) as f:
         return json.load(f)
 

@@ -1,4 +1,4 @@
-"""The data sets the entry scripts know by name (common.runner runs them).
+"""The data sets the entry scripts know by name (common.run.runner runs them).
 
 A registration says how to build a data set from a run's configuration and its command line's
 parsed flags, which of its sequences the flags select, and what its evaluation does besides
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..config import RunConfig, split_list
-from ..mpi_inf_3dhp_eval import export_evaluation, format_summary, score_prediction_files
+from ..run.config import RunConfig, split_list
+from ..evaluation.mpi_inf_3dhp import export_evaluation, format_summary, score_prediction_files
 from .base import Dataset, Selection
 from .h36m import H36MDataset
 from .mpi_inf_3dhp import TEST_NPZ, MPIINF3DHPDataset

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..coco import coco_skeleton
-from ..skeleton import h36m_skeleton_17
-from ..video import VideoFrames
+from ..geometry.coco import coco_skeleton
+from ..geometry.skeleton import h36m_skeleton_17
+from .video import VideoFrames
 from .result import WildResult
 
 
@@ -34,7 +34,7 @@ def render_result(result: WildResult, out_path, video=None, fps: float | None = 
     every decoded frame is drawn, those without a lifted pose with the frame alone; for a
     keypoint file, the frames from its first frame number on. H.264 MP4 with PyAV (or ffmpeg),
     else GIF; fps: the video's unless given."""
-    from ..render import render_animation      # heavy: matplotlib, loaded only when drawing
+    from ..outputs.render import render_animation      # heavy: matplotlib, loaded only when drawing
 
     keypoints, shown, hyps, radii = result.keypoints_2d, result.shown, result.hypotheses[:, -1], result.uncertainty
     background = None

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..aggregation import mode_key
-from ..coco import coco_to_h36m
-from ..outputs import atomic_files, check_writable_file
-from ..skeleton import h36m_metadata, h36m_skeleton_17
+from ..inference.aggregation import mode_key
+from ..geometry.coco import coco_to_h36m
+from ..storage.files import atomic_files, check_writable_file
+from ..geometry.skeleton import h36m_metadata, h36m_skeleton_17
 
 
 def write_npz(result, path: Path) -> None:

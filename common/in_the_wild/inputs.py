@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..coco import LAYOUTS
-from ..video import probe_video
+from ..geometry.coco import LAYOUTS
+from .video import probe_video
 from .keypoints import Keypoints2D
 from .result import WildResult
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..coco import COCO_NAMES
-from ..safe_pickle import item, load_npz
+from ..geometry.coco import COCO_NAMES
+from ..storage.safe_pickle import item, load_npz
 
 NUM_JOINTS = 17
 NPZ_KEYS = ("keypoints", "reconstruction", "positions_2d")

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import aggregation as agg
-from ..camera import normalize_screen_coordinates
-from ..coco import coco_to_h36m, keypoints_for_model
-from ..inference import InferenceCore
-from ..uncertainty import DEFAULT_COVERAGE, hypothesis_spread, radius
-from ..video import VideoFrames, probe_video
+from ..inference import aggregation as agg
+from ..geometry.camera import normalize_screen_coordinates
+from ..geometry.coco import coco_to_h36m, keypoints_for_model
+from ..inference.core import InferenceCore
+from ..uncertainty.factors import DEFAULT_COVERAGE, hypothesis_spread, radius
+from .video import VideoFrames, probe_video
 from .detectors import Detector, make_detector
 from .inputs import check_frame_size
 from .keypoints import Keypoints2D, keypoints_from_detections
@@ -46,7 +46,7 @@ from .root_depth import default_intrinsics, estimate_root_trajectory, to_virtual
 
 def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray, cam: np.ndarray,
                                    confidence: np.ndarray | None = None, chunk: int = 1024):
-    """Every aggregation mode that needs no ground truth (common.aggregation.LIFTING_MODES:
+    """Every aggregation mode that needs no ground truth (common.inference.aggregation.LIFTING_MODES:
     JPMA and the others), where neither the root trajectory nor the 3D pose is known.
 
     hypotheses (N, K, H, J, 3) root-relative metres; target_2d (N, J, 2) normalised, in the
@@ -88,7 +88,7 @@ class LiftOptions:
     the 2D as a camera of that normalised focal length would see it (e.g. TRAINING_FOCAL, the
     training cameras'; to_virtual_camera), so that a person filmed with another lens appears at
     the sizes the model was trained on (None: the 2D as it is); calibration: the checkpoint's
-    uncertainty factors (common.uncertainty.Calibration), None for the raw spread."""
+    uncertainty factors (common.uncertainty.factors.Calibration), None for the raw spread."""
 
     focal: float | None = None
     virtual_focal: float | None = None

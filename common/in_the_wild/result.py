@@ -57,7 +57,7 @@ class WildResult:
 
     hypotheses: np.ndarray    # (N, K, H, 17, 3) every iteration's hypotheses
     poses: dict               # mode -> (N, 17, 3): the last iteration's pose by every aggregation mode that
-                              # needs no ground truth (common.aggregation.LIFTING_MODES: J-Agg, P-Agg, ...)
+                              # needs no ground truth (common.inference.aggregation.LIFTING_MODES: J-Agg, P-Agg, ...)
     trajectory: np.ndarray    # (N, 3) estimated root position, metres, camera space
     keypoints_2d: np.ndarray  # (N, 17, 2) the 2D as given, pixels, in keypoints_layout
     confidence: np.ndarray    # (N, 17) detector confidence (0 where filled in)
@@ -70,7 +70,7 @@ class WildResult:
     source: Keypoints2D | None = None        # the followed person's 2D (warnings, interpolation counts)
     video: VideoDetections | None = None     # lift_video: the detector's output for every decoded frame
     timings: dict = field(default_factory=dict)   # seconds: decode, detect, lift (and write, render)
-    uncertainty: np.ndarray | None = None  # (N, 17) mm: radius around each J-Agg joint (common.uncertainty)
+    uncertainty: np.ndarray | None = None  # (N, 17) mm: radius around each J-Agg joint (common.uncertainty.factors)
     uncertainty_calibrated: bool = False   # radius for `coverage` from fitted factors, else the raw spread
     coverage: float = 0.9
     pose_mode: str = "J-Agg"  # the mode whose pose the .json, .csv, .bvh and the animation show

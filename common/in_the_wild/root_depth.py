@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..camera import normalized_intrinsics
+from ..geometry.camera import normalized_intrinsics
 
 
 # The guessed focal length, in units of the larger image side: 0.9 is a field of view of

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...camera import image_coordinates, project_to_2d, world_to_camera_np
-from ...coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT
-from ...datasets.h36m import h36m_cameras
-from ...skeleton import H36M_FPS as FPS, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_metadata
+from ...geometry.camera import image_coordinates, project_to_2d, world_to_camera_np
+from ...geometry.coco import COCO_JOINTS_LEFT, COCO_JOINTS_RIGHT
+from ..h36m import h36m_cameras
+from ...geometry.skeleton import H36M_FPS as FPS, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_metadata
 
 from .coco_face import coco_points
 from .motion import check_actions, sequence_motion, subject_bones

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...skeleton import H36M_FPS as FPS, h36m_metadata
+from ...geometry.skeleton import H36M_FPS as FPS, h36m_metadata
 
 # Arm poses, degrees: (flexion forward, abduction sideways, twist about the upper arm,
 # elbow flexion, elbow oscillation amplitude). Written for the left arm; the right one
