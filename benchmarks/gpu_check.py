@@ -10,7 +10,7 @@ the order they are judged. On a machine with at least 8 cores (GPU machines) the
 CPU work and the longest step, starts at the beginning and runs alongside the steps before it;
 it ends before the benchmarks, which run alone. With fewer cores each step runs alone:
 
-conformance-fp32    `python -m common.evaluation.conformance --device DEV` on the authors' vectors
+conformance-fp32    `python -m common.run.conformance --device DEV` on the authors' vectors
 conformance-bf16    (tests/fixtures/d3dp_reference_A), plain and with --amp bf16 / fp16. fp32
 conformance-fp16    passes when the command does (its own tolerances). With --amp the command
                     itself exits 1: its 0.1 mm tolerance is far below bf16/fp16 rounding (on the CPU
@@ -313,7 +313,7 @@ def judge_conformance(checks: dict, amp: str | None, rc: int) -> tuple[bool, str
 
 def conformance_step(amp: str | None) -> Callable:
     def step(ctx: Context, log) -> Outcome:
-        cmd = [sys.executable, "-m", "common.evaluation.conformance", "--device", ctx.device] + (["--amp", amp] if amp else [])
+        cmd = [sys.executable, "-m", "common.run.conformance", "--device", ctx.device] + (["--amp", amp] if amp else [])
         rc, text = run_command(cmd, log, timeout=ctx.limit(180))
         checks = conformance_checks(text)
         ok, numbers = judge_conformance(checks, amp, rc)

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 
-from common.uncertainty.calibration import stored_calibration
+from common.run.calibration import stored_calibration
 from common.model.checkpoint import load_denoiser
 from common.datasets.base import Sequence
 from common.datasets.mpi_inf_3dhp import load_3dhp_test

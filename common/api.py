@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .uncertainty.calibration import stored_calibration
+from .run.calibration import stored_calibration
 from .run.config import RunConfig
 from .datasets.base import Dataset, Sequence
 from .geometry.skeleton import Layout

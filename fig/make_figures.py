@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from common.run.arguments import build_draw_parser, resolve_device
     from common.run.config import RunConfig
     from common.datasets.synthetic import ensure_synthetic
-    from common.outputs.draw import DrawPaths, DrawView, draw_sequence
+    from common.run.draw import DrawPaths, DrawView, draw_sequence
 
     ensure_synthetic(args.data_dir)
     out = Path(args.out)
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
 def reliability_figure(checkpoint, data_dir, path) -> int:
     """Evaluate the demo model (H=5, K=5) on the synthetic test recordings its uncertainty
     factors were not fitted on, and plot how its radius holds there."""
-    from common.uncertainty.calibration import stored_calibration
+    from common.run.calibration import stored_calibration
     from common.model.checkpoint import load_denoiser
     from common.datasets.h36m import H36MDataset
     from common.model.diffusion import DDIMSampler, Diffusion

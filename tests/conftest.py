@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.evaluation.conformance import DEFAULT_FOLDER as FIXTURE_A
+from common.run.conformance import DEFAULT_FOLDER as FIXTURE_A
 
 # The official MPI-INF-3DHP test set (a folder with TS*/annot_data.mat): D3DP_3DHP_TEST_DIR, or
 # data/mpi_inf_3dhp_test_set in the repository. Tests that need it skip, saying so, when it is absent.

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.evaluation.conformance import run_conformance
+from common.run.conformance import run_conformance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,9 +35,9 @@ def test_command_exits_nonzero_on_a_deviating_folder(fixture_a, tmp_path):
     arrays = {k: v.numpy() for k, v in vectors.items()}
     arrays["err_j_agg"] = arrays["err_j_agg"] + 1e-3   # a wrong reference value
     np.savez(tmp_path / "vectors.npz", **arrays)
-    ok = subprocess.run([sys.executable, "-m", "common.evaluation.conformance"], cwd=ROOT,   # default: the carried set A
+    ok = subprocess.run([sys.executable, "-m", "common.run.conformance"], cwd=ROOT,   # default: the carried set A
                         capture_output=True, text=True)
-    bad = subprocess.run([sys.executable, "-m", "common.evaluation.conformance", str(tmp_path)], cwd=ROOT,
+    bad = subprocess.run([sys.executable, "-m", "common.run.conformance", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True)
     assert ok.returncode == 0 and "d3dp_reference_A" in ok.stdout and "all 19 quantities" in ok.stdout, ok.stdout + ok.stderr
     assert bad.returncode == 1 and "FAILED: err_j_agg" in bad.stdout

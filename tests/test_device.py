@@ -112,7 +112,7 @@ def test_the_automatic_chunk_size_on_a_gpu_ignores_the_free_memory(monkeypatch):
     moment (mem_get_info is never asked)."""
     from types import SimpleNamespace
 
-    from common.inference import chunking
+    from common.model import chunking
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: pytest.fail("asked for the free memory"))
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=80 * 2 ** 30))

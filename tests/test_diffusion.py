@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from common.model.denoiser import Denoiser, DenoiserConfig
-from common.inference.chunking import auto_hypothesis_limit, hypothesis_chunks
+from common.model.chunking import auto_hypothesis_limit, hypothesis_chunks
 from common.model.diffusion import DDIMSampler, Diffusion, FlipTTA, ddim_time_pairs
 from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
 from conftest import random_inputs, sample_poses, tiny_model

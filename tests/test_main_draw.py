@@ -13,7 +13,7 @@ from common.model.checkpoint import atomic_save, make_checkpoint
 from common.datasets.synthetic import write_synthetic_h36m
 from common.model.denoiser import Denoiser, DenoiserConfig
 from common.outputs.render import mp4_available
-from common.in_the_wild.video import VideoFrames, pyav_available
+from common.storage.video import VideoFrames, pyav_available
 
 FRAMES = 30
 

@@ -122,7 +122,7 @@ def test_3dhp_scorer_names_a_truncated_or_foreign_mat_file(tmp_path):
 
 
 def test_conformance_on_a_missing_folder_is_a_one_line_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "common.evaluation.conformance", str(tmp_path / "absent")],
+    result = subprocess.run([sys.executable, "-m", "common.run.conformance", str(tmp_path / "absent")],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error:") and "not a conformance folder" in result.stderr

@@ -1,5 +1,5 @@
 """The one runner of the entry scripts (common/run/runner.py) and the data-set registry
-(common/datasets/registry.py): a data set registered in a test is trained and evaluated by
+(common/run/registry.py): a data set registered in a test is trained and evaluated by
 main.py -d <name> with nothing else changed, its evaluation overrides and after-evaluation
 hook take effect, and the uncertainty blocks take the joint names and label from the data set."""
 import json
@@ -12,7 +12,7 @@ from common.cli import h36m as main_script
 from common.cli import in_the_wild as wild_script
 from common.geometry.coco import input_layout
 from common.run.config import RunConfig
-from common.datasets import registry
+from common.run import registry
 from common.datasets.base import Dataset, Selection
 from common.datasets.h36m import H36MDataset
 from common.datasets.mpi_inf_3dhp import MPIINF3DHPDataset, mpi_inf_3dhp_metadata

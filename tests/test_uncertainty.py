@@ -1,4 +1,4 @@
-"""Per-joint uncertainty (common/uncertainty/factors.py, common/uncertainty/calibration.py): the spread, the
+"""Per-joint uncertainty (common/uncertainty/factors.py, common/run/calibration.py): the spread, the
 split-conformal factors and their coverage where the truth is known, the rank correlation,
 the calibration split, the factors in checkpoints, and the report's calibration block."""
 import dataclasses
@@ -186,7 +186,7 @@ def test_a_single_hypothesis_has_no_spread():
     r = evaluate(tiny_model(), DDIMSampler(Diffusion(), 1), make_sequences(1), hypotheses=1, group=2, progress=False,
                  keep={"frames"})[0]
     assert np.isnan(r.frames.spread).all()
-    from common.uncertainty.calibration import check_hypotheses
+    from common.run.calibration import check_hypotheses
     with pytest.raises(unc.UncertaintyError, match="-num_proposals 2 or more"):
         check_hypotheses(1)
 

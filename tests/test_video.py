@@ -1,4 +1,4 @@
-"""From a video file to 3D: decoding (common/in_the_wild/video.py), detectors (in_the_wild/detectors.py),
+"""From a video file to 3D: decoding (common/storage/video.py), detectors (in_the_wild/detectors.py),
 following one person (as for keypoint files), lift_video and main_in_the_wild.py --video, bad
 input, and the whole pipeline with MediaPipe on the real clip in tests/fixtures/video/."""
 import contextlib
@@ -20,7 +20,7 @@ from common.in_the_wild import detectors, lifting
 from common.in_the_wild.detectors import BLAZEPOSE_NAMES, BLAZEPOSE_TO_COCO, Detector, MediaPipeDetector
 from common.in_the_wild.root_depth import TRAINING_FOCAL
 from common.inference.core import InferenceCore
-from common.in_the_wild.video import VideoError, VideoFrames, probe_video, pyav_available, write_mp4
+from common.storage.video import VideoError, VideoFrames, probe_video, pyav_available, write_mp4
 from conftest import save_tiny_checkpoint
 
 CLIP = Path(__file__).parent / "fixtures" / "video" / "sports2d.mp4"
@@ -158,7 +158,7 @@ def test_not_a_video_is_one_clear_error(tmp_path):
 
 
 def test_without_pyav_or_ffmpeg_reading_a_video_says_what_to_install(tmp_path, monkeypatch):
-    import common.in_the_wild.video as video
+    import common.storage.video as video
 
     monkeypatch.setattr(video, "pyav_available", lambda: False)
     monkeypatch.setattr(video.shutil, "which", lambda name: None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..run.arguments import build_draw_parser, resolve_device
 from ..run.config import RunConfig
-from ..outputs.draw import DrawView, draw_sequence
+from ..run.draw import DrawView, draw_sequence
 from ..run.experiment import entry_point
 
 

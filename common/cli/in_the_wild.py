@@ -27,7 +27,7 @@ from ..api import Lifter
 from ..run.experiment import entry_point, show_progress
 from ..storage.files import check_writable_file
 from ..run.runner import run_experiment
-from ..in_the_wild.video import probe_video
+from ..storage.video import probe_video
 from ..in_the_wild import display, exports, inputs
 from ..in_the_wild.detectors import DETECTORS, make_detector
 from ..in_the_wild.keypoints import read_keypoints

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..geometry.coco import coco_skeleton
 from ..geometry.skeleton import h36m_skeleton_17
-from .video import VideoFrames
+from ..storage.video import VideoFrames
 from .result import WildResult
 
 

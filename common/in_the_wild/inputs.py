@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..geometry.coco import LAYOUTS
-from .video import probe_video
+from ..storage.video import probe_video
 from .keypoints import Keypoints2D
 from .result import WildResult
 

@@ -34,7 +34,7 @@ from ..geometry.camera import normalize_screen_coordinates
 from ..geometry.coco import coco_to_h36m, keypoints_for_model
 from ..inference.core import InferenceCore
 from ..uncertainty.factors import DEFAULT_COVERAGE, hypothesis_spread, radius
-from .video import VideoFrames, probe_video
+from ..storage.video import VideoFrames, probe_video
 from .detectors import Detector, make_detector
 from .inputs import check_frame_size
 from .keypoints import Keypoints2D, keypoints_from_detections

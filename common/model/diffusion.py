@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ..inference.chunking import map_in_chunks, resolve_limit
+from .chunking import map_in_chunks, resolve_limit
 from .device import autocast
 from ..geometry.skeleton import flip_pose
 
@@ -24,9 +24,9 @@ def cosine_beta_schedule(timesteps: int, s: float = 0.008) -> torch.Tensor:
     return torch.clip(betas, 0, 0.999)
 
 
-def ddim_time_pairs(timesteps: int, steps: int) -> list[tuple[int, int]]:
-    """(t, t_next) pairs of a K-step DDIM run, e.g. K=5, T=1000: (999, 799) ... (199, -1)."""
-    times = torch.linspace(-1, timesteps - 1, steps=steps + 1)
+def ddim_time_pairs(timesteps: int, iterations: int) -> list[tuple[int, int]]:
+    """(t, t_next) pairs of a DDIM run of K iterations, e.g. K=5, T=1000: (999, 799) ... (199, -1)."""
+    times = torch.linspace(-1, timesteps - 1, steps=iterations + 1)
     times = list(reversed(times.int().tolist()))
     return list(zip(times[:-1], times[1:]))
 
@@ -123,7 +123,7 @@ class DDIMSampler:
     moves x_t to x_t' with the DDIM update. Compute options, none of which changes the result
     beyond float rounding: max_batch_hypotheses, clip-hypotheses per denoiser call (the
     flipped copies of batched flip TTA count too; None: everything in one call, 0: a limit
-    for the device, see common.inference.chunking); amp_dtype, the denoiser under torch.autocast with
+    for the device, see common.model.chunking); amp_dtype, the denoiser under torch.autocast with
     this dtype (torch.bfloat16 / torch.float16), the update rule staying in float32.
     """
 
@@ -159,7 +159,7 @@ class DDIMSampler:
     def predict_x0(self, model, x2d: torch.Tensor, x: torch.Tensor, t: int, flip: FlipTTA | None = None) -> torch.Tensor:
         """Clean poses from noisy poses x (B, H, F, J, 3) at timestep t: clamp, divide by the
         scale, run the network (averaged with the mirrored run under `flip`), multiply by the
-        scale, clamp. The network calls are split by common.inference.chunking."""
+        scale, clamp. The network calls are split by common.model.chunking."""
         d = self.diffusion
         limit = resolve_limit(self.max_batch_hypotheses, getattr(model, "cfg", None), x.device,
                               doubled=flip is not None and flip.batched)

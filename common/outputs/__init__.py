@@ -1,0 +1,1 @@
+"""What runs write for people and tools: saved predictions and rendered videos."""

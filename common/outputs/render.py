@@ -24,7 +24,7 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection
 from tqdm import tqdm
 
 from ..geometry.skeleton import Skeleton
-from ..in_the_wild.video import FFMPEG_HINT, PYAV_HINT, MP4Writer, pyav_available, read_video_frames  # noqa: F401 (re-exported)
+from ..storage.video import FFMPEG_HINT, PYAV_HINT, MP4Writer, pyav_available, read_video_frames  # noqa: F401 (re-exported)
 
 LEFT_COLOR, RIGHT_COLOR, CENTER_COLOR = "tab:blue", "tab:red", "0.25"
 HYPOTHESIS_STYLE = dict(colors="0.55", linewidths=1.0, alpha=0.35)

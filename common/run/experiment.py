@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from . import signals
-from ..uncertainty.calibration import (EvaluationUncertainty, calibrate_after_training, check_training_calibration,
+from .calibration import (EvaluationUncertainty, calibrate_after_training, check_training_calibration,
                           data_label)
 from ..geometry.camera import shared_focal
 from ..model.checkpoint import (CheckpointError, check_architecture, config_from_checkpoint, load_denoiser,
@@ -70,7 +70,7 @@ def run_evaluation(run: RunConfig, model, sequences, layout: Layout, device, out
                    log=print, checkpoint: dict | None = None, refit: bool | None = None,
                    dataset: Dataset | None = None, **overrides):
     """Evaluate (evaluate_model), print the tables, write <name>.log and <name>.json to out_dir.
-    The per-joint uncertainty (common.uncertainty.calibration) uses the factors in checkpoint (the loaded
+    The per-joint uncertainty (common.run.calibration) uses the factors in checkpoint (the loaded
     dict), refitted first with refit (default: --calibrate when evaluating a file); dataset
     (the sequences' data set) names its joints and labels the refit; --save-predictions writes
     the per-frame poses. Returns (report, per-sequence results).

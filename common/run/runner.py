@@ -1,5 +1,5 @@
 """The one flow of the entry scripts (main.py, main_3dhp.py, main_in_the_wild.py): with a run's
-configuration, settle -r, build the data set its registration names (common.datasets.registry),
+configuration, settle -r, build the data set its registration names (common.run.registry),
 read the test sequences, then evaluate --evaluate's checkpoint (and run the data set's
 after-evaluation hook) or train. The scripts keep only their own flags and extras."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from .config import RunConfig
 from ..datasets.base import Dataset, Selection, Sequence
-from ..datasets.registry import Evaluated, Registration, lookup
+from .registry import Evaluated, Registration, lookup
 from .distributed import init_from_env
 from .experiment import load_for_evaluation, load_resume, run_evaluation, run_training
 from ..evaluation.report import Report

@@ -1,0 +1,1 @@
+"""Per-joint uncertainty: spread, radius and split-conformal factors, per-frame records, coverage reports."""

@@ -1,6 +1,6 @@
 """Check this implementation against conformance vectors produced by the authors' code.
 
-    python -m common.evaluation.conformance [DIR ...]
+    python -m common.run.conformance [DIR ...]
 
 DIR (default: tests/fixtures/d3dp_reference_A, carried in the repository) holds config.json,
 checkpoint.bin and vectors.npz, laid out as that folder's README describes. Sizes come from
@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from ..inference.aggregation import j_agg, reproject
-from ..run.arguments import non_negative_int
+from .arguments import non_negative_int
 from ..model.checkpoint import load_denoiser
 from ..model.denoiser import DenoiserConfig
 from ..model.device import AMP_DTYPES, amp_dtype, autocast
 from ..model.diffusion import DDIMSampler, Diffusion, FlipTTA
-from .metrics import aggregation_errors, mpjpe, p_mpjpe
+from ..evaluation.metrics import aggregation_errors, mpjpe, p_mpjpe
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "d3dp_reference_A"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..storage.files import atomic_files
+from .files import atomic_files
 
 PYAV_HINT = "install PyAV (pip install av, or pip install -r requirements-video.txt)"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from ..model.checkpoint import atomic_save, load_denoiser, safe_load
 from ..datasets.base import flags_label
 from ..evaluation.evaluate import evaluate_sequences
-from .factors import Calibration, UncertaintyError, check_coverage
-from .frames import calibration_split, fit_from_results
-from .report import evaluate_calibration
+from ..uncertainty.factors import Calibration, UncertaintyError, check_coverage
+from ..uncertainty.frames import calibration_split, fit_from_results
+from ..uncertainty.report import evaluate_calibration
 
 MIN_HYPOTHESES = 2
 

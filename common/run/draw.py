@@ -9,21 +9,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..run.config import RunConfig
+from .config import RunConfig
 from ..geometry.camera import image_coordinates
 from ..geometry.coco import coco_skeleton
 from ..datasets.base import Sequence
 from ..datasets.h36m import H36MDataset
-from ..datasets.registry import build_dataset
+from .registry import build_dataset
 from ..evaluation.evaluate import evaluate_sequences
-from ..run.experiment import eval_settings, load_for_evaluation, show_progress
+from .experiment import eval_settings, load_for_evaluation, show_progress
 from ..inference.core import InferenceCore
 from ..inference.aggregation import AGGREGATION_MODES, mode_key
-from .render import mp4_available, plot_hypotheses_frame, plot_iteration_errors, render_animation
+from ..outputs.render import mp4_available, plot_hypotheses_frame, plot_iteration_errors, render_animation
 from ..evaluation.report import Report
 from ..storage.files import check_writable
 from ..geometry.skeleton import H36M_FPS, h36m_skeleton_17
-from ..uncertainty.calibration import stored_calibration
+from .calibration import stored_calibration
 from ..uncertainty.factors import check_coverage, radius
 
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..run.config import RunConfig, split_list
+from .config import RunConfig, split_list
 from ..evaluation.mpi_inf_3dhp import export_evaluation, format_summary, score_prediction_files
-from .base import Dataset, Selection
-from .h36m import H36MDataset
-from .mpi_inf_3dhp import TEST_NPZ, MPIINF3DHPDataset
+from ..datasets.base import Dataset, Selection
+from ..datasets.h36m import H36MDataset
+from ..datasets.mpi_inf_3dhp import TEST_NPZ, MPIINF3DHPDataset
 
 FILE_FORMAT = "h36m"   # the registration of -d names not registered: Human3.6M-format files
 
