@@ -71,7 +71,7 @@ def detections(pixels: np.ndarray, camera: dict, rng: np.random.Generator) -> np
 
 
 # ---------------------------------------------------------------------------- files
-def _save_npz(path: Path, **objects) -> None:
+def save_npz(path: Path, **objects) -> None:
     """np.savez_compressed with fixed zip timestamps: the same data gives the same bytes."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for key, obj in objects.items():
@@ -109,9 +109,9 @@ def write_synthetic_h36m(out_dir, name: str = "synthetic", seed: int = DEFAULT_S
             det[subject][action] = [detections(px, cam, rng) for px, cam in zip(pixels, cameras)]
     paths = synthetic_paths(out_dir, name)
     paths["3d"].parent.mkdir(parents=True, exist_ok=True)
-    _save_npz(paths["3d"], positions_3d=positions_3d)
-    _save_npz(paths["gt"], positions_2d=gt, metadata=METADATA)
-    _save_npz(paths["det"], positions_2d=det, metadata=METADATA)
+    save_npz(paths["3d"], positions_3d=positions_3d)
+    save_npz(paths["gt"], positions_2d=gt, metadata=METADATA)
+    save_npz(paths["det"], positions_2d=det, metadata=METADATA)
     return paths
 
 
@@ -154,5 +154,5 @@ def write_synthetic_coco(out_dir, name: str = "synthetic", keypoints: str = "coc
             positions_2d[subject][action] = pixels
     path = Path(out_dir) / f"data_2d_{name}_{keypoints}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
-    _save_npz(path, positions_2d=positions_2d, metadata=COCO_METADATA)
+    save_npz(path, positions_2d=positions_2d, metadata=COCO_METADATA)
     return path
