@@ -46,3 +46,34 @@ def test_longest_run_and_the_3dhp_joint_map():
     assert longest_run(np.array([1, 1, 0, 1, 1, 1, 0, 1], bool)) == slice(3, 6)
     assert longest_run(np.zeros(3, bool)) == slice(0, 0)
     assert sorted(MPI_TO_H36M) == list(range(17)) and MPI_TO_H36M[0] == 14    # a permutation, pelvis first
+
+
+def test_held_out_real_motion_is_scored_against_its_true_3d_and_the_best_constant_pose(tmp_path):
+    from benchmarks.real_clip import real_motion
+    from common.datasets.mocap.motion import Motion
+    from common.datasets.mocap.training_set import deal, write_motion_set
+    from common.evaluation.metrics import p_mpjpe
+    from conftest import tiny_model
+
+    rng = np.random.default_rng(0)
+    base = np.abs(rng.normal(0, 0.3, (1, 17, 3))) + [0, 0, 0.5]
+    motions = [Motion(name, base + 0.05 * np.sin(np.arange(30) / 5 + i)[:, None, None] * rng.normal(size=(1, 17, 3)),
+                      50.0, source=f"{name}.npz") for i, name in enumerate(("train", "test_a", "test_b"))]
+    write_motion_set(deal(motions, ["test_*"]), tmp_path, "m")
+    r = real_motion(tiny_model(frames=9), tmp_path, "m", hypotheses=2, steps=1)
+    assert r["clips"] == 2 and r["frames x views"] == 2 * 30 * 4
+    assert 0 < r["J-Agg P-MPJPE mm"] <= r["J-Agg MPJPE mm"] and 0 < r["P-Agg P-MPJPE mm"] <= r["P-Agg MPJPE mm"]
+    from common.datasets.h36m import H36MDataset
+
+    seqs = H36MDataset(tmp_path, "det", "m").sequences(["S9", "S11"])
+    truth = torch.from_numpy(np.concatenate([s.pose_3d - s.pose_3d[:, :1] for s in seqs]).astype(np.float32))
+    constant = truth.mean(dim=0, keepdim=True).expand(truth.shape)
+    assert abs(r["constant pose P-MPJPE mm"] - 1000 * float(p_mpjpe(constant, truth))) < 1e-3
+
+
+def test_ts5_benchmark_runs_on_the_real_sequence():
+    from benchmarks.real_clip import ts5
+    from conftest import require_3dhp_sequence, tiny_model
+
+    r = ts5(tiny_model(frames=9), "h36m", require_3dhp_sequence("TS5"), hypotheses=2, steps=1)
+    assert r["frames (valid)"] > 0 and r["J-Agg P-MPJPE mm"] > 0 and r["bone CV %"] > 0

@@ -49,7 +49,7 @@ def stored_calibration(checkpoint: dict | None, path, hypotheses: int, log=print
 
 
 def fit_on_split(results, sequences, note: str, hypotheses: int, iterations: int) -> Calibration:
-    """Fit on the calibration split of the evaluated sequences (uncertainty_frames.calibration_split)."""
+    """Fit on the calibration split of the evaluated sequences (common.uncertainty.frames.calibration_split)."""
     masks, how = calibration_split(sequences)
     fitted_on = {"data": note, "split": how, "hypotheses": int(hypotheses), "iterations": int(iterations),
                  "date": time.strftime("%Y-%m-%d")}

@@ -11,8 +11,8 @@ Without factors the raw spread is the radius, named uncalibrated.
 
 Arrays here are plain numpy (metres inside, millimetres in reports and files) or torch where
 they come straight from sampling. The per-frame records of an evaluation and the frames a
-calibration is fitted on are in uncertainty_frames.py; how well a calibration covers the
-errors (the report's table, the reliability figure) in uncertainty_report.py.
+calibration is fitted on are in frames.py; how well a calibration covers the
+errors (the report's table, the reliability figure) in report.py.
 """
 from __future__ import annotations
 
