@@ -203,3 +203,35 @@ def test_eval_windows_on_two_windows_and_five_frames():
     index, new = eval_window_indices(2 * 4 + 5, 4)  # N = 2F + 5 with F = 4
     np.testing.assert_array_equal(index, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [9, 10, 11, 12]])
     np.testing.assert_array_equal(new[-1], [False, False, False, True])
+
+
+def test_bone_augmentation_changes_proportions_keeps_directions_and_reprojects_the_2d(tmp_path):
+    from common.datasets.clips import BONE_GROUPS, H36M_PARENTS
+
+    write_synthetic_h36m(tmp_path, name="bones", seed=1, frames_per_sequence=30, subjects=("S9",),
+                         actions=("Greeting",))
+    exact = H36MDataset(tmp_path, "gt", "bones").sequences(["S9"])
+    noisy = [dataclasses.replace(s, pose_2d=s.pose_2d + np.float32(0.01) * np.cos(np.arange(s.pose_2d.size))
+                                 .reshape(s.pose_2d.shape).astype(np.float32)) for s in exact]
+    plain = next(ClipSampler(noisy, clip_length=9, batch_size=64, shuffle=False, seed=3, **SYM).next_epoch())
+    (scaled,) = list(ClipSampler(noisy, clip_length=9, batch_size=64, shuffle=False, seed=3, bone_scale=0.2,
+                                 **SYM).next_epoch())
+    parents = list(H36M_PARENTS)
+    bone = lambda p: p[..., 1:, :] - p[..., parents[1:], :]  # noqa: E731
+    before, after = bone(plain["pose_3d"]), bone(scaled["pose_3d"])
+    ratio = np.linalg.norm(after, axis=-1) / np.linalg.norm(before, axis=-1)               # (B, F, 16)
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:, :1], ratio.shape), atol=1e-4)   # one factor per clip
+    for children in BONE_GROUPS:                                                           # left and right alike
+        group = ratio[..., [c - 1 for c in children]]
+        np.testing.assert_allclose(group, np.broadcast_to(group[..., :1], group.shape), atol=1e-4)
+    assert ratio.min() >= 0.8 - 1e-4 and ratio.max() <= 1.2 + 1e-4 and ratio.std() > 0.05
+    cosine = (after * before).sum(-1) / np.linalg.norm(after, axis=-1) / np.linalg.norm(before, axis=-1)
+    assert cosine.min() > 1 - 1e-5                                                          # directions kept
+    np.testing.assert_array_equal(scaled["pose_3d"][..., 0, :], 0)
+    error = plain["pose_2d"] - project_to_2d(torch.from_numpy(plain["pose_3d"] + plain["traj"]),
+                                             torch.from_numpy(plain["cam"])[:, None, None]).numpy()
+    reprojected = project_to_2d(torch.from_numpy(scaled["pose_3d"] + scaled["traj"]),
+                                torch.from_numpy(scaled["cam"])[:, None, None]).numpy()
+    np.testing.assert_allclose(scaled["pose_2d"], reprojected + error, atol=1e-5)
+    with pytest.raises(ValueError, match="--bone-augment"):
+        ClipSampler(noisy, clip_length=9, batch_size=4, bone_scale=0.1, layout=input_layout("coco"))

@@ -56,7 +56,7 @@ class ClipSampler:
 
     def __init__(self, sequences, clip_length: int, batch_size: int, *, augment: bool = False,
                  layout: Layout | None = None, shuffle: bool = True, seed: int = 1234, rank: int = 0,
-                 world_size: int = 1, view_pitch: float = 0.0, view_roll: float = 0.0):
+                 world_size: int = 1, view_pitch: float = 0.0, view_roll: float = 0.0, bone_scale: float = 0.0):
         if augment and layout is None:
             raise ValueError("flip augmentation needs the data set's joint layout (its left/right joints)")
         if not 0 <= rank < world_size:
@@ -78,6 +78,10 @@ class ClipSampler:
             if layout is None or layout.input_name != "h36m":
                 raise ValueError("--view-augment re-projects the 3D joints, so it needs 2D of the same joints "
                                  "(Human3.6M layout); for COCO-layout 2D train without --view-augment")
+        self.bone_scale = float(bone_scale)       # largest change of a bone group's length, a fraction
+        if self.bone_scale and (layout is None or layout.input_name != "h36m" or not (self.with_traj and self.with_cam)):
+            raise ValueError("--bone-augment rebuilds the Human3.6M-17 skeleton and re-projects it: it needs "
+                             "Human3.6M-layout 2D with root trajectories and cameras; train without it on this data")
         # (sequence index, start, end, flip) per clip, in the authors' order: a sequence's
         # windows, then the same windows flipped.
         clips = []
@@ -96,10 +100,14 @@ class ClipSampler:
         order = self.random.permutation(len(self.clips)) if self.shuffle else np.arange(len(self.clips))
         # drawn only when asked for, so that the authors' sequence of draws stays as it was
         views = self.random.uniform(-1, 1, (len(self.clips), 2)) * self.view if self.view.any() else None
+        scales = (1 + self.random.uniform(-1, 1, (len(self.clips), len(BONE_GROUPS))) * self.bone_scale
+                  if self.bone_scale else None)
         for b in range(self.num_batches()):
             g = b * self.world_size + self.rank  # this rank's share of the global batch list
             chosen = order[g * self.batch_size:(g + 1) * self.batch_size]
             batch = self._batch([self.clips[k] for k in chosen])
+            if scales is not None:
+                batch = scale_bones(batch, scales[chosen])
             yield batch if views is None else turn_view(batch, views[chosen])
 
     def random_state(self):
@@ -133,6 +141,30 @@ class ClipSampler:
             if self.with_cam:
                 batch["cam"].append(flip_intrinsics(seq.cam) if flip else seq.cam)
         return {k: np.stack(v).astype(np.float32) for k, v in batch.items()}
+
+
+# Human3.6M-17 bones (by child joint) scaled together: hip width, thighs, shins, spine, thorax,
+# neck, head, shoulder width, upper arms, forearms (left and right alike: one person's proportions).
+BONE_GROUPS = ((1, 4), (2, 5), (3, 6), (7,), (8,), (9,), (10,), (11, 14), (12, 15), (13, 16))
+H36M_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
+
+
+def scale_bones(batch: dict[str, np.ndarray], scales: np.ndarray) -> dict[str, np.ndarray]:
+    """The batch's people with other proportions: each clip's bone groups (BONE_GROUPS) scaled by
+    scales (B, groups), every bone keeping its direction, the root in place; the 2D is re-projected
+    through the clip's camera plus its original error against the true 3D's projection."""
+    factor = np.ones((len(scales), 17), np.float32)
+    for g, children in enumerate(BONE_GROUPS):
+        factor[:, list(children)] = scales[:, [g]]
+    before = batch["pose_3d"]
+    pose_3d = np.zeros_like(before)
+    for j in range(1, 17):                                   # parents come before their children
+        p = H36M_PARENTS[j]
+        pose_3d[:, :, j] = pose_3d[:, :, p] + factor[:, None, j, None] * (before[:, :, j] - before[:, :, p])
+    traj, cam = torch.from_numpy(batch["traj"]), torch.from_numpy(batch["cam"])[:, None, None]
+    old = project_to_2d(torch.from_numpy(before) + traj, cam).numpy()
+    new = project_to_2d(torch.from_numpy(pose_3d) + traj, cam).numpy()
+    return {**batch, "pose_3d": pose_3d, "pose_2d": (batch["pose_2d"] + new - old).astype(np.float32)}
 
 
 def view_rotation(pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:

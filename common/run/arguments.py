@@ -183,6 +183,10 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
                    help="see every training clip from a camera turned about the person by up to DEG degrees "
                         "of pitch and DEG/2 of roll, the 2D re-projected (Human3.6M-layout 2D; 0: off, as the "
                         "authors; the demo uses 20)")
+    g.add_argument("--bone-augment", type=number(float, 0, 0.5), default=0.0, metavar="FRACTION",
+                   help="give every training clip other body proportions: each bone group (thighs, shins, "
+                        "upper arms, ..., left and right alike) lengthened or shortened by up to FRACTION, the 2D "
+                        "re-projected (Human3.6M-layout 2D; 0: off, as the authors)")
     g.add_argument("--val-proposals", type=positive_int, default=1, help="hypotheses of the per-epoch validation")
     g.add_argument("--val-timesteps", type=positive_int, default=1, help="DDIM iterations of the per-epoch validation")
     g.add_argument("--no-eval", action="store_true", help="skip the per-epoch validation")
