@@ -215,3 +215,19 @@ def test_the_demo_set_is_synthetic_plus_real_clips_with_whole_clips_held_out(tmp
     with pytest.raises(Exception, match="not the demo's own set"):
         ensure_demo_set(foreign, "demo", "synthetic")
     assert (foreign / "data_3d_demo.npz").read_bytes() == before
+
+
+def test_the_demo_flags_write_and_choose_the_demo_set(tmp_path, monkeypatch, capsys):
+    from common.cli import h36m
+    from common.datasets.mocap import training_set
+    from common.run.arguments import build_parser
+
+    args = build_parser().parse_args(["--demo", "--data-dir", str(tmp_path / "a")])
+    h36m.apply_demo(args)
+    assert args.dataset == "demo" and args.epochs == 12
+    assert {a.split(" ")[1] for a in H36MDataset(tmp_path / "a", "det", "demo").actions("S11") if a.startswith("Mocap")}
+    monkeypatch.setattr(training_set, "DEMO_CLIPS", tmp_path / "absent")           # an installed package: no clips
+    args = build_parser().parse_args(["--demo", "--data-dir", str(tmp_path / "b")])
+    h36m.apply_demo(args)
+    assert args.dataset == "synthetic" and "trains on synthetic motion alone" in capsys.readouterr().out
+    assert not (tmp_path / "b" / "data_3d_demo.npz").exists()
