@@ -174,14 +174,15 @@ def test_pip_install_builds_the_d3dp_package_and_its_console_scripts(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     top = {p.name for p in target.iterdir()}
     assert "d3dp" in top and not {"common", "in_the_wild", "tests", "benchmarks"} & top
-    assert (target / "d3dp" / "data" / "h36m_metadata.json").is_file()
+    assert (target / "d3dp" / "constants" / "h36m_metadata.json").is_file()
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = ("import d3dp, d3dp.in_the_wild.lifting as l, d3dp.cli.h36m; "
             "from d3dp.geometry.skeleton import h36m_metadata; h36m_metadata(); print(d3dp.__file__)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().startswith(str(target))
-    for script, words in (("d3dp-train", "Human3.6M"), ("d3dp-lift", "keypoints-file"), ("d3dp-3dhp", "raw-dir")):
+    for script, words in (("d3dp-train", "Human3.6M"), ("d3dp-lift", "keypoints-file"), ("d3dp-3dhp", "raw-dir"),
+                          ("d3dp-motion-set", "held-out")):
         helped = subprocess.run([str(target / "bin" / script), "--help"], capture_output=True, text=True, env=env,
                                 cwd=tmp_path)
         assert helped.returncode == 0 and words in helped.stdout, (script, helped.stderr[-500:])
