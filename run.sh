@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up and the two everyday jobs, on a fresh machine:
-#   bash run.sh demo   # install into .venv, train + evaluate on the built-in synthetic set, lift a video clip
+#   bash run.sh demo   # install into .venv, train + evaluate on the built-in synthetic set and real clips, lift a video clip
 #   bash run.sh test   # install into .venv, then run the test suite (python -m pytest -q tests)
 # Two installs, each in its own virtual environment (CI tests both):
 #   full (default, .venv):        requirements.txt + OpenVINO + the video extras (mediapipe pins numpy 1.26)

@@ -3,7 +3,7 @@
     python main.py -k cpn_ft_h36m_dbb -c checkpoint -gpu 0 --nolog
     python main.py -k cpn_ft_h36m_dbb -c checkpoint -gpu 0 --nolog --evaluate h36m_best_epoch.bin \
         -num_proposals 5 -sampling_timesteps 5 -b 4
-    python main.py --demo            # synthetic data, small model, a few minutes on a CPU
+    python main.py --demo            # synthetic and real motion, small model, minutes on a CPU
 
 --evaluate NAME and -r NAME open <-c folder>/NAME, as the authors' scripts do (a path that
 exists as given works too).
