@@ -206,7 +206,8 @@ def test_eval_windows_on_two_windows_and_five_frames():
 
 
 def test_bone_augmentation_changes_proportions_keeps_directions_and_reprojects_the_2d(tmp_path):
-    from common.datasets.clips import BONE_GROUPS, H36M_PARENTS
+    from common.datasets.clips import BONE_GROUPS
+    from common.geometry.skeleton import h36m_skeleton_17
 
     write_synthetic_h36m(tmp_path, name="bones", seed=1, frames_per_sequence=30, subjects=("S9",),
                          actions=("Greeting",))
@@ -216,7 +217,7 @@ def test_bone_augmentation_changes_proportions_keeps_directions_and_reprojects_t
     plain = next(ClipSampler(noisy, clip_length=9, batch_size=64, shuffle=False, seed=3, **SYM).next_epoch())
     (scaled,) = list(ClipSampler(noisy, clip_length=9, batch_size=64, shuffle=False, seed=3, bone_scale=0.2,
                                  **SYM).next_epoch())
-    parents = list(H36M_PARENTS)
+    parents = list(h36m_skeleton_17().parents)
     bone = lambda p: p[..., 1:, :] - p[..., parents[1:], :]  # noqa: E731
     before, after = bone(plain["pose_3d"]), bone(scaled["pose_3d"])
     ratio = np.linalg.norm(after, axis=-1) / np.linalg.norm(before, axis=-1)               # (B, F, 16)

@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from ..geometry.camera import flip_intrinsics, project_to_2d
-from ..geometry.skeleton import Layout
-from ..geometry.skeleton import flip_pose
+from ..geometry.skeleton import Layout, flip_pose, h36m_skeleton_17
 
 
 def clip_bounds(num_frames: int, clip_length: int) -> np.ndarray:
@@ -146,7 +145,6 @@ class ClipSampler:
 # Human3.6M-17 bones (by child joint) scaled together: hip width, thighs, shins, spine, thorax,
 # neck, head, shoulder width, upper arms, forearms (left and right alike: one person's proportions).
 BONE_GROUPS = ((1, 4), (2, 5), (3, 6), (7,), (8,), (9,), (10,), (11, 14), (12, 15), (13, 16))
-H36M_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
 
 
 def scale_bones(batch: dict[str, np.ndarray], scales: np.ndarray) -> dict[str, np.ndarray]:
@@ -158,8 +156,9 @@ def scale_bones(batch: dict[str, np.ndarray], scales: np.ndarray) -> dict[str, n
         factor[:, list(children)] = scales[:, [g]]
     before = batch["pose_3d"]
     pose_3d = np.zeros_like(before)
+    parents = h36m_skeleton_17().parents
     for j in range(1, 17):                                   # parents come before their children
-        p = H36M_PARENTS[j]
+        p = parents[j]
         pose_3d[:, :, j] = pose_3d[:, :, p] + factor[:, None, j, None] * (before[:, :, j] - before[:, :, p])
     traj, cam = torch.from_numpy(batch["traj"]), torch.from_numpy(batch["cam"])[:, None, None]
     old = project_to_2d(torch.from_numpy(before) + traj, cam).numpy()

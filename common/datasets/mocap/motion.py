@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-H36M_NAMES = ("pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "spine",
-              "thorax", "neck_nose", "head", "left_shoulder", "left_elbow", "left_wrist", "right_shoulder",
-              "right_elbow", "right_wrist")
+from ...geometry.skeleton import h36m_skeleton_17
+
+H36M_NAMES = tuple(h36m_skeleton_17().names)
 TRAINING_FPS = 50.0           # Human3.6M's frame rate: what the converted motion is resampled to
 ANKLE_HEIGHT = 0.08           # metres above the floor of the lowest ankle (Human3.6M's ankle joint)
 

@@ -30,6 +30,7 @@ from ..base import DatasetError
 from ..h36m import h36m_cameras
 from ..synthetic.files import METADATA, save_npz, detections, project_to_pixels, synthetic_paths
 from .motion import Motion, MotionError, normalized
+from .positions import read_positions
 
 DEMO_CLIPS = Path(__file__).resolve().parents[3] / "motion" / "deepmimic"     # in a clone of the repository
 # The demo's real motion: whole clips held out to report on, and the two long stealthy walks left
@@ -152,8 +153,6 @@ def ensure_demo_set(data_dir, name: str, merge: str, log=print) -> bool:
     """Write the demo's set (the synthetic set `merge` plus the repository's real clips) unless it
     is there; False when this is no clone of the repository (no clips): the demo then trains on
     the synthetic set alone."""
-    from .positions import read_positions
-
     if not DEMO_CLIPS.is_dir():
         log(f"note: no real motion clips at {DEMO_CLIPS} (not a clone of the repository): the demo trains on "
             f"synthetic motion alone")
