@@ -114,7 +114,7 @@ def test_shards_merge_into_the_single_process_results_bit_for_bit(exact_frames, 
         merged = _shard_and_merge(model, sampler, seqs, settings, world)
         for a, b in zip(single, merged):
             assert a.weight == b.weight > 0
-            assert list(a.sums) == list(b.sums) and len(a.sums) == 2 * len(AGGREGATION_MODES)
+            assert list(a.sums) == list(b.sums) and len(a.sums) == 5 * len(AGGREGATION_MODES)   # p1 p2 mpjve accel bone_cv
             for key in a.sums:
                 assert np.array_equal(a.sums[key], b.sums[key]), (world, key)
             for mode in AGGREGATION_MODES:
@@ -245,7 +245,7 @@ def test_main_py_gives_the_same_tables_with_1_2_and_3_processes(h36m_setup, tmp_
     assert h36m.main([*args, "-c", str(tmp_path / "one")]) == 0
     single = (tmp_path / "one" / "eval_tiny.json").read_text()
     tables = json.loads(single)
-    assert set(tables["actions"]) == {"p1", "p2"} and "S9" in tables["subjects"]["p1"]["J-Agg"]
+    assert set(tables["actions"]) == {"p1", "p2", "mpjve", "accel", "bone_cv"} and "S9" in tables["subjects"]["p1"]["J-Agg"]
     for nproc in (2, 3):
         out = tmp_path / f"n{nproc}"
         proc = _torchrun(nproc, ROOT / "main.py", [*args, "-c", str(out)])

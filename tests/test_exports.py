@@ -5,9 +5,11 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from common.geometry.coco import coco_to_h36m
 from common.in_the_wild import exports
+from common.inference import temporal
 from common.in_the_wild.result import VideoDetections, WildResult
 from common.in_the_wild.root_depth import default_intrinsics
 from common.geometry.skeleton import h36m_skeleton_17
@@ -42,7 +44,10 @@ def make_result(n: int = 6, fps: float = 30.0, with_video: bool = True) -> WildR
         kp = np.full((n + 3, 1, 33, 3), np.nan, np.float32)
         kp[3:, 0] = rng.uniform(0, 300, (n, 33, 3))
         video = VideoDetections("mediapipe", tuple(f"p{i}" for i in range(33)), kp, fps, (W, H))
-    return WildResult(hypotheses=hyps, poses={"J-Agg": j_agg, "P-Agg": hyps[:, -1].mean(1)}, trajectory=traj,
+    t_agg = temporal.fixed_bone_lengths(torch.from_numpy(j_agg + rng.normal(0, 0.02, j_agg.shape).astype(np.float32))
+                                        [None, None], PARENTS)[0, 0].numpy()     # steady bones, as T-Agg's
+    return WildResult(hypotheses=hyps, poses={"J-Agg": j_agg, "P-Agg": hyps[:, -1].mean(1), "T-Agg": t_agg},
+                      trajectory=traj,
                       keypoints_2d=coco,
                       confidence=conf, frame_ids=np.arange(3, 3 + n), intrinsics=default_intrinsics(W, H, 500.0),
                       image_size=(W, H), input_layout="h36m", fps=fps, video=video)
@@ -71,7 +76,7 @@ def test_json_per_frame_and_joint(tmp_path):
     uv, conf = coco_to_h36m(r.keypoints_2d, r.confidence)
     assert [f["frame"] for f in data["frames"]] == list(range(3, 9))
     for i, f in enumerate(data["frames"]):
-        np.testing.assert_allclose(f["joints_3d"], r.j_agg[i], atol=1e-6)
+        np.testing.assert_allclose(f["joints_3d"], r.poses["T-Agg"][i], atol=1e-6)   # T-Agg by default
         np.testing.assert_allclose(f["root"], r.trajectory[i], atol=1e-6)
         np.testing.assert_allclose(f["joints_2d"], uv[i], atol=0.006)
         np.testing.assert_allclose(f["confidence"], conf[i], atol=6e-4)
@@ -87,8 +92,8 @@ def test_csv_rows_per_frame_and_joint(tmp_path):
     xyz = np.array([[float(row[k]) for k in "xyz"] for row in rows]).reshape(6, 17, 3)
     cam = np.array([[float(row[k]) for k in ("cam_x", "cam_y", "cam_z")] for row in rows]).reshape(6, 17, 3)
     uv = np.array([[float(row["u"]), float(row["v"])] for row in rows]).reshape(6, 17, 2)
-    np.testing.assert_allclose(xyz, r.j_agg, atol=1e-6)
-    np.testing.assert_allclose(cam, r.j_agg + r.trajectory[:, None], atol=1e-6)
+    np.testing.assert_allclose(xyz, r.poses["T-Agg"], atol=1e-6)
+    np.testing.assert_allclose(cam, r.poses["T-Agg"] + r.trajectory[:, None], atol=1e-6)
     np.testing.assert_allclose(uv, coco_to_h36m(r.keypoints_2d), atol=0.006)
     assert rows[17 * 4 + 10]["name"] == "head" and rows[17 * 4]["frame"] == "7"
     assert {row["detected"] for row in rows[34:51]} == {"0"}
@@ -156,15 +161,24 @@ def forward_kinematics(parents, offsets, channels, values):
     return pos
 
 
-def test_bvh_reproduces_every_bone_direction_and_the_root_motion(tmp_path):
+@pytest.mark.parametrize("mode", ["T-Agg", "J-Agg"])
+def test_bvh_reproduces_every_bone_direction_and_the_root_motion(tmp_path, mode):
     r = make_result(n=6, fps=25.0)
+    r.pose_mode = mode
     exports.write_outputs(r, [tmp_path / "a.bvh"])
     names, parents, offsets, channels, motion, frame_time = read_bvh(tmp_path / "a.bvh")
     assert frame_time == pytest.approx(0.04) and motion.shape[0] == 6
     joint_names = h36m_skeleton_17().names
     node = [names.index(n) for n in joint_names]                      # every Human3.6M joint is a node
     to_bvh = np.diag([1.0, -1.0, -1.0])
-    lengths = exports.bone_lengths()
+    shown = r.poses[mode]
+    lengths = r.bone_lengths()                                        # the person's: the median over frames
+    child = [j for j, p in enumerate(PARENTS) if p >= 0]
+    np.testing.assert_allclose(lengths[child], np.median(np.linalg.norm(shown[:, child] - shown[:, PARENTS[child]],
+                                                                        axis=-1), axis=0), rtol=1e-6)
+    if mode == "T-Agg":                                               # one length per bone: exactly its own
+        np.testing.assert_allclose(np.linalg.norm(shown[:, child] - shown[:, PARENTS[child]], axis=-1),
+                                   np.broadcast_to(lengths[child], (6, 16)), atol=1e-5)
     for i in range(6):
         pos = forward_kinematics(parents, offsets, channels, motion[i])[node]   # (17, 3)
         np.testing.assert_allclose(pos[0], to_bvh @ r.trajectory[i], atol=1e-5)  # root motion
@@ -172,13 +186,25 @@ def test_bvh_reproduces_every_bone_direction_and_the_root_motion(tmp_path):
             if p < 0:
                 continue
             bone = pos[j] - pos[p]
-            want = to_bvh @ (r.j_agg[i, j] - r.j_agg[i, p])
-            assert np.linalg.norm(bone) == pytest.approx(lengths[j], abs=1e-5)   # Human3.6M lengths
+            want = to_bvh @ (shown[i, j] - shown[i, p])
+            assert np.linalg.norm(bone) == pytest.approx(lengths[j], abs=1e-5)   # the person's lengths
             cos = bone @ want / np.linalg.norm(bone) / np.linalg.norm(want)
             assert cos > 1 - 1e-6, (i, joint_names[j], cos)
 
 
-def test_bvh_bone_lengths_are_human36m_averages():
+def test_json_and_csv_show_the_mode_asked_for(tmp_path):
+    r = make_result()
+    r.pose_mode = "j_agg"
+    exports.write_outputs(r, [tmp_path / "a.json", tmp_path / "a.csv"])
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert data["pose"] == "J-Agg" and data["filter"] is None
+    np.testing.assert_allclose(data["frames"][1]["joints_3d"], r.j_agg[1], atol=1e-6)
+    r.pose_mode = "J-Best"
+    with pytest.raises(ValueError, match="unknown pose mode 'J-Best'"):
+        r.shown
+
+
+def test_bvh_default_bone_lengths_are_human36m_averages():
     lengths = dict(zip(h36m_skeleton_17().names, exports.bone_lengths()))
     assert lengths["right_knee"] == pytest.approx(0.445) and lengths["left_elbow"] == pytest.approx(0.28)
     assert lengths["pelvis"] == 0

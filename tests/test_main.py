@@ -32,7 +32,11 @@ def test_authors_training_command_then_evaluation_of_our_checkpoint(h36m_dir, tm
     out = capsys.readouterr().out
     assert "Protocol #1" in out and "Protocol #2" in out and "Average" in out and "subject S11" in out
     result = json.loads((ck / "eval_best_epoch.json").read_text())
-    assert set(result["actions"]["p1"]) == {"J-Agg", "P-Agg", "P-Best", "J-Best"}
+    assert set(result["actions"]["p1"]) == {"J-Agg", "P-Agg", "P-Best", "J-Best", "T-Agg"}
+    assert set(result["actions"]) == {"p1", "p2", "mpjve", "accel", "bone_cv"}       # the motion rows too
+    assert "Motion of the poses" in out and "Accel mm/frame^2" in out
+    bone_cv = result["actions"]["bone_cv"]
+    assert bone_cv["T-Agg"]["Average"][-1] < 0.01 < bone_cv["J-Agg"]["Average"][-1]   # % : steady bones
     assert set(result["actions"]["p1"]["J-Agg"]) == {"Greeting", "Walking", "Average"}
     assert len(result["actions"]["p1"]["J-Agg"]["Average"]) == 2          # one value per iteration
     subjects = result["subjects"]["p1"]["J-Best"]

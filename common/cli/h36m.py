@@ -17,7 +17,9 @@ from ..model.checkpoint import safe_load
 from ..run.config import RunConfig
 from ..datasets.mocap.training_set import ensure_demo_set
 from ..datasets.synthetic import ensure_synthetic
-from ..run.experiment import entry_point, run_evaluation
+from ..inference.core import InferenceCore
+from ..run.calibration import calibrate_after_training, data_label
+from ..run.experiment import entry_point, eval_settings, run_evaluation
 from ..evaluation.report import mean_pose_baseline
 from ..run.runner import Outcome, run_experiment
 
@@ -28,8 +30,7 @@ from ..run.runner import Outcome, run_experiment
 # people far better than the four studio cameras alone.
 DEMO_FLAGS = dict(dataset="demo", keypoints="det", number_of_frames=27, cs=64, dep=2, epochs=12,
                   learning_rate=1e-3, lr_decay=0.87, batch_size=8, stride=1, nolog=True, checkpoint="checkpoint/demo",
-                  num_proposals=5, sampling_timesteps=5, val_timesteps=1, val_proposals=1, calibrate=True,
-                  view_augment=20.0)
+                  num_proposals=5, sampling_timesteps=5, val_timesteps=1, val_proposals=1, view_augment=20.0)
 
 
 def apply_demo(args) -> None:
@@ -58,16 +59,32 @@ def run(argv=None) -> int:
 
 
 def demo_comparison(outcome: Outcome) -> None:
-    """After the demo's training: evaluate the final weights and compare them with the mean training pose."""
-    latest = safe_load(outcome.out_dir / "latest_epoch.bin")   # the final weights, with their uncertainty factors
+    """After the demo's training: evaluate the final weights, fit their per-joint uncertainty
+    factors on every other test recording from that same evaluation (stored in latest_epoch.bin,
+    and in best_epoch.bin when it holds the same epoch; a different best epoch is fitted on its
+    own), and compare them with the mean training pose."""
+    out = outcome.out_dir
+    latest = safe_load(out / "latest_epoch.bin")            # the final weights
+    best = out / "best_epoch.bin"
+    same = best.is_file() and safe_load(best).get("epoch") == latest.get("epoch")
     report, _ = run_evaluation(outcome.config, outcome.trainer.model.eval(), outcome.test, outcome.dataset.layout,
-                               outcome.device, outcome.out_dir, name="demo_eval", checkpoint=latest,
-                               dataset=outcome.dataset)
+                               outcome.device, out, name="demo_eval", checkpoint=latest, dataset=outcome.dataset,
+                               refit=True, store_in=(out / "latest_epoch.bin", *((best,) if same else ())))
     if report is None:                             # under torchrun, rank 0 reports
         return
+    if best.is_file() and not same:
+        fit_best_epoch(outcome)
     j_agg, baseline = 1000 * report.headline(), 1000 * mean_pose_baseline(outcome.train, outcome.test)
     print(f"\nDemo result: J-Agg MPJPE {j_agg:.1f} mm vs {baseline:.1f} mm for the mean training pose "
           f"({j_agg / baseline:.0%} of the baseline).")
+
+
+def fit_best_epoch(outcome: Outcome) -> None:
+    """The uncertainty factors of best_epoch.bin when it is not the final epoch (common.run.calibration)."""
+    config = outcome.config
+    core = InferenceCore.from_run(config, outcome.trainer.model, outcome.device, outcome.dataset.layout)
+    calibrate_after_training(outcome.trainer, outcome.test, core, eval_settings(config, keep={"frames"}),
+                             data_label(config, outcome.test, outcome.dataset), names=("best_epoch.bin",))
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,7 @@ root-relative (Human3.6M-17 joints). See common/in_the_wild/exports.py.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -28,9 +29,10 @@ from ..run.experiment import entry_point, show_progress
 from ..storage.files import check_writable_file
 from ..run.runner import run_experiment
 from ..storage.video import probe_video
-from ..in_the_wild import display, exports, inputs
+from ..in_the_wild import display, exports, filters, inputs
 from ..in_the_wild.detectors import DETECTORS, make_detector
 from ..in_the_wild.keypoints import read_keypoints
+from ..inference.aggregation import LIFTING_MODES, SHOWN_MODE, lifting_mode
 
 
 def build_wild_parser():
@@ -67,10 +69,31 @@ def build_wild_parser():
     g.add_argument("--output", action="append", default=[], metavar="FILE",
                    help="result file, .npz, .json, .csv or .bvh (repeat for several); none: "
                         "<video or keypoints file>_3d.npz beside the input")
+    g.add_argument("--pose-mode", default=SHOWN_MODE, type=_pose_mode, metavar="MODE",
+                   help=f"the pose the .json, .csv, .bvh and the animation show: {', '.join(LIFTING_MODES)} "
+                        f"(default {SHOWN_MODE}, steady bones and smooth motion; the .npz holds every one)")
+    g.add_argument("--filter", type=_filter, default=None, metavar="NAME[:key=value,...]",
+                   help="smooth the poses and the root over time: butterworth[:cutoff=6,order=4] (Hz), "
+                        "savgol[:window=9,order=2] (frames), one-euro[:min_cutoff=1,beta=0.01,d_cutoff=1] (causal); "
+                        "default: none")
     g.add_argument("--fps", type=positive_float, default=None,
                    help="frame rate of the animation; None: the video's, else 25")
     add_viz_arguments(p, limit_help="animate only the first N frames; None: all")
     return p
+
+
+def _pose_mode(name: str) -> str:
+    try:
+        return lifting_mode(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _filter(spec: str) -> filters.Filter:
+    try:
+        return filters.Filter.parse(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run(argv=None) -> int:
@@ -126,6 +149,10 @@ def lift(args, device) -> int:
         first, last = int(result.frame_ids[0]), int(result.frame_ids[-1])
         print(f"followed one person through frames {first}..{last} ({len(result.frame_ids)} frames); "
               f"{result.source.summary()}")
+    result.pose_mode = args.pose_mode
+    if args.filter is not None:
+        filters.smooth_result(result, args.filter, args.fps)
+        print(f"smoothed the poses and the root with {result.filter}")
     for note in inputs.doubtful_input(result, result.source):
         print(f"warning: {note}", file=sys.stderr)
     start = time.perf_counter()

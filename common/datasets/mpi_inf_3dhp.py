@@ -47,7 +47,8 @@ JOINTS_LEFT: list[int] = _META["joints_left"]
 JOINTS_RIGHT: list[int] = _META["joints_right"]
 TRAIN_CAMERAS: tuple[int, ...] = tuple(_META["train"]["cameras"])
 TEST_SEQUENCES: tuple[str, ...] = tuple(_META["test_sequences"])
-LAYOUT = Layout(JOINTS_LEFT, JOINTS_RIGHT, JOINTS_LEFT, JOINTS_RIGHT)  # 2D and 3D share the 17 joints
+LAYOUT = Layout(JOINTS_LEFT, JOINTS_RIGHT, JOINTS_LEFT, JOINTS_RIGHT,   # 2D and 3D share the 17 joints
+                parents=_META["parents"])
 
 
 def mpi_inf_3dhp_skeleton() -> Skeleton:

@@ -23,7 +23,8 @@ import torch
 
 from ..inference import aggregation as agg
 from ..model.device import to_host
-from .metrics import aggregation_joint_errors
+from .metrics import (BONE_CV, MOTION_ORDERS, aggregation_scores, bone_moments, bone_variation,
+                      window_motion_errors)
 from ..inference.sampling import WindowGroup
 from ..uncertainty.frames import FrameRecords
 
@@ -44,6 +45,7 @@ class GroupView:
     choice_weights: torch.Tensor | None   # the frames P-Best chooses over (None: all, equally)
     settings: object              # common.evaluation.evaluate.EvalSettings
     protocols: tuple[str, ...]
+    parents: tuple | None = None  # the 3D output's skeleton (common.geometry.skeleton.Layout.parents)
 
 
 class Collector:
@@ -85,14 +87,23 @@ class Collector:
 
 @dataclass
 class Scores:
-    """Accumulated errors of one sequence: sums[(protocol, mode)] (K,) metres x weight."""
+    """Accumulated errors of one sequence: sums[(protocol, mode)] (K,) metres x weight, for the
+    protocols p1, p2 and the motion metrics (metrics.MOTION_ORDERS: each window's mean x its
+    weight), and bones[mode] (3, K, bones), the moments of every bone's length (metrics.bone_moments)."""
 
     sums: dict = field(default_factory=lambda: defaultdict(float))
     weight: float = 0.0
+    bones: dict = field(default_factory=dict)
+
+    def table(self) -> dict:
+        """sums, with each mode's bone-length variation (metrics.bone_variation) x weight under
+        (BONE_CV, mode): what the report's tables average."""
+        return {**self.sums, **{(BONE_CV, m): bone_variation(b) * self.weight for m, b in self.bones.items()}}
 
 
 class ScoreCollector(Collector):
-    """Per protocol and aggregation mode, the weighted sum of every frame's mean joint error."""
+    """Per protocol and aggregation mode, the weighted sum of every frame's mean joint error; of
+    the unaligned poses, the motion errors and the bone lengths' moments."""
 
     name = "scores"
     per_group = True
@@ -102,31 +113,49 @@ class ScoreCollector(Collector):
 
     def add(self, state: Scores, view: GroupView) -> None:
         weights = torch.from_numpy(view.weights).to(view.hyps.device)
-        sums = {}
+        sums, bones = {}, {}
         for protocol in view.protocols:
-            per_joint = aggregation_joint_errors(view.hyps, view.gt, view.x2d, view.traj, view.cam,
-                                                 protocol2=(protocol == "p2"), weights=view.choice_weights)
+            per_joint, answers = aggregation_scores(view.hyps, view.gt, view.x2d, view.traj, view.cam,
+                                                    protocol2=(protocol == "p2"), weights=view.choice_weights,
+                                                    parents=view.parents)
             for mode, e in per_joint.items():                       # e: (n, K, F, J)
                 sums[(protocol, mode)] = (e.mean(dim=-1) * weights[:, None, :]).sum(dim=(0, 2))
-        host = torch.stack(list(sums.values())).double().cpu().numpy()     # one transfer for every score
-        for key, row in zip(sums, host):
+            if protocol == "p1":
+                for mode, answer in answers.items():
+                    poses = agg.poses_of(view.hyps, answer)          # (n, K, F, J, 3)
+                    for name, order in MOTION_ORDERS.items():
+                        if poses.shape[2] > order:
+                            per_window = window_motion_errors(poses, view.gt, weights, order)   # (n, K)
+                            sums[(name, mode)] = (per_window.nan_to_num() * weights.sum(dim=1, keepdim=True)).sum(0)
+                    bones[mode] = bone_moments(poses, weights, view.parents)
+        parts = [*sums.values(), *bones.values()]
+        host = torch.cat([t.double().flatten() for t in parts]).cpu().numpy()   # one transfer for every score
+        rows = np.split(host, np.cumsum([t.numel() for t in parts])[:-1])
+        for key, row in zip(sums, rows):
             state.sums[key] = state.sums[key] + row
+        for (mode, b), row in zip(bones.items(), rows[len(sums):]):
+            state.bones[mode] = state.bones.get(mode, 0) + row.reshape(tuple(b.shape))
         state.weight += float(view.weights.sum())
 
     def arrays(self, state: Scores) -> list[tuple[str, np.ndarray]]:
         return [("weight", np.array([state.weight], np.float64)),
-                *((f"{p}/{m}", np.asarray(v, np.float64)) for (p, m), v in state.sums.items())]
+                *((f"{p}/{m}", np.asarray(v, np.float64)) for (p, m), v in state.sums.items()),
+                *((f"bones/{m}", np.asarray(v, np.float64)) for m, v in state.bones.items())]
 
     def load(self, state: Scores, named: list[tuple[str, np.ndarray]]) -> None:
         for name, a in named:
             if name == "weight":
                 state.weight = float(a[0])
+            elif name.startswith("bones/"):
+                state.bones[name.split("/", 1)[1]] = a.copy()
             else:
                 state.sums[tuple(name.split("/", 1))] = a.copy()
 
     def combine(self, total: Scores, part: Scores) -> None:
         for key, v in part.sums.items():
             total.sums[key] = total.sums[key] + v
+        for mode, b in part.bones.items():
+            total.bones[mode] = total.bones.get(mode, 0) + b
         total.weight += part.weight
 
 
@@ -175,7 +204,8 @@ class PoseCollector(_Kept):
             choice = view.choice_weights
         else:
             choice = torch.from_numpy(view.group.new).to(view.hyps.device).float() if s.exact_frames else None
-        poses = to_host(dict(agg.aggregate(view.hyps, view.gt, view.x2d, view.traj, view.cam, choice)))
+        poses = to_host(dict(agg.aggregate(view.hyps, view.gt, view.x2d, view.traj, view.cam, choice,
+                                           parents=view.parents)))
         self.write(state, poses, view)
 
     def arrays(self, state: dict) -> list[tuple[str, np.ndarray]]:
@@ -211,7 +241,8 @@ class FrameCollector(Collector):
         return FrameRecords.empty(seq.num_frames, seq.pose_2d.shape[1], poses=self.poses)
 
     def add(self, state: FrameRecords, view: GroupView) -> None:
-        state.add(view.hyps, view.x2d, view.gt, view.traj, view.cam, view.group.windows, view.group.new)
+        state.add(view.hyps, view.x2d, view.gt, view.traj, view.cam, view.group.windows, view.group.new,
+                  view.parents)
 
     def arrays(self, state: FrameRecords) -> list[tuple[str, np.ndarray]]:
         return state.arrays()

@@ -75,8 +75,8 @@ class SequenceResult:
 
     @property
     def sums(self) -> dict:
-        """{(protocol, mode): (K,) metres x weight}."""
-        return self.kept["scores"].sums
+        """{(protocol, mode): (K,) metres (BONE_CV: a fraction) x weight} (collectors.Scores.table)."""
+        return self.kept["scores"].table()
 
     @property
     def weight(self) -> float:
@@ -120,14 +120,15 @@ def evaluate_sequences(core: InferenceCore, sequences: list[Sequence], settings:
         seq = sequences[g.seq_index]
         kept = results[g.seq_index].kept if shard is None else shard.target(g, results[g.seq_index], collectors,
                                                                            core.sampling)
-        view = _view(seq, g, hyps, _reprojection_target(seq, g.windows, x2d), settings, protocols, core.device)
+        view = _view(seq, g, hyps, _reprojection_target(seq, g.windows, x2d), settings, protocols, core.device,
+                     core.layout.parents)
         for c in collectors:
             c.add(kept[c.name], view)
         del x2d, hyps, view                              # freed before the next group is sampled
     return results
 
 
-def _view(seq: Sequence, group, hyps, x2d, settings: EvalSettings, protocols, device) -> GroupView:
+def _view(seq: Sequence, group, hyps, x2d, settings: EvalSettings, protocols, device, parents=None) -> GroupView:
     hyps = hyps.clone()
     hyps[..., seq.root_index, :] = 0
     cam = np.repeat(seq.cam[None], len(group.windows), axis=0) if seq.cam is not None else None
@@ -139,7 +140,7 @@ def _view(seq: Sequence, group, hyps, x2d, settings: EvalSettings, protocols, de
     choice = torch.from_numpy(weights).to(device) if (settings.exact_frames or seq.valid is not None) else None
     as_tensor = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     return GroupView(seq, group, hyps, x2d, as_tensor(seq.pose_3d[group.windows]), as_tensor(seq.traj[group.windows]),
-                     as_tensor(cam), weights, choice, settings, protocols)
+                     as_tensor(cam), weights, choice, settings, protocols, parents)
 
 
 def _reprojection_target(seq: Sequence, windows: np.ndarray, x2d: torch.Tensor) -> torch.Tensor:

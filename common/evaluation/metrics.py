@@ -2,9 +2,10 @@
 units of the input (metres in the pipeline; tables multiply by 1000 for mm)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from ..inference import aggregation as agg
+from ..inference import aggregation as agg, temporal
 from ..inference.aggregation import AGGREGATION_MODES  # noqa: F401  (re-exported: tables and callers use it from here)
 from ..geometry.camera import project_to_2d
 
@@ -59,17 +60,65 @@ def mpjve(pred: torch.Tensor, target: torch.Tensor, frame_dim: int = -3) -> torc
     return mpjpe(torch.diff(pred, dim=frame_dim), torch.diff(target, dim=frame_dim))
 
 
+def accel_error(pred: torch.Tensor, target: torch.Tensor, frame_dim: int = -3) -> torch.Tensor:
+    """Acceleration error (Accel): MPJPE of the second differences along the frame axis, metres
+    per frame^2."""
+    return mpjpe(torch.diff(pred, n=2, dim=frame_dim), torch.diff(target, n=2, dim=frame_dim))
+
+
+# The motion metrics of the reports, each the weighted mean of a per-window, per-frame value (order:
+# the finite difference along the frames), and the bone-length variation (BONE_CV, per sequence).
+MOTION_ORDERS = {"mpjve": 1, "accel": 2}
+BONE_CV = "bone_cv"
+
+
+def window_motion_errors(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor, order: int) -> torch.Tensor:
+    """(B, K): per window and iteration, the mean over frames and joints of the distance between the
+    order-th differences of pred (B, K, F, J, 3) and gt (B, F, J, 3) (1: MPJVE, 2: Accel), each
+    difference weighted by the product of its frames' weights (B, F); NaN without F > order."""
+    diff = lambda x: torch.diff(x, n=order, dim=-3)                     # noqa: E731
+    per_frame = joint_errors(diff(pred), diff(gt)[:, None]).mean(dim=-1)        # (B, K, F - order)
+    w = weights.unfold(1, order + 1, 1).prod(dim=-1)[:, None]                     # (B, 1, F - order)
+    return (per_frame * w).sum(dim=-1) / w.sum(dim=-1)
+
+
+def bone_moments(poses: torch.Tensor, weights: torch.Tensor, parents=None) -> torch.Tensor:
+    """(3, K, bones): the weighted count, sum and sum of squares of each bone's length over the
+    windows and frames of poses (B, K, F, J, 3), weights (B, F); parents: the skeleton's."""
+    lengths = temporal.bone_lengths(poses, parents or agg.H36M_PARENTS).double()      # (B, K, F, bones)
+    w = weights.double()[:, None, :, None].expand_as(lengths)
+    return torch.stack([w.sum(dim=(0, 2)), (w * lengths).sum(dim=(0, 2)), (w * lengths.square()).sum(dim=(0, 2))])
+
+
+def bone_variation(moments: np.ndarray) -> np.ndarray:
+    """(K,): the mean over bones of each bone's coefficient of variation (std / mean of its
+    length over the frames), from bone_moments summed over a sequence."""
+    n, s, s2 = (np.asarray(m, np.float64) for m in moments)
+    mean = s / np.maximum(n, 1e-12)
+    std = np.sqrt(np.maximum(s2 / np.maximum(n, 1e-12) - mean ** 2, 0.0))
+    return (std / np.maximum(mean, 1e-12)).mean(axis=-1)
+
+
 def aggregation_joint_errors(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor,
                              cam: torch.Tensor, protocol2: bool = False, weights: torch.Tensor | None = None,
-                             project=None) -> dict[str, torch.Tensor]:
-    """Per-joint errors (B, K, F, J) of the aggregation modes, for hypotheses (B, K, H, F, J, 3)
+                             project=None, parents=None) -> dict[str, torch.Tensor]:
+    """Per-joint errors (B, K, F, J) of the aggregation modes (aggregation_scores without the answers)."""
+    return aggregation_scores(hyps, gt, x2d, traj, cam, protocol2, weights, project, parents)[0]
+
+
+def aggregation_scores(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor,
+                       cam: torch.Tensor, protocol2: bool = False, weights: torch.Tensor | None = None,
+                       project=None, parents=None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Per-joint errors (B, K, F, J) of the aggregation modes, and each mode's answer
+    (common.inference.aggregation.choices), for hypotheses (B, K, H, F, J, 3)
     against root-relative ground truth gt (B, F, J, 3), gathered from each mode's choice
     (common.inference.aggregation.choices).
 
     Protocol 2 aligns every hypothesis (and, for P-Agg, the mean pose) to the ground truth per
     frame before the selection, so the oracles choose by aligned errors; J-Agg's choice still
     comes from the unaligned reprojection to the 2D input x2d (B, F, J, 2) with root trajectory
-    traj (B, F, 1, 3) and intrinsics cam. weights (B, F) only weight P-Best's batch-level choice.
+    traj (B, F, 1, 3) and intrinsics cam. weights (B, F) only weight P-Best's batch-level choice;
+    parents: the output skeleton (T-Agg's bones; None: Human3.6M-17).
     """
     target = gt[:, None, None]                                   # (B, 1, 1, F, J, 3)
     mean_pose = agg.p_agg(hyps)                                  # (B, K, F, J, 3)
@@ -79,9 +128,9 @@ def aggregation_joint_errors(hyps: torch.Tensor, gt: torch.Tensor, x2d: torch.Te
     else:
         errors = joint_errors(hyps, target)                      # (B, K, H, F, J)
         mean_errors = joint_errors(mean_pose, gt[:, None])
-    c = agg.Candidates(hyps, errors, x2d, traj, cam, weights, project or project_to_2d)
-    return {mode: _mode_errors(answer, errors, mean_errors, gt, protocol2)
-            for mode, answer in agg.choices(c).items()}
+    c = agg.Candidates(hyps, errors, x2d, traj, cam, weights, project or project_to_2d, parents)
+    answers = agg.choices(c)
+    return {mode: _mode_errors(answer, errors, mean_errors, gt, protocol2) for mode, answer in answers.items()}, answers
 
 
 def _mode_errors(answer, errors, mean_errors, gt, protocol2: bool) -> torch.Tensor:
@@ -95,7 +144,8 @@ def _mode_errors(answer, errors, mean_errors, gt, protocol2: bool) -> torch.Tens
     return joint_errors(procrustes_align(answer, target) if protocol2 else answer, target)
 
 
-def aggregation_errors(hyps, gt, x2d, traj, cam, protocol2: bool = False, project=None) -> dict[str, torch.Tensor]:
-    """The four aggregation errors per iteration, (K,) each: means over clips, frames, joints."""
-    per_joint = aggregation_joint_errors(hyps, gt, x2d, traj, cam, protocol2, project=project)
+def aggregation_errors(hyps, gt, x2d, traj, cam, protocol2: bool = False, project=None,
+                       parents=None) -> dict[str, torch.Tensor]:
+    """Every aggregation mode's error per iteration, (K,) each: means over clips, frames, joints."""
+    per_joint = aggregation_joint_errors(hyps, gt, x2d, traj, cam, protocol2, project=project, parents=parents)
     return {mode: e.mean(dim=(0, 2, 3)) for mode, e in per_joint.items()}

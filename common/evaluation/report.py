@@ -17,10 +17,18 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .metrics import AGGREGATION_MODES
+from .metrics import AGGREGATION_MODES, BONE_CV
 from ..uncertainty.report import format_calibration
 
 PROTOCOL_TITLES = {"p1": "Protocol #1 (MPJPE, mm)", "p2": "Protocol #2 (P-MPJPE, mm)"}
+# The motion rows (the unaligned poses, common.evaluation.metrics): the name of each and its unit's
+# scale from the stored value (metres, or a fraction for the bone-length variation).
+MOTION_TITLES = {"mpjve": "MPJVE mm/frame", "accel": "Accel mm/frame^2", BONE_CV: "bone CV %"}
+SCALE = {BONE_CV: 100.0}                     # everything else: metres -> mm
+
+
+def scale(protocol: str) -> float:
+    return SCALE.get(protocol, 1000.0)
 
 
 def summarize(results, key=lambda seq: seq.action_group) -> dict:
@@ -63,12 +71,28 @@ def format_iterations(table: dict, protocol: str, title: str, modes=AGGREGATION_
 
 
 def _json_rows(rows: dict) -> dict:
-    """{row: {(protocol, mode): (K,) m}} -> JSON-ready {protocol: {mode: {row: [K values in mm]}}}."""
+    """{row: {(protocol, mode): (K,) m}} -> JSON-ready {protocol: {mode: {row: [K values in mm]}}}
+    (the bone-length variation in %)."""
     out = defaultdict(lambda: defaultdict(dict))
     for name, row in rows.items():
         for (protocol, mode), v in row.items():
-            out[protocol][mode][name] = [round(float(x) * 1000, 4) for x in v]
+            out[protocol][mode][name] = [round(float(x) * scale(protocol), 4) for x in v]
     return {p: dict(m) for p, m in out.items()}
+
+
+def format_motion(table: dict, iteration: int, modes=AGGREGATION_MODES) -> str:
+    """The action average of each motion metric (MOTION_TITLES) and mode at iteration k."""
+    avg = average_over(table)
+    present = [p for p in MOTION_TITLES if all((p, m) in avg for m in modes)]
+    if not present:
+        return ""
+    width = max(len(t) for t in MOTION_TITLES.values()) + 2
+    lines = [f"Motion of the poses (average over actions), iteration k={iteration}",
+             f"{'':<{width}}" + "".join(f"{m:>10}" for m in modes)]
+    for p in present:
+        lines.append(f"{MOTION_TITLES[p]:<{width}}" + "".join(f"{scale(p) * avg[(p, m)][iteration - 1]:>10.2f}"
+                                                               for m in modes))
+    return "\n".join(lines)
 
 
 def results_json(table: dict) -> dict:
@@ -85,7 +109,7 @@ class Report:
         self.results = list(results)
         self.modes = tuple(modes)
         self.actions = summarize(self.results)
-        self.protocols = sorted({p for row in self.actions.values() for p, _ in row})
+        self.protocols = sorted({p for row in self.actions.values() for p, _ in row} & set(PROTOCOL_TITLES))
         self.iterations = len(next(iter(next(iter(self.actions.values())).values())))
         self.subjects = None
         self.calibration = None           # the uncertainty block (common.uncertainty.report.evaluate_calibration)
@@ -118,6 +142,9 @@ class Report:
             for subject, table in (self.subjects or {}).items():
                 blocks.append(format_table(table, protocol, k, f"{title}, subject {subject}, iteration k={k}",
                                            self.modes))
+        motion = format_motion(self.actions, k, self.modes)
+        if motion:
+            blocks.append(motion)
         if self.calibration is not None:
             blocks.append(format_calibration(self.calibration))
         return "\n".join(blocks)

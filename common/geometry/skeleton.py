@@ -18,17 +18,22 @@ class Layout:
     """Joint layout of a data set, carried from the dataset to the clips, the sampler and the
     aggregation: left/right joints of the 3D output and of the 2D input (for flip
     augmentation and flip test-time augmentation), and the 2D input's joint order ('h36m':
-    Human3.6M-17, 'coco': COCO-17; the 3D output is Human3.6M-17 either way)."""
+    Human3.6M-17, 'coco': COCO-17; the 3D output is Human3.6M-17 either way); parents: the 3D
+    output's skeleton, each joint's parent (None: Human3.6M-17's), for the aggregations that
+    use bones."""
 
     joints_left: tuple
     joints_right: tuple
     kps_left: tuple
     kps_right: tuple
     input_name: str = "h36m"
+    parents: tuple | None = None
 
     def __post_init__(self):
         for name in ("joints_left", "joints_right", "kps_left", "kps_right"):
             object.__setattr__(self, name, tuple(int(j) for j in getattr(self, name)))
+        if self.parents is not None:
+            object.__setattr__(self, "parents", tuple(int(j) for j in self.parents))
 
 
 class Skeleton:

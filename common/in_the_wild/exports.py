@@ -4,11 +4,11 @@ file's suffix (EXPORTERS). Adding a format is one writer function and one table 
 - .npz: every array (hypotheses of every iteration, the pose of every aggregation mode that
   needs no ground truth under its key: j_agg, p_agg, ...; trajectory, camera, the 2D input)
   and, for a video, every decoded frame's detector keypoints;
-- .json, .csv and .bvh show one pose, the result's pose_mode (J-Agg by default);
+- .json, .csv and .bvh show one pose, the result's pose_mode (T-Agg by default; --pose-mode);
 - .json: per frame and Human3.6M joint, x, y, z in metres and the 2D (see write_json);
 - .csv: one row per frame and joint, the same numbers (see write_csv);
-- .bvh: a skeleton with Human3.6M's average bone lengths and the root motion of the estimated
-  trajectory, for Blender and other animation tools (see write_bvh).
+- .bvh: a skeleton with the person's bone lengths (the shown pose's, result.bone_lengths) and the
+  root motion of the estimated trajectory, for Blender and other animation tools (see write_bvh).
 
 3D is camera space (x right, y down, z forward), metres; joints are root-relative (the pelvis
 at 0) with the estimated pelvis position `root` beside them. Every file is written to a
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.aggregation import mode_key
+from ..inference.aggregation import lifting_mode, mode_key
 from ..geometry.coco import coco_to_h36m
 from ..storage.files import atomic_files, check_writable_file
 from ..geometry.skeleton import h36m_metadata, h36m_skeleton_17
@@ -61,12 +61,12 @@ def write_json(result, path: Path) -> None:
                        "joints_2d": _round(table["uv"][i], 2), "confidence": _round(table["confidence"][i], 3)})
         if result.uncertainty is not None:
             frames[-1]["uncertainty_mm"] = _round(result.uncertainty[i], 2)
-    data = {"format": "d3dp-poses-1", "pose": result.pose_mode, "units": "metres (3D), pixels (2D)",
+    data = {"format": "d3dp-poses-1", "pose": lifting_mode(result.pose_mode), "units": "metres (3D), pixels (2D)",
             "coordinates": "camera space: x right, y down, z forward; joints_3d root-relative (pelvis = 0), "
                            "root = estimated pelvis position",
             "joints": table["names"], "parents": table["parents"], "fps": result.fps,
             "image_size": list(result.image_size), "camera": camera_of(result), "input_layout": result.input_layout,
-            "uncertainty": _uncertainty_note(result), "frames": frames}
+            "uncertainty": _uncertainty_note(result), "filter": result.filter, "frames": frames}
     with open(path, "w") as f:
         json.dump(data, f, separators=(",", ":"))
 
@@ -123,8 +123,9 @@ def bone_lengths() -> np.ndarray:
     return np.array([0.0 if p < 0 else lengths[skeleton.names[j]] / 1000 for j, p in enumerate(skeleton.parents)])
 
 
-def bvh_nodes():
-    """The BVH hierarchy: [(name, parent node index, joint index, offset (3,) metres)].
+def bvh_nodes(lengths: np.ndarray | None = None):
+    """The BVH hierarchy: [(name, parent node index, joint index, offset (3,) metres)], with the
+    bone lengths (17,) metres given (default: Human3.6M's averages, bone_lengths()).
 
     Every Human3.6M joint is a node; a joint with several children (pelvis, thorax) gets one
     zero-offset node per child bone, so that every bone has a rotation of its own and the
@@ -132,7 +133,7 @@ def bvh_nodes():
     skeleton = h36m_skeleton_17()
     parents, names = skeleton.parents, skeleton.names
     children = {j: [c for c in range(len(parents)) if parents[c] == j] for j in range(len(parents))}
-    offsets = REST_DIRECTIONS * bone_lengths()[:, None]
+    offsets = REST_DIRECTIONS * (bone_lengths() if lengths is None else np.asarray(lengths, np.float64))[:, None]
     nodes, index = [], {}
 
     def add(j, parent_node):
@@ -180,11 +181,11 @@ def bvh_rotations(poses: np.ndarray) -> np.ndarray:
 
 
 def write_bvh(result, path: Path) -> None:
-    """BVH motion: Human3.6M average bone lengths (metres), root position = the estimated
-    pelvis trajectory, Y up, channels Zrotation Xrotation Yrotation (degrees)."""
+    """BVH motion: the person's bone lengths (result.bone_lengths, metres), root position = the
+    estimated pelvis trajectory, Y up, channels Zrotation Xrotation Yrotation (degrees)."""
     from scipy.spatial.transform import Rotation   # heavy: scipy, only for .bvh
 
-    nodes = bvh_nodes()
+    nodes = bvh_nodes(result.bone_lengths())
     local = bvh_rotations(result.shown)
     n = len(local)
     euler = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_euler("ZXY", degrees=True).reshape(n, len(nodes), 3)

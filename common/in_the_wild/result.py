@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..geometry.skeleton import h36m_skeleton_17
+from ..inference.aggregation import SHOWN_MODE, lifting_mode
 from .exports import write_outputs
 from .keypoints import Keypoints2D
 
@@ -73,7 +75,8 @@ class WildResult:
     uncertainty: np.ndarray | None = None  # (N, 17) mm: radius around each J-Agg joint (common.uncertainty.factors)
     uncertainty_calibrated: bool = False   # radius for `coverage` from fitted factors, else the raw spread
     coverage: float = 0.9
-    pose_mode: str = "J-Agg"  # the mode whose pose the .json, .csv, .bvh and the animation show
+    pose_mode: str = SHOWN_MODE  # the mode whose pose the .json, .csv, .bvh and the animation show (T-Agg)
+    filter: str | None = None    # the smoothing applied to the poses and trajectory (common.in_the_wild.filters)
 
     @property
     def j_agg(self) -> np.ndarray:
@@ -88,7 +91,17 @@ class WildResult:
     @property
     def shown(self) -> np.ndarray:
         """(N, 17, 3) the pose of `pose_mode`, which the .json, .csv, .bvh and the animation show."""
-        return self.poses[self.pose_mode]
+        return self.poses[lifting_mode(self.pose_mode)]
+
+    def bone_lengths(self) -> np.ndarray:
+        """(17,) metres: each joint's distance to its parent in the shown pose, the median over the
+        frames (T-Agg's pose has one length per bone: these); 0 for the pelvis."""
+        shown = self.shown
+        parents = h36m_skeleton_17().parents
+        lengths = np.zeros(len(parents))
+        child = [j for j, p in enumerate(parents) if p >= 0]
+        lengths[child] = np.median(np.linalg.norm(shown[:, child] - shown[:, parents[child]], axis=-1), axis=0)
+        return lengths
 
     def save(self, path) -> Path:
         """Write the result to path, in the format its suffix names (.npz, .json, .csv, .bvh;

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from ..geometry.camera import project_to_2d
+from ..geometry.skeleton import h36m_skeleton_17
+from . import temporal
 
 HYP_DIM = 2
 MEAN = None   # the "choice" of P-Agg: no hypothesis is picked, they are averaged
@@ -51,8 +53,9 @@ def hypothesis_errors(hyps: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 class Candidates:
     """What a mode may choose by: the hypotheses (B, K, H, F, J, 3), their per-joint errors
     (B, K, H, F, J) against the ground truth (the oracles), and the 2D input x2d (B, F, J, 2)
-    with root trajectory traj (B, F, 1, 3) and intrinsics cam (J-Agg). weights (B, F) weight
-    P-Best's batch-level choice."""
+    with root trajectory traj (B, F, 1, 3) and intrinsics cam (J-Agg, T-Agg). weights (B, F)
+    weight P-Best's batch-level choice; parents: the 3D output's skeleton (T-Agg's bones),
+    Human3.6M-17's unless given. The B clips are consecutive windows of one sequence (or one clip)."""
 
     hyps: torch.Tensor
     errors: torch.Tensor | None = None
@@ -61,6 +64,13 @@ class Candidates:
     cam: torch.Tensor | None = None
     weights: torch.Tensor | None = None
     project: object = project_to_2d
+    parents: tuple | None = None
+
+    def skeleton_parents(self) -> tuple:
+        return H36M_PARENTS if self.parents is None else tuple(self.parents)
+
+
+H36M_PARENTS = tuple(int(p) for p in h36m_skeleton_17().parents)
 
 
 def oracle(mode):
@@ -77,13 +87,30 @@ def poses_of(hyps: torch.Tensor, answer) -> torch.Tensor:
     return answer
 
 
-# ---------------------------------------------------------------------------- the four modes
+# ---------------------------------------------------------------------------- the modes
 # Each returns its per-joint choice (B, K, F, J) of hypothesis, or MEAN.
+
+def reprojection_distances(c: Candidates) -> torch.Tensor:
+    """(B, K, H, F, J): each hypothesis joint's distance from the 2D input once reprojected."""
+    return torch.linalg.vector_norm(reproject(c.hyps, c.traj, c.cam, c.project) - c.x2d[:, None, None], dim=-1)
+
 
 def choose_j_agg(c: Candidates) -> torch.Tensor:
     """J-Agg (JPMA): per frame and joint, the hypothesis whose reprojection is nearest the 2D input."""
-    dist = torch.linalg.vector_norm(reproject(c.hyps, c.traj, c.cam, c.project) - c.x2d[:, None, None], dim=-1)
-    return dist.argmin(dim=HYP_DIM)
+    return reprojection_distances(c).argmin(dim=HYP_DIM)
+
+
+def choose_t_agg(c: Candidates, switch_weight: float = temporal.SWITCH_WEIGHT, sigma: float = temporal.SMOOTH_SIGMA,
+                 bones: bool = True) -> torch.Tensor:
+    """T-Agg (common.inference.temporal): per joint, the path through the hypotheses over the frames
+    that trades reprojection distance against motion the hypotheses do not share, smoothed over
+    sigma frames, then one set of bone lengths. Its poses (B, K, F, J, 3); the path's choice
+    (B, K, F, J) alone with sigma=0 and bones=False."""
+    path = temporal.joint_paths(c.hyps, reprojection_distances(c), temporal.jump_scale(c.traj, c.cam), switch_weight)
+    if sigma == 0 and not bones:
+        return path
+    poses = temporal.smooth_over_frames(gather(c.hyps, path), sigma)
+    return temporal.fixed_bone_lengths(poses, c.skeleton_parents()) if bones else poses
 
 
 def choose_p_agg(c: Candidates):
@@ -117,11 +144,23 @@ def choose_j_best(c: Candidates) -> torch.Tensor:
 
 
 # The aggregation modes, in the order of every table. A new mode: one function above, one entry here.
-MODES = {"J-Agg": choose_j_agg, "P-Agg": choose_p_agg, "P-Best": choose_p_best, "J-Best": choose_j_best}
+MODES = {"J-Agg": choose_j_agg, "P-Agg": choose_p_agg, "P-Best": choose_p_best, "J-Best": choose_j_best,
+         "T-Agg": choose_t_agg}
 AGGREGATION_MODES = tuple(MODES)
+PAPER_MODES = ("J-Agg", "P-Agg", "P-Best", "J-Best")   # the paper's four (the authors' code computes these)
 ORACLE_MODES = tuple(m for m, fn in MODES.items() if getattr(fn, "needs_ground_truth", False))
 # The modes that need no ground truth: what lifting gives and the prediction files hold.
 LIFTING_MODES = tuple(m for m in MODES if m not in ORACLE_MODES)
+# The pose a lifted clip's .json, .csv, .bvh and animation show unless told otherwise.
+SHOWN_MODE = "T-Agg"
+
+
+def lifting_mode(name: str) -> str:
+    """A lifting mode by its name or key ('T-Agg', 't_agg', 't-agg'); a clear error otherwise."""
+    for mode in LIFTING_MODES:
+        if name in (mode, mode_key(mode), mode.lower()):
+            return mode
+    raise ValueError(f"unknown pose mode {name!r}: choose from {', '.join(LIFTING_MODES)}")
 
 
 def mode_key(mode: str) -> str:
@@ -135,14 +174,16 @@ def choices(c: Candidates, modes=AGGREGATION_MODES) -> dict:
 
 
 def aggregate(hyps: torch.Tensor, gt: torch.Tensor | None, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor,
-              weights: torch.Tensor | None = None, project=project_to_2d, modes=None) -> dict[str, torch.Tensor]:
+              weights: torch.Tensor | None = None, project=project_to_2d, modes=None,
+              parents=None) -> dict[str, torch.Tensor]:
     """The aggregated poses {mode: (B, K, F, J, 3)} of hypotheses (B, K, H, F, J, 3), every
     mode's by default, the lifting modes' only when gt is None; the oracles choose against gt
-    (B, F, J, 3), J-Agg against the 2D x2d; weights (B, F) weight P-Best's batch-level choice."""
+    (B, F, J, 3), J-Agg against the 2D x2d; weights (B, F) weight P-Best's batch-level choice;
+    parents: the output skeleton (Candidates.parents)."""
     if modes is None:
         modes = AGGREGATION_MODES if gt is not None else LIFTING_MODES
     errors = hypothesis_errors(hyps, gt) if gt is not None else None
-    c = Candidates(hyps, errors, x2d, traj, cam, weights, project)
+    c = Candidates(hyps, errors, x2d, traj, cam, weights, project, parents)
     return {mode: poses_of(hyps, answer) for mode, answer in choices(c, modes).items()}
 
 

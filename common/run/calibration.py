@@ -56,17 +56,26 @@ def fit_on_split(results, sequences, note: str, hypotheses: int, iterations: int
     return fit_from_results(results, masks, fitted_on)
 
 
-def calibrate_after_training(trainer, sequences, core, settings, data: str, log=print) -> Calibration:
+def store_calibration(calibration: Calibration, path, checkpoint: dict | None = None, log=print) -> None:
+    """Write the factors into a checkpoint file (its 'uncertainty' entry), atomically."""
+    ckpt = safe_load(path) if checkpoint is None else checkpoint
+    ckpt["uncertainty"] = calibration.to_checkpoint()
+    atomic_save(ckpt, path)
+    log(f"stored the uncertainty factors in {path}")
+
+
+def calibrate_after_training(trainer, sequences, core, settings, data: str, log=print,
+                             names=("latest_epoch.bin", "best_epoch.bin")) -> Calibration | None:
     """Fit the factors on the calibration split of the validation sequences, for the weights
-    of best_epoch.bin and of latest_epoch.bin (once when they are the same epoch), sampled with
-    `core` (common.inference.core.InferenceCore: H, K, the sampler), and store them in those files
-    (their 'uncertainty' entry). Returns the latest weights' factors."""
+    of best_epoch.bin and of latest_epoch.bin (once when they are the same epoch; names: the
+    files), sampled with `core` (common.inference.core.InferenceCore: H, K, the sampler), and
+    store them in those files (their 'uncertainty' entry). Returns the latest weights' factors."""
     masks, how = calibration_split(sequences)
     chosen = [i for i, m in enumerate(masks) if m.any()]
     seqs = [sequences[i] for i in chosen]
     fitted = {}
     latest = None
-    for name in ("latest_epoch.bin", "best_epoch.bin"):
+    for name in names:
         path = Path(trainer.out_dir) / name
         if not path.is_file():
             continue
@@ -81,9 +90,7 @@ def calibrate_after_training(trainer, sequences, core, settings, data: str, log=
             fitted[epoch] = fit_from_results(results, [masks[i] for i in chosen], {
                 "data": data, "split": f"validation set: {how}", "hypotheses": h,
                 "iterations": k, "epoch": epoch, "date": time.strftime("%Y-%m-%d")})
-        ckpt["uncertainty"] = fitted[epoch].to_checkpoint()
-        atomic_save(ckpt, path)
-        log(f"stored the uncertainty factors in {path}")
+        store_calibration(fitted[epoch], path, ckpt, log)
         if name == "latest_epoch.bin":
             latest = fitted[epoch]
     return latest
@@ -121,8 +128,10 @@ class EvaluationUncertainty:
     dataset: the evaluated data set (common.datasets.base.Dataset), which names the joints of
     the calibration block and labels a refit; None: joints by index, labelled by -d and -k."""
 
-    def __init__(self, run, checkpoint: dict | None, refit: bool | None = None, log=print, dataset=None):
+    def __init__(self, run, checkpoint: dict | None, refit: bool | None = None, log=print, dataset=None,
+                 store_in=()):
         self.run, self.checkpoint, self.log = run, checkpoint, log        # run: the RunConfig
+        self.store_in = tuple(store_in)          # with refit: the checkpoint files the factors go into (no copy)
         self.dataset = dataset
         self.coverage = check_coverage(run.coverage)
         self.evaluated = run.evaluate or "the checkpoint"
@@ -166,7 +175,9 @@ class EvaluationUncertainty:
 
     def write(self, results, out_dir) -> None:
         """After the tables: the calibrated copy and the predictions file."""
-        if self.refit:
+        for path in self.store_in if self.refit else ():
+            store_calibration(self.calibration, path, log=self.log)
+        if self.refit and not self.store_in:
             path = write_calibrated_copy(self.checkpoint, self.calibration,
                                          calibrated_copy_path(self.run.evaluate, out_dir), self.run.overwrite,
                                          self.log)

@@ -68,16 +68,17 @@ def evaluate_model(run: RunConfig, model, sequences, layout: Layout, device, log
 
 def run_evaluation(run: RunConfig, model, sequences, layout: Layout, device, out_dir: Path, name: str,
                    log=print, checkpoint: dict | None = None, refit: bool | None = None,
-                   dataset: Dataset | None = None, **overrides):
+                   dataset: Dataset | None = None, store_in=(), **overrides):
     """Evaluate (evaluate_model), print the tables, write <name>.log and <name>.json to out_dir.
     The per-joint uncertainty (common.run.calibration) uses the factors in checkpoint (the loaded
     dict), refitted first with refit (default: --calibrate when evaluating a file); dataset
     (the sequences' data set) names its joints and labels the refit; --save-predictions writes
-    the per-frame poses. Returns (report, per-sequence results).
+    the per-frame poses; store_in: with refit, the checkpoint files that take the refitted factors
+    (instead of a calibrated copy). Returns (report, per-sequence results).
     Under torchrun the processes share the work and rank 0 writes; the other ranks return
     (None, None)."""
     info, device = init_from_env(device)
-    uncertainty = EvaluationUncertainty(run, checkpoint, refit, log, dataset)   # its flags are checked before sampling
+    uncertainty = EvaluationUncertainty(run, checkpoint, refit, log, dataset, store_in)  # flags checked before sampling
     if info.is_main:
         check_writable(out_dir)
     else:
@@ -305,7 +306,7 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
         f"{clips.num_batches()} batches of {clips.batch_size} clips per epoch{' per process' if info.enabled else ''}")
     trainer.fit(log)
     if run.calibrate and info.is_main:
-        core = InferenceCore.from_run(run, trainer.model, device, layout, engines=False)
+        core = InferenceCore.from_run(run, trainer.model, device, layout)
         trainer.calibration = calibrate_after_training(trainer, val_sequences, core, eval_settings(run, keep={"frames"}),
                                                        data_label(run, val_sequences, dataset), log)
     if writer is not None:

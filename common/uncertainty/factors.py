@@ -60,13 +60,13 @@ def hypothesis_spread(hyps: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
 
 
 def last_iteration(hyps: torch.Tensor, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor,
-                   modes=("J-Agg",)):
+                   modes=("J-Agg",), parents=None):
     """The last iteration of hypotheses (B, K, H, F, J, 3): the poses {mode: (B, F, J, 3)} of
     the given lifting modes (J-Agg always among them) and the spread (B, F, J) around J-Agg,
     metres; the spread is NaN for a single hypothesis."""
     last = hyps[:, -1:]
     wanted = tuple(dict.fromkeys(("J-Agg", *modes)))                  # J-Agg once, even when asked for again
-    poses = {m: p[:, 0] for m, p in agg.aggregate(last, None, x2d, traj, cam, modes=wanted).items()}
+    poses = {m: p[:, 0] for m, p in agg.aggregate(last, None, x2d, traj, cam, modes=wanted, parents=parents).items()}
     j_agg = poses["J-Agg"]
     spread = hypothesis_spread(last[:, 0], j_agg) if hyps.shape[2] >= 2 else torch.full_like(j_agg[..., 0], math.nan)
     return poses, spread

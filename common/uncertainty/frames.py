@@ -52,10 +52,12 @@ class FrameRecords:
         return FrameRecords(np.zeros_like(self.spread), np.zeros_like(self.error), np.zeros_like(self.seen),
                             None if self.poses is None else {m: np.zeros_like(a) for m, a in self.poses.items()})
 
-    def add(self, hyps: torch.Tensor, x2d, gt, traj, cam, windows: np.ndarray, new: np.ndarray) -> None:
+    def add(self, hyps: torch.Tensor, x2d, gt, traj, cam, windows: np.ndarray, new: np.ndarray,
+            parents=None) -> None:
         """Record a group: hyps (n, K, H, F, J, 3) root-relative, the J-Agg target x2d, gt
-        (n, F, J, 3) or None, the group's windows and their first-cover mask new (n, F)."""
-        poses, spread = last_iteration(hyps, x2d, traj, cam, tuple(self.poses or ()))
+        (n, F, J, 3) or None, the group's windows and their first-cover mask new (n, F);
+        parents: the output skeleton (T-Agg's bones)."""
+        poses, spread = last_iteration(hyps, x2d, traj, cam, tuple(self.poses or ()), parents)
         arrays = {"spread": spread}
         if gt is not None:
             arrays["error"] = torch.linalg.vector_norm(poses["J-Agg"] - gt, dim=-1)
