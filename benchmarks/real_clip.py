@@ -32,6 +32,7 @@ printed beside the best constant pose's P-MPJPE (the mean true pose of those fra
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,8 @@ from common.in_the_wild.inputs import input_layout_of
 from common.in_the_wild.keypoints import Keypoints2D
 from common.in_the_wild.root_depth import (default_intrinsics, estimate_root_trajectory, to_virtual_camera,
                                            training_focal)
+from common.inference import aggregation as agg
+from common.inference.aggregation import LIFTING_MODES
 from common.inference.core import InferenceCore
 from common.evaluation.metrics import mpjpe, p_mpjpe
 from common.geometry.skeleton import h36m_skeleton_17
@@ -115,6 +118,16 @@ def acceleration_mm(poses: np.ndarray) -> float:
     return float(1000 * np.linalg.norm(rel[2:] - 2 * rel[1:-1] + rel[:-2], axis=-1).mean())
 
 
+def accel_error_mm(poses: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Accel: mean distance between the second differences of root-relative poses and truth,
+    mm / frame^2, over the frames whose three frames are valid."""
+    second = lambda p: (p - p[:, :1])[2:] - 2 * (p - p[:, :1])[1:-1] + (p - p[:, :1])[:-2]   # noqa: E731
+    error = np.linalg.norm(second(poses) - second(truth), axis=-1).mean(axis=-1)
+    if valid is not None:
+        error = error[valid[2:] & valid[1:-1] & valid[:-2]]
+    return float(1000 * error.mean())
+
+
 def reprojection_px(poses: np.ndarray, traj: np.ndarray, target_px: np.ndarray, cam: np.ndarray, size) -> float:
     """Mean pixel distance between (poses + traj) projected with cam and target_px (N, J, 2)."""
     w, h = size
@@ -136,11 +149,25 @@ def real_video(model, layout, video, cache, hypotheses, steps, focal=None, virtu
                      res_w=size[0], res_h=size[1])
     core = InferenceCore.of_sampler(model, sampler_for(steps), layout=input_layout(layout), hypotheses=hypotheses,
                                     group=8, seed=0)
-    result = lifting.lift_keypoints(core, kp, size, lifting.LiftOptions(focal=focal, virtual_focal=virtual_focal))
+    options = lifting.LiftOptions(focal=focal, virtual_focal=virtual_focal)
+    lift_time = {}
+    for with_t_agg in (True, False, True, False):              # alternated; the lift with and without T-Agg
+        start = time.perf_counter()
+        if with_t_agg:
+            result = lifting.lift_keypoints(core, kp, size, options)
+        else:
+            t_agg = agg.MODES.pop("T-Agg")
+            try:
+                lifting.lift_keypoints(core, kp, size, options)
+            finally:
+                agg.MODES["T-Agg"] = t_agg
+        lift_time.setdefault(with_t_agg, []).append(time.perf_counter() - start)
     target_px = coco_to_h36m(pixels)
-    ours = {"bone CV %": bone_cv(result.j_agg), "accel mm/f^2": acceleration_mm(result.j_agg),
-            "reproj px": reprojection_px(result.j_agg, result.trajectory[:, None], target_px, result.intrinsics, size),
-            "root depth m": f"{result.trajectory[:, 2].min():.2f}-{result.trajectory[:, 2].max():.2f}"}
+    ours = {mode: {"bone CV %": bone_cv(result.poses[mode]), "accel mm/f^2": acceleration_mm(result.poses[mode]),
+                   "reproj px": reprojection_px(result.poses[mode], result.trajectory[:, None], target_px,
+                                                result.intrinsics, size)}
+            for mode in result.poses}
+    ours["J-Agg"]["root depth m"] = f"{result.trajectory[:, 2].min():.2f}-{result.trajectory[:, 2].max():.2f}"
     mp_3d = coco_to_h36m(world)
     mp_3d = mp_3d - mp_3d[:, :1]
     cam = default_intrinsics(*size, focal)
@@ -150,7 +177,8 @@ def real_video(model, layout, video, cache, hypotheses, steps, focal=None, virtu
                  "root depth m": f"{traj[:, 0, 2].min():.2f}-{traj[:, 0, 2].max():.2f}"}
     agreement = float(1000 * p_mpjpe(torch.from_numpy(result.j_agg), torch.from_numpy(mp_3d)))
     return {"frames": f"{run.start}-{run.stop - 1} of {total}", "size": size, "ours": ours,
-            "mediapipe": reference, "P-MPJPE ours vs MediaPipe mm": agreement}
+            "mediapipe": reference, "P-MPJPE ours vs MediaPipe mm": agreement,
+            "lift s": {"with T-Agg": min(lift_time[True]), "without": min(lift_time[False])}}
 
 
 def ts5(model, layout, path, hypotheses, steps, focal=None, virtual_focal=None) -> dict:
@@ -174,14 +202,17 @@ def ts5(model, layout, path, hypotheses, steps, focal=None, virtual_focal=None) 
     core = InferenceCore.of_sampler(model, sampler_for(steps), hypotheses=hypotheses, group=8, seed=0)
     hyps = core.sample_clip(x2d)
     poses, traj = lifting.aggregate_without_ground_truth(hyps, x2d, cam)
-    pred, truth = torch.from_numpy(poses["J-Agg"][valid, -1]), torch.from_numpy(gt[valid].astype(np.float32))
+    truth = torch.from_numpy(gt[valid].astype(np.float32))
     constant = torch.from_numpy(gt[valid].mean(axis=0, keepdims=True).astype(np.float32)).expand(truth.shape)
-    return {"frames (valid)": int(valid.sum()),
-            "J-Agg MPJPE mm": float(1000 * mpjpe(pred, truth)), "J-Agg P-MPJPE mm": float(1000 * p_mpjpe(pred, truth)),
-            "constant pose P-MPJPE mm": float(1000 * p_mpjpe(constant, truth)),
-            "bone CV %": bone_cv(poses["J-Agg"][valid, -1]), "true bone CV %": bone_cv(gt[valid]),
-            "accel mm/f^2": acceleration_mm(poses["J-Agg"][:, -1]), "true accel mm/f^2": acceleration_mm(gt),
-            "root depth m (true)": f"{traj[valid, 0, 2].mean():.2f} ({pose_3d[valid, 14, 2].mean():.2f})"}
+    out = {"frames (valid)": int(valid.sum()), "constant pose P-MPJPE mm": float(1000 * p_mpjpe(constant, truth)),
+           "true bone CV %": bone_cv(gt[valid]), "true accel mm/f^2": acceleration_mm(gt),
+           "root depth m (true)": f"{traj[valid, 0, 2].mean():.2f} ({pose_3d[valid, 14, 2].mean():.2f})"}
+    for mode, p in poses.items():
+        pred = torch.from_numpy(p[valid, -1])
+        out[mode] = {"MPJPE mm": float(1000 * mpjpe(pred, truth)), "P-MPJPE mm": float(1000 * p_mpjpe(pred, truth)),
+                     "Accel mm/f^2": accel_error_mm(p[:, -1], gt, valid), "bone CV %": bone_cv(p[valid, -1]),
+                     "accel mm/f^2": acceleration_mm(p[:, -1])}
+    return out
 
 
 def real_motion(model, data_dir, name, hypotheses, steps) -> dict:
@@ -195,13 +226,19 @@ def real_motion(model, data_dir, name, hypotheses, steps) -> dict:
     results = evaluate_sequences(core, seqs, EvalSettings(exact_frames=True, keep={"poses"}, progress=False))
     truth = torch.from_numpy(np.concatenate([s.pose_3d - s.pose_3d[:, :1] for s in seqs]).astype(np.float32))
     out = {"clips": len({s.action.split(" ")[1] for s in seqs}), "frames x views": len(truth)}
-    for mode in ("J-Agg", "P-Agg"):
+    for mode in LIFTING_MODES:
         pred = torch.from_numpy(np.concatenate([r.poses[mode][-1] for r in results]))
-        out[f"{mode} MPJPE mm"] = float(1000 * mpjpe(pred, truth))
-        out[f"{mode} P-MPJPE mm"] = float(1000 * p_mpjpe(pred, truth))
+        out[mode] = {"MPJPE mm": float(1000 * mpjpe(pred, truth)), "P-MPJPE mm": float(1000 * p_mpjpe(pred, truth)),
+                     "Accel mm/f^2": float(np.mean([accel_error_mm(r.poses[mode][-1], s.pose_3d)
+                                                    for r, s in zip(results, seqs)])),
+                     "bone CV %": float(np.mean([bone_cv(r.poses[mode][-1]) for r in results]))}
     constant = truth.mean(dim=0, keepdim=True).expand(truth.shape)
     out["constant pose P-MPJPE mm"] = float(1000 * p_mpjpe(constant, truth))
     return out
+
+
+def line(numbers: dict) -> str:
+    return "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in numbers.items())
 
 
 def main(argv=None) -> int:
@@ -232,18 +269,20 @@ def main(argv=None) -> int:
             r = real_video(model, layout, args.video, args.cache, args.hypotheses, args.steps, args.focal,
                            virtual)
             print(f"real video {Path(args.video).name} ({r['size'][0]}x{r['size'][1]}), frames {r['frames']}:")
-            for who in ("ours", "mediapipe"):
-                print(f"  {who:10s} " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                                                   for k, v in r[who].items()))
+            for who, numbers in [*r["ours"].items(), ("MediaPipe", r["mediapipe"])]:
+                print(f"  {who:10s} {line(numbers)}")
+            print(f"  lifting time, s (best of 2): {line(r['lift s'])}")
             print(f"  P-MPJPE ours vs MediaPipe world landmarks: {r['P-MPJPE ours vs MediaPipe mm']:.1f} mm")
         if args.ts5:
             r = ts5(model, layout, args.ts5, args.hypotheses, args.steps, args.focal, virtual)
-            print("MPI-INF-3DHP TS5 (real 3D): " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                                                           for k, v in r.items()))
+            print("MPI-INF-3DHP TS5 (real 3D): " + line({k: v for k, v in r.items() if not isinstance(v, dict)}))
+            for mode in LIFTING_MODES:
+                print(f"  {mode:10s} {line(r[mode])}")
         if args.motion:
             r = real_motion(model, args.motion, args.motion_set, args.hypotheses, args.steps)
-            print("held-out real motion: " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                                                     for k, v in r.items()))
+            print("held-out real motion: " + line({k: v for k, v in r.items() if not isinstance(v, dict)}))
+            for mode in LIFTING_MODES:
+                print(f"  {mode:10s} {line(r[mode])}")
     return 0
 
 

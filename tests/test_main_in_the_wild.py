@@ -17,7 +17,7 @@ from common.datasets.synthetic import (STYLES, animate, coco_points, subject_bon
 from common.model.denoiser import DenoiserConfig
 from common.model.diffusion import DDIMSampler, Diffusion
 from common.inference.core import InferenceCore
-from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose
+from common.geometry.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, flip_pose, h36m_skeleton_17
 from common.in_the_wild import lifting
 from common.in_the_wild.inputs import input_layout_of
 from common.in_the_wild.keypoints import read_keypoints
@@ -26,6 +26,7 @@ from conftest import evaluate, save_tiny_checkpoint
 
 TINY = ["-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1", "-b", "8", "-s", "1", "--nolog"]
 W, H = 1280, 720
+PARENTS = h36m_skeleton_17().parents
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +187,35 @@ def test_command_line_lifts_a_keypoint_file(tmp_path, tiny_checkpoint, frames, k
         from PIL import Image
         with Image.open(tmp_path / "anim.gif") as gif:
             assert gif.n_frames == frames
+
+
+def test_command_line_shows_t_agg_by_default_and_the_mode_and_filter_asked_for(tmp_path, tiny_checkpoint, capsys):
+    pixels, _ = walking_clip(30)
+    source = tmp_path / "clip.npy"
+    np.save(source, np.concatenate([pixels, np.full_like(pixels[..., :1], 0.8)], axis=-1))
+    base = ["--evaluate", str(tiny_checkpoint), "--keypoints-file", str(source), "--width", str(W), "--height", str(H),
+            "-num_proposals", "3", "-sampling_timesteps", "2"]
+    runs = {"default": [], "j_agg": ["--pose-mode", "j_agg"], "filtered": ["--filter", "savgol:window=7"]}
+    shown = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        rc = wild_script.main(base + extra + ["--output", str(out) + ".json", "--output", str(out) + ".npz"])
+        assert rc == 0, capsys.readouterr().err
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        shown[name] = np.array([f["joints_3d"] for f in data["frames"]])
+        arrays = np.load(tmp_path / f"{name}.npz")
+        mode = {"j_agg": "j_agg"}.get(name, "t_agg")
+        np.testing.assert_allclose(shown[name], arrays[mode], atol=2e-6)
+        assert data["pose"] == {"j_agg": "J-Agg"}.get(name, "T-Agg")
+        assert data["filter"] == ("savgol(window=7) at 25 fps" if name == "filtered" else None)
+    bones = lambda p: np.linalg.norm(p[:, 1:] - p[:, PARENTS[1:]], axis=-1)   # noqa: E731
+    assert bones(shown["default"]).std(axis=0).max() < 1e-5 < bones(shown["j_agg"]).std(axis=0).max()
+    assert not np.allclose(shown["filtered"], shown["default"])
+    for flag, message in (("--pose-mode j_best", "unknown pose mode 'j_best': choose from J-Agg, P-Agg, T-Agg"),
+                          ("--filter median", "unknown filter 'median'")):
+        with pytest.raises(SystemExit) as stop:
+            wild_script.main(base + flag.split())
+        assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_command_line_asks_for_the_image_size(tmp_path, tiny_checkpoint, capsys):

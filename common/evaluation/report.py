@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..inference import aggregation as agg
 from .metrics import AGGREGATION_MODES, BONE_CV
 from ..uncertainty.report import format_calibration
 
@@ -103,11 +104,11 @@ def results_json(table: dict) -> dict:
 class Report:
     """The tables of one evaluation (per-sequence results in, text / JSON / headline out)."""
 
-    def __init__(self, results, by_subject: bool = False, modes=AGGREGATION_MODES):
+    def __init__(self, results, by_subject: bool = False, modes=None):
         if not results:
             raise ValueError("nothing was evaluated: the selection holds no sequence")
         self.results = list(results)
-        self.modes = tuple(modes)
+        self.modes = tuple(agg.MODES if modes is None else modes)     # None: every mode registered now
         self.actions = summarize(self.results)
         self.protocols = sorted({p for row in self.actions.values() for p, _ in row} & set(PROTOCOL_TITLES))
         self.iterations = len(next(iter(next(iter(self.actions.values())).values())))

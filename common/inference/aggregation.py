@@ -168,9 +168,10 @@ def mode_key(mode: str) -> str:
     return mode.lower().replace("-", "_")
 
 
-def choices(c: Candidates, modes=AGGREGATION_MODES) -> dict:
-    """Every mode's answer {mode: choice (B, K, F, J), MEAN or poses (B, K, F, J, 3)}."""
-    return {mode: MODES[mode](c) for mode in modes}
+def choices(c: Candidates, modes=None) -> dict:
+    """Every mode's answer {mode: choice (B, K, F, J), MEAN or poses (B, K, F, J, 3)}; modes:
+    every mode registered in MODES when it is called (None), or these."""
+    return {mode: MODES[mode](c) for mode in (tuple(MODES) if modes is None else modes)}
 
 
 def aggregate(hyps: torch.Tensor, gt: torch.Tensor | None, x2d: torch.Tensor, traj: torch.Tensor, cam: torch.Tensor,
@@ -181,7 +182,7 @@ def aggregate(hyps: torch.Tensor, gt: torch.Tensor | None, x2d: torch.Tensor, tr
     (B, F, J, 3), J-Agg against the 2D x2d; weights (B, F) weight P-Best's batch-level choice;
     parents: the output skeleton (Candidates.parents)."""
     if modes is None:
-        modes = AGGREGATION_MODES if gt is not None else LIFTING_MODES
+        modes = [m for m, fn in MODES.items() if gt is not None or not getattr(fn, "needs_ground_truth", False)]
     errors = hypothesis_errors(hyps, gt) if gt is not None else None
     c = Candidates(hyps, errors, x2d, traj, cam, weights, project, parents)
     return {mode: poses_of(hyps, answer) for mode, answer in choices(c, modes).items()}
