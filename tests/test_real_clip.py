@@ -62,7 +62,9 @@ def test_held_out_real_motion_is_scored_against_its_true_3d_and_the_best_constan
     write_motion_set(deal(motions, ["test_*"]), tmp_path, "m")
     r = real_motion(tiny_model(frames=9), tmp_path, "m", hypotheses=2, steps=1)
     assert r["clips"] == 2 and r["frames x views"] == 2 * 30 * 4
-    assert 0 < r["J-Agg P-MPJPE mm"] <= r["J-Agg MPJPE mm"] and 0 < r["P-Agg P-MPJPE mm"] <= r["P-Agg MPJPE mm"]
+    for mode in ("J-Agg", "P-Agg", "T-Agg"):
+        assert 0 < r[mode]["P-MPJPE mm"] <= r[mode]["MPJPE mm"] and r[mode]["Accel mm/f^2"] > 0
+    assert r["T-Agg"]["bone CV %"] < 0.01 < r["J-Agg"]["bone CV %"]
     from common.datasets.h36m import H36MDataset
 
     seqs = H36MDataset(tmp_path, "det", "m").sequences(["S9", "S11"])
@@ -76,4 +78,22 @@ def test_ts5_benchmark_runs_on_the_real_sequence():
     from conftest import require_3dhp_sequence, tiny_model
 
     r = ts5(tiny_model(frames=9), "h36m", require_3dhp_sequence("TS5"), hypotheses=2, steps=1)
-    assert r["frames (valid)"] > 0 and r["J-Agg P-MPJPE mm"] > 0 and r["bone CV %"] > 0
+    assert r["frames (valid)"] > 0 and r["J-Agg"]["P-MPJPE mm"] > 0 and r["J-Agg"]["bone CV %"] > 0
+    assert r["T-Agg"]["accel mm/f^2"] < r["J-Agg"]["accel mm/f^2"]
+
+
+def test_accel_error_compares_second_differences_with_the_truth_on_valid_frames():
+    from benchmarks.real_clip import accel_error_mm
+
+    truth = poses()
+    truth[:, 1:] += (0.001 * np.arange(len(truth)) ** 2)[:, None, None]      # true accelerating motion
+    assert accel_error_mm(truth.copy(), truth) < 1e-9
+    assert accel_error_mm(truth + 0.3, truth) < 1e-9                          # an offset has no acceleration
+    jerk = truth.copy()
+    jerk[10, 1:] += 0.01
+    expected = np.zeros(len(truth) - 2)
+    expected[[8, 10]], expected[9] = np.sqrt(3) * 10, 2 * np.sqrt(3) * 10
+    assert abs(accel_error_mm(jerk, truth) - expected.mean() * 16 / 17) < 1e-6
+    valid = np.ones(len(truth), bool)
+    valid[10] = False                                                         # every difference touching frame 10 out
+    assert accel_error_mm(jerk, truth, valid) < 1e-9

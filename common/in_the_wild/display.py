@@ -30,7 +30,7 @@ def timing_summary(result: WildResult) -> str:
 def render_result(result: WildResult, out_path, video=None, fps: float | None = None, size: float = 5.0,
                   limit: int | None = None, downsample: int = 1, azim: float = -70.0) -> Path:
     """Animation of the 2D input over the video frame (when given; otherwise a blank image) and
-    the pose of result.pose_mode (J-Agg by default) over the last iteration's hypotheses. For a lifted video (result.video),
+    the pose of result.pose_mode (T-Agg by default) over the last iteration's hypotheses. For a lifted video (result.video),
     every decoded frame is drawn, those without a lifted pose with the frame alone; for a
     keypoint file, the frames from its first frame number on. H.264 MP4 with PyAV (or ffmpeg),
     else GIF; fps: the video's unless given."""

@@ -79,9 +79,11 @@ def _uncertainty_note(result) -> str | None:
     """What uncertainty_mm means in this file (None: a single hypothesis gives none)."""
     if result.uncertainty is None:
         return None
+    where = "" if lifting_mode(result.pose_mode) == "J-Agg" else " (its J-Agg position, which the .npz holds)"
     if result.uncertainty_calibrated:
-        return f"uncertainty_mm: radius around each joint holding the true joint with probability {result.coverage:.2f}"
-    return "uncertainty_mm: spread of the hypotheses around each joint (uncalibrated)"
+        return (f"uncertainty_mm: radius around each joint{where} holding the true joint with probability "
+                f"{result.coverage:.2f}")
+    return f"uncertainty_mm: spread of the hypotheses around each joint{where} (uncalibrated)"
 
 
 def write_csv(result, path: Path) -> None:
