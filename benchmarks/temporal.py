@@ -1,4 +1,4 @@
-"""T-Agg's ablation: each of its three steps on and off, on a data set's test subjects.
+"""T-Agg's ablation: each of its steps on and off (and the path, off by default, on), on a data set's test subjects.
 
     python -m benchmarks.temporal --checkpoint checkpoint/demo/best_epoch.bin [-d demo] [--data-dir data]
         [--subjects S9,S11] [-H 5] [-K 5] [-b 8]
@@ -27,14 +27,15 @@ from common.inference.core import InferenceCore
 from common.model.checkpoint import load_denoiser
 from common.model.diffusion import DDIMSampler, Diffusion
 
-# name -> T-Agg's keyword arguments (the path's switch weight, the smoothing's sigma, the bones)
+# name -> T-Agg's keyword arguments (the smoothing's sigma, the bones, the path's switch weight);
+# T-Agg itself is smooth+bones without the path.
+PATH = 3.0
 VARIANTS = {
-    "path": dict(sigma=0, bones=False),
-    "smooth": dict(switch_weight=0, bones=False),
-    "bones": dict(switch_weight=0, sigma=0),
-    "path+smooth": dict(bones=False),
-    "path+bones": dict(sigma=0),
-    "smooth+bones": dict(switch_weight=0),
+    "smooth": dict(bones=False),
+    "bones": dict(sigma=0),
+    "path": dict(switch_weight=PATH, sigma=0, bones=False),
+    "path+smooth": dict(switch_weight=PATH, bones=False),
+    "path+smooth+bones": dict(switch_weight=PATH),
 }
 REAL = "Mocap"
 

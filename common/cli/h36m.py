@@ -30,7 +30,7 @@ from ..run.runner import Outcome, run_experiment
 # people far better than the four studio cameras alone.
 DEMO_FLAGS = dict(dataset="demo", keypoints="det", number_of_frames=27, cs=64, dep=2, epochs=12,
                   learning_rate=1e-3, lr_decay=0.87, batch_size=8, stride=1, nolog=True, checkpoint="checkpoint/demo",
-                  num_proposals=5, sampling_timesteps=5, val_timesteps=1, val_proposals=1, view_augment=20.0)
+                  num_proposals=5, sampling_timesteps=3, val_timesteps=1, val_proposals=1, view_augment=20.0)
 
 
 def apply_demo(args) -> None:

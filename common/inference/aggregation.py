@@ -102,10 +102,10 @@ def choose_j_agg(c: Candidates) -> torch.Tensor:
 
 def choose_t_agg(c: Candidates, switch_weight: float = temporal.SWITCH_WEIGHT, sigma: float = temporal.SMOOTH_SIGMA,
                  bones: bool = True) -> torch.Tensor:
-    """T-Agg (common.inference.temporal): per joint, the path through the hypotheses over the frames
-    that trades reprojection distance against motion the hypotheses do not share, smoothed over
-    sigma frames, then one set of bone lengths. Its poses (B, K, F, J, 3); the path's choice
-    (B, K, F, J) alone with sigma=0 and bones=False."""
+    """T-Agg (common.inference.temporal): J-Agg's per-joint choice (with switch_weight > 0, a path
+    through the hypotheses over the frames that trades reprojection distance against motion
+    they do not share) smoothed over sigma frames, then one set of bone lengths. Its poses
+    (B, K, F, J, 3); the choice (B, K, F, J) alone with sigma=0 and bones=False."""
     path = temporal.joint_paths(c.hyps, reprojection_distances(c), temporal.jump_scale(c.traj, c.cam), switch_weight)
     if sigma == 0 and not bones:
         return path

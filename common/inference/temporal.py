@@ -11,14 +11,18 @@ one frame to the next and its bones change length. T-Agg makes three changes, ea
   depth: the same normalised screen units as the reprojection). A jump between hypotheses costs
   its size; a hypothesis that jitters costs its jitter; the motion they share costs nothing.
   switch_weight = 0 gives J-Agg's choice exactly.
-- smoothing over time (`smooth_over_frames`): the path's poses convolved along the frames with a
-  Gaussian of `sigma` frames, which removes what jitter the path keeps (each hypothesis's own).
+- smoothing over time (`smooth_over_frames`): the chosen poses convolved along the frames with a
+  Gaussian of `sigma` frames, which removes the jitter of the per-frame choice.
 - one set of bone lengths (`fixed_bone_lengths`): each bone's median length over the frames of
   every clip given together (one sequence's windows in evaluation, the whole clip in lifting),
   and every frame rebuilt from the root outwards with each bone along its own direction.
 
 The parameters (SWITCH_WEIGHT, SMOOTH_SIGMA) were chosen on the demo model's synthetic test
 subject S9 and on the real clips it trained on (subject S1), never on the held-out clips or TS5.
+There, smoothing J-Agg's own choice was more accurate than smoothing a path: the path holds one
+hypothesis per joint where J-Agg's switching, once smoothed, averages several. So by default the
+path is off (lambda = 0) and T-Agg is J-Agg smoothed over time with one set of bone lengths;
+lambda > 0 (e.g. 3) turns the path on, which lowers the jitter further at some cost in accuracy.
 
 Only the 2D, the hypotheses, the root trajectory and the camera are used: no ground truth.
 """
@@ -30,8 +34,8 @@ from functools import lru_cache
 import torch
 
 HYP_DIM = 2
-SWITCH_WEIGHT = 3.0           # lambda: an unshared step of d metres at the person's depth costs as much as 3 d of reprojection
-SMOOTH_SIGMA = 1.5            # frames: the Gaussian that smooths the path's poses over time
+SWITCH_WEIGHT = 0.0           # lambda of the path; 0: J-Agg's per-frame choice (the path is off by default, see below)
+SMOOTH_SIGMA = 1.5            # frames: the Gaussian that smooths the chosen poses over time
 MIN_DEPTH = 0.1               # metres: the depth the jump's scale never goes below
 
 
