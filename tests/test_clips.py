@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from common.geometry.camera import project_to_2d
-from common.datasets.clips import ClipSampler, clip_bounds, eval_window_indices, eval_windows, padded_slice
+from common.datasets.clips import (ClipSampler, clip_bounds, eval_window_indices, eval_windows, padded_slice,
+                                   warped_slice)
 from common.datasets.base import Sequence
 from common.datasets.h36m import H36MDataset
 from common.datasets.synthetic import write_synthetic_h36m
@@ -236,3 +237,38 @@ def test_bone_augmentation_changes_proportions_keeps_directions_and_reprojects_t
     np.testing.assert_allclose(scaled["pose_2d"], reprojected + error, atol=1e-5)
     with pytest.raises(ValueError, match="--bone-augment"):
         ClipSampler(noisy, clip_length=9, batch_size=4, bone_scale=0.1, layout=input_layout("coco"))
+
+
+def test_warped_slice_plays_a_window_faster_or_slower_about_its_centre():
+    x = np.arange(40, dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)     # frame i holds i
+    np.testing.assert_array_equal(warped_slice(x, 10, 19, 1.0), padded_slice(x, 10, 19))
+    np.testing.assert_array_equal(warped_slice(x, -3, 6, 1.0), padded_slice(x, -3, 6))    # edge padding too
+    fast = warped_slice(x, 10, 19, 2.0)[:, 0, 0]
+    np.testing.assert_allclose(fast, 14 + 2.0 * (np.arange(9) - 4))                        # centre 14, steps of 2
+    slow = warped_slice(x, 10, 19, 0.5)[:, 0, 0]
+    np.testing.assert_allclose(slow, 14 + 0.5 * (np.arange(9) - 4))                        # interpolated
+    assert warped_slice(x, 30, 39, 2.0)[-1, 0, 0] == 39                                     # held at the last frame
+
+
+def test_time_warp_gives_every_clip_a_speed_within_the_range_and_keeps_3d_2d_and_root_together(tmp_path):
+    write_synthetic_h36m(tmp_path, name="warp", seed=1, frames_per_sequence=60, subjects=("S9",),
+                         actions=("Greeting",))
+    seqs = H36MDataset(tmp_path, "gt", "warp").sequences(["S9"])
+    tagged = [dataclasses.replace(s, pose_3d=np.broadcast_to(np.arange(s.num_frames, dtype=np.float32)
+                                                             [:, None, None], s.pose_3d.shape).copy())
+              for s in seqs]                                     # 3D that holds the frame time
+    (batch,) = list(ClipSampler(tagged, clip_length=9, batch_size=64, shuffle=False, seed=3, time_warp=0.5,
+                                **SYM).next_epoch())
+    times = batch["pose_3d"][:, :, 0, 0]                         # (B, F) the frame time each clip frame shows
+    last = tagged[0].num_frames - 1
+    inside = np.diff(times, axis=1)[(times > 0).all(axis=1) & (times < last).all(axis=1)]   # never at an edge
+    speed = inside[:, 0]
+    np.testing.assert_allclose(inside, np.broadcast_to(speed[:, None], inside.shape), atol=1e-4)
+    assert speed.min() >= 1 / 1.5 - 1e-4 and speed.max() <= 1.5 + 1e-4 and speed.std() > 0.1
+    (real,) = list(ClipSampler(seqs, clip_length=9, batch_size=64, shuffle=False, seed=3, time_warp=0.5,
+                               **SYM).next_epoch())
+    reprojected = project_to_2d(torch.from_numpy(real["pose_3d"] + real["traj"]),
+                                torch.from_numpy(real["cam"])[:, None, None]).numpy()
+    assert np.abs(real["pose_2d"] - reprojected).max() < 2e-3    # the 2D follows the warped 3D (gt 2D)
+    plain = next(ClipSampler(seqs, clip_length=9, batch_size=64, shuffle=False, seed=3, **SYM).next_epoch())
+    assert not np.allclose(plain["pose_3d"], real["pose_3d"])

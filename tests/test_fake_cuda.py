@@ -155,7 +155,7 @@ def test_evaluation_scores_on_the_gpu_and_reads_results_through_the_host():
 
     assert calls and all(on_cuda(out) for out in calls)
     for result, seq in zip(results, sequences):
-        assert set(result.sums) == {(p, m) for p in ("p1", "p2") for m in AGGREGATION_MODES}
+        assert set(result.sums) == {(p, m) for p in ("p1", "p2", "mpjve", "accel", "bone_cv") for m in AGGREGATION_MODES}
         assert all(np.shape(v) == (2,) for v in result.sums.values()) and result.weight > 0
         assert all(p.shape == (2, seq.num_frames, 17, 3) for p in result.poses.values())
         assert result.hypotheses.shape == (2, 3, seq.num_frames, 17, 3)

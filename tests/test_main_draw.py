@@ -75,7 +75,7 @@ def test_export_holds_hypotheses_poses_ground_truth_and_2d(setup, tmp_path):
     assert d["hypotheses"].shape == (FRAMES, 2, 3, 17, 3)            # (frames, K, H, joints, 3)
     assert d["j_agg"].shape == d["p_agg"].shape == d["ground_truth"].shape == (FRAMES, 17, 3)
     assert d["keypoints_2d"].shape == (FRAMES, 17, 2) and d["trajectory"].shape == (FRAMES, 3)
-    assert d["errors_mm"].shape == (4, 2) and list(d["modes"]) == ["J-Agg", "P-Agg", "P-Best", "J-Best"]
+    assert d["errors_mm"].shape == (5, 2) and list(d["modes"]) == ["J-Agg", "P-Agg", "P-Best", "J-Best", "T-Agg"]
     np.testing.assert_allclose(d["p_agg"], d["hypotheses"][:, -1].mean(axis=1), atol=1e-6)
     assert 0 < d["keypoints_2d"].min() and d["keypoints_2d"].max() < 1000   # pixels
     assert not (tmp_path / "seq.gif").exists()                        # no --render, no animation

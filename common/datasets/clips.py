@@ -35,6 +35,18 @@ def clip_bounds(num_frames: int, clip_length: int) -> np.ndarray:
     return np.arange(n + 1) * clip_length - offset
 
 
+def warped_slice(x: np.ndarray, start: int, end: int, speed: float) -> np.ndarray:
+    """The end - start frames of x around the window [start, end) played at `speed` (2: twice as
+    fast, 0.5: half as fast), linearly interpolated along axis 0 about the window's centre; the
+    first / last frame where the times leave x (speed 1: padded_slice exactly)."""
+    frames = end - start
+    t = np.clip((start + end - 1) / 2 + (np.arange(frames) - (frames - 1) / 2) * speed, 0, len(x) - 1)
+    low = np.floor(t).astype(np.int64)
+    high = np.minimum(low + 1, len(x) - 1)
+    w = (t - low).reshape((-1,) + (1,) * (x.ndim - 1))
+    return (x[low] * (1 - w) + x[high] * w).astype(x.dtype)
+
+
 def padded_slice(x: np.ndarray, start: int, end: int) -> np.ndarray:
     """x[start:end] along axis 0, repeating the first / last frame where the range leaves x."""
     low, high = max(start, 0), min(end, len(x))
@@ -55,7 +67,8 @@ class ClipSampler:
 
     def __init__(self, sequences, clip_length: int, batch_size: int, *, augment: bool = False,
                  layout: Layout | None = None, shuffle: bool = True, seed: int = 1234, rank: int = 0,
-                 world_size: int = 1, view_pitch: float = 0.0, view_roll: float = 0.0, bone_scale: float = 0.0):
+                 world_size: int = 1, view_pitch: float = 0.0, view_roll: float = 0.0, bone_scale: float = 0.0,
+                 time_warp: float = 0.0):
         if augment and layout is None:
             raise ValueError("flip augmentation needs the data set's joint layout (its left/right joints)")
         if not 0 <= rank < world_size:
@@ -81,6 +94,7 @@ class ClipSampler:
         if self.bone_scale and (layout is None or layout.input_name != "h36m" or not (self.with_traj and self.with_cam)):
             raise ValueError("--bone-augment rebuilds the Human3.6M-17 skeleton and re-projects it: it needs "
                              "Human3.6M-layout 2D with root trajectories and cameras; train without it on this data")
+        self.time_warp = float(time_warp)         # largest speed change: speeds in [1 / (1 + w), 1 + w], log-uniform
         # (sequence index, start, end, flip) per clip, in the authors' order: a sequence's
         # windows, then the same windows flipped.
         clips = []
@@ -101,10 +115,12 @@ class ClipSampler:
         views = self.random.uniform(-1, 1, (len(self.clips), 2)) * self.view if self.view.any() else None
         scales = (1 + self.random.uniform(-1, 1, (len(self.clips), len(BONE_GROUPS))) * self.bone_scale
                   if self.bone_scale else None)
+        speeds = (np.exp(self.random.uniform(-1, 1, len(self.clips)) * np.log1p(self.time_warp))
+                  if self.time_warp else np.ones(len(self.clips)))
         for b in range(self.num_batches()):
             g = b * self.world_size + self.rank  # this rank's share of the global batch list
             chosen = order[g * self.batch_size:(g + 1) * self.batch_size]
-            batch = self._batch([self.clips[k] for k in chosen])
+            batch = self._batch([self.clips[k] for k in chosen], speeds[chosen])
             if scales is not None:
                 batch = scale_bones(batch, scales[chosen])
             yield batch if views is None else turn_view(batch, views[chosen])
@@ -119,23 +135,24 @@ class ClipSampler:
         """Accepts a RandomState (ours or the authors') or a RandomState.get_state() tuple."""
         self.random.set_state(state.get_state() if isinstance(state, np.random.RandomState) else state)
 
-    def _batch(self, clips) -> dict[str, np.ndarray]:
-        """Cut, pad and (where asked) mirror the clips of one batch."""
+    def _batch(self, clips, speeds=None) -> dict[str, np.ndarray]:
+        """Cut, pad, (where asked) play at another speed and mirror the clips of one batch."""
         batch = {"pose_2d": [], "pose_3d": []}
         if self.with_traj:
             batch["traj"] = []
         if self.with_cam:
             batch["cam"] = []
-        for i, start, end, flip in clips:
+        for (i, start, end, flip), speed in zip(clips, np.ones(len(clips)) if speeds is None else speeds):
             seq = self.sequences[i]
-            pose_2d = padded_slice(seq.pose_2d, start, end)  # (F, J, 2)
-            pose_3d = padded_slice(seq.pose_3d, start, end)  # (F, J, 3)
+            cut = padded_slice if speed == 1 else (lambda x, a, b: warped_slice(x, a, b, speed))  # noqa: E731
+            pose_2d = cut(seq.pose_2d, start, end)  # (F, J, 2)
+            pose_3d = cut(seq.pose_3d, start, end)  # (F, J, 3)
             if flip:
                 pose_2d, pose_3d = flip_pose(pose_2d, *self.kps), flip_pose(pose_3d, *self.joints)
             batch["pose_2d"].append(pose_2d)
             batch["pose_3d"].append(pose_3d)
             if self.with_traj:
-                traj = padded_slice(seq.traj, start, end)  # (F, 1, 3)
+                traj = cut(seq.traj, start, end)  # (F, 1, 3)
                 batch["traj"].append(traj * np.array([-1, 1, 1], dtype=traj.dtype) if flip else traj)
             if self.with_cam:
                 batch["cam"].append(flip_intrinsics(seq.cam) if flip else seq.cam)

@@ -187,6 +187,9 @@ def build_parser(description: str = "D3DP: diffusion-based 3D human pose estimat
                    help="give every training clip other body proportions: each bone group (thighs, shins, "
                         "upper arms, ..., left and right alike) lengthened or shortened by up to FRACTION, the 2D "
                         "re-projected (Human3.6M-layout 2D; 0: off, as the authors)")
+    g.add_argument("--time-warp", type=number(float, 0, 1), default=0.0, metavar="FRACTION",
+                   help="play every training clip at another speed, between 1/(1+FRACTION) and 1+FRACTION times "
+                        "(log-uniform), 3D and 2D interpolated between frames (0: off, as the authors)")
     g.add_argument("--val-proposals", type=positive_int, default=1, help="hypotheses of the per-epoch validation")
     g.add_argument("--val-timesteps", type=positive_int, default=1, help="DDIM iterations of the per-epoch validation")
     g.add_argument("--no-eval", action="store_true", help="skip the per-epoch validation")

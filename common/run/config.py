@@ -74,6 +74,7 @@ class RunConfig:
     data_augmentation: bool = _flag("-no-da", True, resume=True)
     view_augment: float = _flag("--view-augment", 0.0, resume=True)
     bone_augment: float = _flag("--bone-augment", 0.0, resume=True)
+    time_warp: float = _flag("--time-warp", 0.0, resume=True)
     val_proposals: int = _flag("--val-proposals", 1, resume=True)
     val_timesteps: int = _flag("--val-timesteps", 1, resume=True)
     no_eval: bool = _flag("--no-eval", False, resume=True)

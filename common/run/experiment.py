@@ -266,7 +266,7 @@ def _run_training(run: RunConfig, train_sequences, val_sequences, layout: Layout
     diffusion = Diffusion(run.timestep, run.scale)
     clips = ClipSampler(train_sequences, model_cfg.frames, batch_clips, augment=run.data_augmentation, layout=layout,
                         seed=run.seed, rank=info.rank, world_size=info.world_size, view_pitch=run.view_augment,
-                        view_roll=run.view_augment / 2, bone_scale=run.bone_augment)
+                        view_roll=run.view_augment / 2, bone_scale=run.bone_augment, time_warp=run.time_warp)
     validate = None
     if not run.no_eval and val_sequences:
         validation = InferenceCore.from_run(run, model, device, layout, engines=False, hypotheses=run.val_proposals,
