@@ -7,27 +7,31 @@ it on a real motion-capture test sequence.
 Real video (no 3D truth): MediaPipe Pose (model_complexity=1) gives 33 landmarks per frame; the
 COCO-17 ones are lifted by the model (common.in_the_wild.lifting.lift_keypoints, default camera, through the
 virtual camera of the training focal as the command line does unless --no-virtual-camera)
-and the J-Agg poses are scored by what a real body must satisfy:
+and the poses of every lifting mode (J-Agg, P-Agg, T-Agg) are scored by what a real body must satisfy:
   bone CV    coefficient of variation of each Human3.6M bone's length over the frames, mean
              over the 16 bones, % (a rigid skeleton has 0);
-  reproj px  mean distance, in pixels, between the J-Agg pose (with its fitted root) projected
+  reproj px  mean distance, in pixels, between the pose (with its fitted root) projected
              through the camera and the 2D it was lifted from (mapped to Human3.6M joints);
   accel mm   jitter: mean norm of the root-relative 3D acceleration, mm per frame^2.
 MediaPipe's own world landmarks (metric, hip-centred, mapped to the same joints) get the same
 bone and jitter numbers, and a reprojection error after the same root fit: a reference for
-consistency, not for accuracy (they are a model's output, not ground truth).
+consistency, not for accuracy (they are a model's output, not ground truth). The lift is timed
+twice with T-Agg and twice without (alternated; the best of each is printed).
 
 Real motion capture (--ts5, MPI-INF-3DHP's outdoor test sequence TS5, 1920x1080, annotated 2D
 and true 3D): its 2D, mapped to Human3.6M joints, is lifted with the camera guessed as in the
-wild, and MPJPE / P-MPJPE against the true 3D are printed on the valid frames, next to the best
-constant pose (the mean true pose, Procrustes-aligned per frame). The two skeletons differ
+wild, and every lifting mode's MPJPE / P-MPJPE against the true 3D are printed on the valid
+frames, with its Accel (the acceleration error against the true 3D, mm/frame^2, over the whole
+sequence), bone CV and jitter, next to the best constant pose (the mean true pose,
+Procrustes-aligned per frame). The two skeletons differ
 slightly (3DHP's hips and head sit elsewhere), which adds a floor shared by every model.
 
 Real motion held out of training (--motion DATA_DIR [--motion-set demo]: the real clips a set
 written by prepare_motion.py keeps in its test subjects S9 and S11, action group "Mocap"): their
 detector-like 2D through the 4 Human3.6M cameras is lifted as in evaluation (the true camera),
-and J-Agg's and P-Agg's MPJPE / P-MPJPE (last iteration, every frame of every view once) are
-printed beside the best constant pose's P-MPJPE (the mean true pose of those frames).
+and every lifting mode's MPJPE / P-MPJPE, Accel (over each whole sequence, window boundaries
+included) and bone CV (last iteration, every frame of every view once) are printed beside the
+best constant pose's P-MPJPE (the mean true pose of those frames).
 """
 from __future__ import annotations
 
