@@ -52,7 +52,7 @@ from common.in_the_wild.keypoints import Keypoints2D
 from common.in_the_wild.root_depth import (default_intrinsics, estimate_root_trajectory, to_virtual_camera,
                                            training_focal)
 from common.inference import aggregation as agg
-from common.inference.aggregation import LIFTING_MODES
+from common.inference.aggregation import lifting_modes
 from common.inference.core import InferenceCore
 from common.evaluation.metrics import mpjpe, p_mpjpe
 from common.geometry.skeleton import h36m_skeleton_17
@@ -230,7 +230,7 @@ def real_motion(model, data_dir, name, hypotheses, steps) -> dict:
     results = evaluate_sequences(core, seqs, EvalSettings(exact_frames=True, keep={"poses"}, progress=False))
     truth = torch.from_numpy(np.concatenate([s.pose_3d - s.pose_3d[:, :1] for s in seqs]).astype(np.float32))
     out = {"clips": len({s.action.split(" ")[1] for s in seqs}), "frames x views": len(truth)}
-    for mode in LIFTING_MODES:
+    for mode in lifting_modes():
         pred = torch.from_numpy(np.concatenate([r.poses[mode][-1] for r in results]))
         out[mode] = {"MPJPE mm": float(1000 * mpjpe(pred, truth)), "P-MPJPE mm": float(1000 * p_mpjpe(pred, truth)),
                      "Accel mm/f^2": float(np.mean([accel_error_mm(r.poses[mode][-1], s.pose_3d)
@@ -280,12 +280,12 @@ def main(argv=None) -> int:
         if args.ts5:
             r = ts5(model, layout, args.ts5, args.hypotheses, args.steps, args.focal, virtual)
             print("MPI-INF-3DHP TS5 (real 3D): " + line({k: v for k, v in r.items() if not isinstance(v, dict)}))
-            for mode in LIFTING_MODES:
+            for mode in lifting_modes():
                 print(f"  {mode:10s} {line(r[mode])}")
         if args.motion:
             r = real_motion(model, args.motion, args.motion_set, args.hypotheses, args.steps)
             print("held-out real motion: " + line({k: v for k, v in r.items() if not isinstance(v, dict)}))
-            for mode in LIFTING_MODES:
+            for mode in lifting_modes():
                 print(f"  {mode:10s} {line(r[mode])}")
     return 0
 

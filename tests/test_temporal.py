@@ -174,3 +174,23 @@ def test_t_agg_is_smoother_than_j_agg_with_steady_bones():
     assert accel(t) < 0.3 * accel(j)
     lengths = temporal.bone_lengths(t, agg.H36M_PARENTS)
     assert float(lengths.std(dim=(0, 2)).max()) < 1e-6
+
+
+def test_a_mode_registered_at_run_time_reaches_lifting_and_the_report(monkeypatch):
+    """What the ablation benchmark and a user comparing variants rely on."""
+    from functools import partial
+
+    from common.in_the_wild.lifting import aggregate_without_ground_truth
+
+    monkeypatch.setitem(agg.MODES, "Smooth only", partial(agg.choose_t_agg, bones=False))
+    assert "Smooth only" in agg.lifting_modes() and "Smooth only" not in agg.LIFTING_MODES
+    g = torch.Generator().manual_seed(3)
+    hyps = (0.2 * torch.randn(12, 2, 3, 17, 3, generator=g)).numpy()
+    hyps[..., 0, :] = 0
+    target = (0.1 * torch.randn(12, 17, 2, generator=g)).numpy()
+    cam = np.array([1.15, 1.15, 0, 0, 0, 0, 0, 0, 0], np.float32)
+    poses, _ = aggregate_without_ground_truth(hyps, target, cam)
+    assert set(poses) == {"J-Agg", "P-Agg", "T-Agg", "Smooth only"}
+    assert not np.allclose(poses["Smooth only"], poses["T-Agg"])
+    lengths = temporal.bone_lengths(torch.from_numpy(poses["T-Agg"]).permute(1, 0, 2, 3)[None], agg.H36M_PARENTS)
+    assert float(lengths.std(dim=2).max()) < 1e-5

@@ -56,7 +56,7 @@ def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray
     (N, K, J, 3)}, trajectory (N, 1, 3)).
     """
     cam_t = torch.from_numpy(np.asarray(cam, dtype=np.float32))
-    poses = {m: np.empty(hypotheses.shape[:2] + hypotheses.shape[3:], np.float32) for m in agg.LIFTING_MODES}
+    poses = {}
     traj = np.empty((len(hypotheses), 1, 3), np.float32)
     for start in range(0, len(hypotheses), chunk):                     # bounded memory on long videos
         part = slice(start, start + chunk)                             # (the fit is per frame)
@@ -66,6 +66,7 @@ def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray
         x2d = torch.from_numpy(np.asarray(target_2d[part], dtype=np.float32))[None]  # (1, n, J, 2)
         chosen = agg.aggregate(hyps, None, x2d, torch.from_numpy(traj[part])[None], cam_t)  # mode -> (1, K, n, J, 3)
         for mode, p in chosen.items():
+            poses.setdefault(mode, np.empty(hypotheses.shape[:2] + hypotheses.shape[3:], np.float32))
             poses[mode][part] = p[0].permute(1, 0, 2, 3).numpy()
     return poses, traj
 

@@ -151,6 +151,11 @@ PAPER_MODES = ("J-Agg", "P-Agg", "P-Best", "J-Best")   # the paper's four (the a
 ORACLE_MODES = tuple(m for m, fn in MODES.items() if getattr(fn, "needs_ground_truth", False))
 # The modes that need no ground truth: what lifting gives and the prediction files hold.
 LIFTING_MODES = tuple(m for m in MODES if m not in ORACLE_MODES)
+def lifting_modes() -> tuple:
+    """The modes registered now that need no ground truth (LIFTING_MODES and any added since)."""
+    return tuple(m for m, fn in MODES.items() if not getattr(fn, "needs_ground_truth", False))
+
+
 # The pose a lifted clip's .json, .csv, .bvh and animation show unless told otherwise.
 SHOWN_MODE = "T-Agg"
 
@@ -182,7 +187,7 @@ def aggregate(hyps: torch.Tensor, gt: torch.Tensor | None, x2d: torch.Tensor, tr
     (B, F, J, 3), J-Agg against the 2D x2d; weights (B, F) weight P-Best's batch-level choice;
     parents: the output skeleton (Candidates.parents)."""
     if modes is None:
-        modes = [m for m, fn in MODES.items() if gt is not None or not getattr(fn, "needs_ground_truth", False)]
+        modes = tuple(MODES) if gt is not None else lifting_modes()
     errors = hypothesis_errors(hyps, gt) if gt is not None else None
     c = Candidates(hyps, errors, x2d, traj, cam, weights, project, parents)
     return {mode: poses_of(hyps, answer) for mode, answer in choices(c, modes).items()}
