@@ -34,6 +34,12 @@ def main_py(data, ck, *extra):
     return [sys.executable, str(ROOT / "main.py"), "--data-dir", str(data), "-c", str(ck), *extra]
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT handled as Python does by default, also when this test runs in a job a
+    non-interactive shell started in the background (which ignores SIGINT, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -65,7 +71,8 @@ def straight(straight_run):
 def test_a_signal_stops_training_with_the_resume_command_and_the_resumed_run_is_exact(data, straight, tmp_path,
                                                                                        sig, code):
     ck = tmp_path / "ck"
-    proc = subprocess.Popen(main_py(data, ck, "-e", str(EPOCHS), *TINY), env=ENV, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(main_py(data, ck, "-e", str(EPOCHS), *TINY), env=ENV, preexec_fn=default_sigint,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     wait_for(ck / "latest_epoch.bin", proc)                   # training is past its first epoch
     proc.send_signal(sig)

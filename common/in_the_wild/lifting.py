@@ -66,7 +66,8 @@ def aggregate_without_ground_truth(hypotheses: np.ndarray, target_2d: np.ndarray
         x2d = torch.from_numpy(np.asarray(target_2d[part], dtype=np.float32))[None]  # (1, n, J, 2)
         chosen = agg.aggregate(hyps, None, x2d, torch.from_numpy(traj[part])[None], cam_t)  # mode -> (1, K, n, J, 3)
         for mode, p in chosen.items():
-            poses.setdefault(mode, np.empty(hypotheses.shape[:2] + hypotheses.shape[3:], np.float32))
+            if mode not in poses:
+                poses[mode] = np.empty(hypotheses.shape[:2] + hypotheses.shape[3:], np.float32)
             poses[mode][part] = p[0].permute(1, 0, 2, 3).numpy()
     return poses, traj
 
