@@ -80,3 +80,29 @@ def test_nan_keypoints_are_reported(h36m_dir, tmp_path, capsys):
     rc = main_script.main(["--data-dir", str(tmp_path), "--nolog", "-c", str(tmp_path / "ck"), "-a", "Walking"] + TINY)
     err = capsys.readouterr().err
     assert rc == 2 and "NaN" in err and "S9" in err
+
+
+def test_the_demo_fits_its_uncertainty_factors_from_its_own_evaluation(h36m_dir, tmp_path, capsys):
+    """The demo's last step: one evaluation of the final weights prints the tables and fits the
+    factors on every other test recording; they go into latest_epoch.bin and best_epoch.bin (the
+    same epoch here), and no calibrated copy is written."""
+    from common.model.checkpoint import safe_load
+    from common.run.arguments import build_parser
+    from common.run.config import RunConfig
+    from common.run.runner import run_experiment
+
+    ck = tmp_path / "ck"
+    args = build_parser("demo").parse_args(["-k", "cpn_ft_h36m_dbb", "--data-dir", str(h36m_dir), "-c", str(ck),
+                                            "-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1",
+                                            "-b", "8", "-s", "1", "--nolog", "-num_proposals", "3",
+                                            "-sampling_timesteps", "1", "--no-progress"])
+    outcome = run_experiment(RunConfig.from_args(args), "cpu", args=args)
+    assert "uncertainty" not in safe_load(ck / "latest_epoch.bin")           # training alone fits nothing
+    main_script.demo_comparison(outcome)
+    out = capsys.readouterr().out
+    latest, best = safe_load(ck / "latest_epoch.bin"), safe_load(ck / "best_epoch.bin")
+    assert latest["uncertainty"] == best["uncertainty"] and latest["uncertainty"]["fitted_on"]["hypotheses"] == 3
+    report = json.loads((ck / "demo_eval.json").read_text())
+    assert report["calibration"] and "Demo result: J-Agg MPJPE" in out
+    assert out.count("stored the uncertainty factors in") == 2
+    assert not list(ck.glob("*_calibrated.bin"))
