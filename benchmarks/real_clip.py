@@ -54,7 +54,7 @@ from common.in_the_wild.root_depth import (default_intrinsics, estimate_root_tra
 from common.inference import aggregation as agg
 from common.inference.aggregation import lifting_modes
 from common.inference.core import InferenceCore
-from common.evaluation.metrics import mpjpe, p_mpjpe
+from common.evaluation.metrics import mpjpe, p_mpjpe, window_motion_errors
 from common.geometry.skeleton import h36m_skeleton_17
 
 # BlazePose landmark of each COCO-17 keypoint.
@@ -123,13 +123,13 @@ def acceleration_mm(poses: np.ndarray) -> float:
 
 
 def accel_error_mm(poses: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """Accel: mean distance between the second differences of root-relative poses and truth,
-    mm / frame^2, over the frames whose three frames are valid."""
-    second = lambda p: (p - p[:, :1])[2:] - 2 * (p - p[:, :1])[1:-1] + (p - p[:, :1])[:-2]   # noqa: E731
-    error = np.linalg.norm(second(poses) - second(truth), axis=-1).mean(axis=-1)
-    if valid is not None:
-        error = error[valid[2:] & valid[1:-1] & valid[:-2]]
-    return float(1000 * error.mean())
+    """Accel of one whole sequence (the reports' metrics.window_motion_errors, the sequence as one
+    window): root-relative poses (N, J, 3) against truth, mm / frame^2, a difference counting where
+    its three frames are valid."""
+    rel = lambda p: torch.from_numpy(np.asarray(p - p[:, :1], np.float64))   # noqa: E731
+    weights = torch.ones(1, len(poses), dtype=torch.float64) if valid is None else \
+        torch.from_numpy(np.asarray(valid, np.float64))[None]
+    return float(1000 * window_motion_errors(rel(poses)[None, None], rel(truth)[None], weights, 2))
 
 
 def reprojection_px(poses: np.ndarray, traj: np.ndarray, target_px: np.ndarray, cam: np.ndarray, size) -> float:

@@ -184,6 +184,7 @@ def test_a_mode_registered_at_run_time_reaches_lifting_and_the_report(monkeypatc
 
     monkeypatch.setitem(agg.MODES, "Smooth only", partial(agg.choose_t_agg, bones=False))
     assert "Smooth only" in agg.lifting_modes() and "Smooth only" not in agg.LIFTING_MODES
+    assert agg.lifting_mode("smooth only") == "Smooth only"                  # --pose-mode can name it
     g = torch.Generator().manual_seed(3)
     hyps = (0.2 * torch.randn(12, 2, 3, 17, 3, generator=g)).numpy()
     hyps[..., 0, :] = 0

@@ -85,7 +85,7 @@ def window_motion_errors(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Te
 def bone_moments(poses: torch.Tensor, weights: torch.Tensor, parents=None) -> torch.Tensor:
     """(3, K, bones): the weighted count, sum and sum of squares of each bone's length over the
     windows and frames of poses (B, K, F, J, 3), weights (B, F); parents: the skeleton's."""
-    lengths = temporal.bone_lengths(poses, parents or agg.H36M_PARENTS).double()      # (B, K, F, bones)
+    lengths = temporal.bone_lengths(poses, agg.output_parents(parents)).double()      # (B, K, F, bones)
     w = weights.double()[:, None, :, None].expand_as(lengths)
     return torch.stack([w.sum(dim=(0, 2)), (w * lengths).sum(dim=(0, 2)), (w * lengths.square()).sum(dim=(0, 2))])
 

@@ -16,6 +16,7 @@ and the root trajectory alike, so the bones' lengths are no longer exactly const
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -90,7 +91,7 @@ class Filter:
         params = []
         for item in filter(None, (s.strip() for s in rest.split(","))):
             key, eq, value = item.partition("=")
-            allowed = FILTERS[name].__code__.co_varnames[2:FILTERS[name].__code__.co_argcount]
+            allowed = list(inspect.signature(FILTERS[name]).parameters)[2:]      # after x and fps
             if not eq or key not in allowed:
                 raise ValueError(f"filter {name}: {item!r} is not key=value with a key among {', '.join(allowed)}")
             try:

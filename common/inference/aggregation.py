@@ -67,10 +67,15 @@ class Candidates:
     parents: tuple | None = None
 
     def skeleton_parents(self) -> tuple:
-        return H36M_PARENTS if self.parents is None else tuple(self.parents)
+        return output_parents(self.parents)
 
 
 H36M_PARENTS = tuple(int(p) for p in h36m_skeleton_17().parents)
+
+
+def output_parents(parents=None) -> tuple:
+    """The 3D output's skeleton: the parents given, or Human3.6M-17's."""
+    return H36M_PARENTS if parents is None else tuple(int(p) for p in parents)
 
 
 def oracle(mode):
@@ -161,11 +166,11 @@ SHOWN_MODE = "T-Agg"
 
 
 def lifting_mode(name: str) -> str:
-    """A lifting mode by its name or key ('T-Agg', 't_agg', 't-agg'); a clear error otherwise."""
-    for mode in LIFTING_MODES:
+    """A lifting mode registered now by its name or key ('T-Agg', 't_agg', 't-agg'); a clear error otherwise."""
+    for mode in lifting_modes():
         if name in (mode, mode_key(mode), mode.lower()):
             return mode
-    raise ValueError(f"unknown pose mode {name!r}: choose from {', '.join(LIFTING_MODES)}")
+    raise ValueError(f"unknown pose mode {name!r}: choose from {', '.join(lifting_modes())}")
 
 
 def mode_key(mode: str) -> str:
