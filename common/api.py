@@ -111,32 +111,30 @@ class Lifter:
     def lift_keypoints(self, keypoints: Keypoints2D, image_size, hypotheses: int | None = None,
                        iterations: int | None = None, seed: int | None = None, focal: float | None = None,
                        flip: bool | None = None, batch: int | None = None) -> LiftResult:
-        """Lift COCO-17 keypoints as a keypoint file gives them (common.in_the_wild.keypoints),
-        mapped to the model's layout. Unset settings come from the run configuration."""
+        """Lift keypoints as a keypoint file gives them (common.in_the_wild.keypoints; COCO-17 or
+        Human3.6M-17 by their `layout`), mapped to the model's layout. Unset settings come from
+        the run configuration."""
         core, options = self._prepare(hypotheses, iterations, seed, flip, batch, focal)
         return lifting.lift_keypoints(core, keypoints, checked_image_size(image_size), options)
 
     def lift(self, keypoints, image_size, hypotheses: int = 5, iterations: int = 5, seed: int | None = None,
              focal: float | None = None, flip: bool | None = None, batch: int | None = None,
-             threshold: float = 0.3, max_missing: float = 0.5, frame_ids=None) -> LiftResult:
+             threshold: float = 0.3, max_missing: float = 0.5, frame_ids=None, layout: str | None = None) -> LiftResult:
         """3D poses for one person's 2D keypoints.
 
-        keypoints: (N, 17, 2) or (N, 17, 3) pixels (third channel: detector confidence) in the
-        model's input layout (`self.layout`: COCO-17 or Human3.6M-17); NaN where nothing was
-        detected. Missing and low-confidence (< threshold) joints are interpolated over time, as
+        keypoints: (N, 17, 2) or (N, 17, 3) pixels (third channel: detector confidence), NaN
+        where nothing was detected, in the joint order `layout` names: 'coco' (COCO-17, what
+        detectors give) or 'h36m' (Human3.6M-17); None: the model's input layout (`self.layout`).
+        COCO-17 is mapped for a Human3.6M-input model; Human3.6M-17 for a COCO-input model is
+        refused. Missing and low-confidence (< threshold) joints are interpolated over time, as
         for keypoint files. image_size: (width, height) pixels; focal: pixels (default as the
         command line's --focal). Returns a LiftResult: poses {mode: (N, 17, 3)} (j_agg, p_agg
         for short) and hypotheses (N, K, H, 17, 3) in metres, camera space, root-relative,
         Human3.6M-17; trajectory (N, 3).
         """
-        kp = keypoints_from_array(keypoints, frame_ids, threshold, max_missing, source="keypoints")
-        if self.layout == "coco":     # the keypoint-file path exactly
-            return self.lift_keypoints(kp, image_size, hypotheses, iterations, seed, focal, flip, batch)
-        core, options = self._prepare(hypotheses, iterations, seed, flip, batch, focal)
-        result = lifting.lift_pixels(core, kp.keypoints, kp.confidence, kp.frame_ids,
-                                     checked_image_size(image_size), options)
-        result.source = kp
-        return result
+        kp = keypoints_from_array(keypoints, frame_ids, threshold, max_missing, source="keypoints",
+                                  layout=layout or self.layout)
+        return self.lift_keypoints(kp, image_size, hypotheses, iterations, seed, focal, flip, batch)
 
     def lift_video(self, path, hypotheses: int | None = None, iterations: int | None = None,
                    seed: int | None = None, focal: float | None = None, flip: bool | None = None,

@@ -207,3 +207,52 @@ def test_the_readme_python_example_runs(tmp_path):
     assert "(60, 17, 3) (60, 5, 5, 17, 3)" in run.stdout and "Walking" in run.stdout
     with np.load(tmp_path / "lifted.npz", allow_pickle=False) as saved:
         assert saved["j_agg"].shape == (60, 17, 3)
+
+
+def test_keypoints_in_human36m_order_mean_the_same_to_the_command_line_and_the_api(tmp_path):
+    """A Human3.6M-17 array lifts to the same poses through --keypoints-layout h36m, a file's
+    'layout' entry and Lifter.lift(layout='h36m'); COCO-17 given to the API with layout='coco'
+    is mapped as the command line maps it; a mismatch is refused with the fix."""
+    ckpt = _checkpoint(tmp_path, "h36m")
+    coco = _coco_keypoints(gaps=False)
+    pixels, conf = coco_to_h36m(coco[..., :2], coco[..., 2])
+    h36m = np.concatenate([pixels, conf[..., None]], axis=-1)
+    np.save(tmp_path / "h36m.npy", h36m)
+    np.savez(tmp_path / "named.npz", keypoints=h36m, layout="h36m")
+    common = ["--evaluate", str(ckpt), "--width", str(W), "--height", str(H), "-num_proposals", "2",
+              "-sampling_timesteps", "1", "--seed", "3", "--no-progress"]
+    assert wild_script.main([*common, "--keypoints-file", str(tmp_path / "h36m.npy"), "--keypoints-layout", "h36m",
+                             "--output", str(tmp_path / "flag.npz")]) == 0
+    assert wild_script.main([*common, "--keypoints-file", str(tmp_path / "named.npz"),
+                             "--output", str(tmp_path / "named_3d.npz")]) == 0
+    lifter = d3dp.Lifter.from_checkpoint(ckpt)
+    api = lifter.lift(h36m, (W, H), hypotheses=2, iterations=1, seed=3, layout="h36m")
+    mapped = lifter.lift(coco, (W, H), hypotheses=2, iterations=1, seed=3, layout="coco")
+    for saved in (d3dp.read_result(tmp_path / "flag.npz"), d3dp.read_result(tmp_path / "named_3d.npz")):
+        np.testing.assert_array_equal(saved["j_agg"], api.j_agg)
+        assert str(saved["keypoints_layout"]) == "h36m"
+    np.testing.assert_allclose(mapped.j_agg, api.j_agg, atol=1e-6)
+    assert mapped.keypoints_layout == "coco" and api.keypoints_layout == "h36m"
+
+    # Read as COCO-17 by default, the Human3.6M-17 array is refused (its joints 1-4 are legs).
+    out = tmp_path / "never.npz"
+    with pytest.raises(ValueError, match="look like Human3.6M-17.*--keypoints-layout h36m"):
+        wild_script.run([*common, "--keypoints-file", str(tmp_path / "h36m.npy"), "--output", str(out)])
+    with pytest.raises(ValueError, match="'layout' entry.*--keypoints-layout says coco"):
+        wild_script.run([*common, "--keypoints-file", str(tmp_path / "named.npz"), "--keypoints-layout", "coco",
+                         "--output", str(out)])
+    assert not out.exists()
+    coco_model = d3dp.Lifter.from_checkpoint(_checkpoint(tmp_path, "coco"))
+    with pytest.raises(ValueError, match="Human3.6M-17 order but the model takes COCO-17"):
+        coco_model.lift(h36m, (W, H), hypotheses=1, iterations=1, layout="h36m")
+
+
+def test_layout_guess_tells_detector_keypoints_from_human36m_order():
+    from common.geometry.coco import guess_layout
+
+    coco = _coco_keypoints(gaps=False)
+    assert guess_layout(coco[..., :2], coco[..., 2]) == "coco"
+    assert guess_layout(coco_to_h36m(coco[..., :2])) == "h36m"
+    fixture = np.load(ROOT / "tests/fixtures/keypoints_h36m.npy")
+    assert guess_layout(fixture[..., :2]) == "h36m"
+    assert guess_layout(np.full((3, 17, 2), np.nan)) is None            # nothing to tell by

@@ -1,5 +1,6 @@
 """In-the-wild input: keypoint readers, COCO -> Human3.6M mapping, camera and root estimation."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,15 +98,15 @@ def test_npy_without_confidence_and_npz_named_key(tmp_path):
     array = np.stack([person(f)[:, :2] for f in range(3)])        # (3, 17, 2)
     array[1, 2] = np.nan
     np.save(tmp_path / "kp.npy", array)
-    kp = read_keypoints(tmp_path / "kp.npy")
+    kp = read_keypoints(tmp_path / "kp.npy", layout="coco")       # a line of points: no body to tell the order by
     np.testing.assert_allclose(kp.keypoints[1, 2], [12, 102])
     np.testing.assert_array_equal(kp.confidence[0], 1)
     assert kp.confidence[1, 2] == 0
 
     with_conf = np.stack([person(f) for f in range(3)])           # (3, 17, 3)
     np.savez(tmp_path / "kp.npz", other=np.zeros(3), keypoints=with_conf)
-    np.testing.assert_allclose(read_keypoints(tmp_path / "kp.npz").confidence, 0.9)
-    np.savez(tmp_path / "first.npz", with_conf)
+    np.testing.assert_allclose(read_keypoints(tmp_path / "kp.npz", layout="coco").confidence, 0.9)
+    np.savez(tmp_path / "first.npz", with_conf, layout="coco")
     assert read_keypoints(tmp_path / "first.npz").num_frames == 3
 
 
@@ -229,3 +230,27 @@ def test_root_trajectory_of_a_collapsed_detection_is_finite_and_leaves_other_fra
     assert np.isfinite(traj).all()
     np.testing.assert_array_equal(traj[[0, 2]], alone)
     np.testing.assert_allclose(traj[0, 0], [0.2, 0.1, 5], atol=1e-4)
+
+
+def test_keypoint_file_layout_from_the_flag_or_the_file(tmp_path):
+    """Human3.6M-17 arrays are read in their order when the flag or the file says so; a JSON
+    results file is COCO-17 only; an order the geometry contradicts is read as stated, with a warning."""
+    fixture = np.load(Path(__file__).parent / "fixtures" / "keypoints_h36m.npy")
+    np.save(tmp_path / "h36m.npy", fixture)
+    kp = read_keypoints(tmp_path / "h36m.npy", layout="h36m")
+    assert kp.layout == "h36m" and kp.layout_name == "Human3.6M-17" and not kp.warnings
+    np.testing.assert_array_equal(kp.keypoints, fixture[..., :2])
+    stated_wrong = read_keypoints(tmp_path / "h36m.npy", layout="coco")
+    assert stated_wrong.layout == "coco" and "looks like Human3.6M-17" in stated_wrong.warnings[0]
+    with pytest.raises(ValueError, match="AlphaPose / COCO results files hold COCO-17"):
+        path = tmp_path / "res.json"
+        path.write_text(json.dumps([detection(0, person(0), 0.9)]))
+        read_keypoints(path, layout="h36m")
+    np.savez(tmp_path / "bad.npz", keypoints=fixture, layout="mpii")
+    with pytest.raises(ValueError, match="'layout' entry is 'mpii'"):
+        read_keypoints(tmp_path / "bad.npz")
+    never = fixture.copy()
+    never[:, 5, 2] = 0
+    np.save(tmp_path / "never.npy", never)
+    with pytest.raises(ValueError, match=r"joint 5 \(left_knee\) never"):
+        read_keypoints(tmp_path / "never.npy", layout="h36m")

@@ -42,6 +42,10 @@ def build_wild_parser():
     g.add_argument("--keypoints-file", default="", metavar="FILE",
                    help="one person's COCO-17 keypoints: AlphaPose / COCO results .json, .npy or .npz "
                         "(frames, 17, 2|3) pixels; needs --evaluate. Without it, --video is run through --detector")
+    g.add_argument("--keypoints-layout", choices=("auto", "coco", "h36m"), default="auto",
+                   help="joint order of a .npy / .npz --keypoints-file: coco (COCO-17, detectors' order) or h36m "
+                        "(Human3.6M-17, the paper's CPN 2D); auto: the file's 'layout' entry, else COCO-17 (an array "
+                        "that looks like Human3.6M-17 is refused). JSON files are COCO-17")
     g.add_argument("--detector", choices=("auto", *DETECTORS), default="auto",
                    help="2D pose detector for --video; auto: mediapipe when installed")
     g.add_argument("--track-id", type=int, default=None, help="person to use in a tracked JSON; None: the "
@@ -129,11 +133,11 @@ def lift(args, device) -> int:
               f"H={args.num_proposals} K={args.sampling_timesteps} on {device}")
     if args.keypoints_file:
         keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold, max_gap=args.max_frame_gap,
-                                   max_missing=args.max_missing_frames)
+                                   max_missing=args.max_missing_frames, layout=args.keypoints_layout)
         size = inputs.image_size(keypoints, args.width, args.height, args.video)
         for note in keypoints.warnings:
             print(f"warning: {note}", file=sys.stderr)
-        print(keypoints.summary())
+        print(f"{keypoints.layout_name} keypoints; {keypoints.summary()}")
         print(f"{keypoints.num_frames} frames of {size[0]}x{size[1]} pixels; {run_on}")
         result = lifter.lift_keypoints(keypoints, size, focal=args.focal)
         result.fps = info.fps if info is not None else None

@@ -74,14 +74,51 @@ def coco_to_h36m(keypoints: np.ndarray, confidence: np.ndarray | None = None):
     return mapped, mapped_conf
 
 
-def keypoints_for_model(keypoints: np.ndarray, layout: str, confidence: np.ndarray | None = None):
-    """COCO-17 keypoints (..., 17, C) in the layout a model expects: 'coco' (unchanged) or
-    'h36m' (mapped). Returns keypoints, or (keypoints, confidence) when confidence is given."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown keypoint layout {layout!r}; expected one of {LAYOUTS}")
-    if layout == "h36m":
+def keypoints_for_model(keypoints: np.ndarray, layout: str, confidence: np.ndarray | None = None,
+                        given: str = "coco"):
+    """Keypoints (..., 17, C) in the `given` joint order ('coco', a detector's COCO-17, or
+    'h36m', Human3.6M-17 as the paper's CPN 2D is) in the layout a model expects (`layout`):
+    unchanged when they agree, COCO -> Human3.6M mapped. Human3.6M-17 cannot become COCO-17
+    (it has no eyes or ears): refused. Returns keypoints, or (keypoints, confidence) when
+    confidence is given."""
+    for name in (layout, given):
+        if name not in LAYOUTS:
+            raise ValueError(f"unknown keypoint layout {name!r}; expected one of {LAYOUTS}")
+    if given == "h36m" and layout == "coco":
+        raise ValueError("the keypoints are in Human3.6M-17 order but the model takes COCO-17 2D (eyes and ears, "
+                         "which Human3.6M-17 lacks): give COCO-17 keypoints, or use a model trained on Human3.6M-layout "
+                         "2D (e.g. the demo's)")
+    if layout == "h36m" and given == "coco":
         return coco_to_h36m(keypoints, confidence)
     return keypoints if confidence is None else (keypoints, confidence)
+
+
+# How far the first joints lie from joint 0, as a share of the diagonal of the person's box:
+# in COCO-17 joints 1-4 are the eyes and ears around the nose (a few %); in Human3.6M-17 they
+# are a hip, a knee, an ankle and the other hip around the pelvis (an ankle lies about half the
+# body's length away). Between the two bounds the order cannot be told.
+COCO_HEAD_SHARE = 0.15
+H36M_LEG_SHARE = 0.3
+
+
+def guess_layout(keypoints: np.ndarray, confidence: np.ndarray | None = None) -> str | None:
+    """'coco' or 'h36m' when the geometry of keypoints (F, 17, 2) tells which joint order they
+    are in, else None (see COCO_HEAD_SHARE): the median over the frames of the farthest of
+    joints 1-4 from joint 0, divided by the diagonal of the confident joints' box."""
+    xy = np.asarray(keypoints, dtype=np.float64)[..., :2]
+    ok = np.isfinite(xy).all(axis=-1)
+    if confidence is not None:
+        ok &= np.nan_to_num(np.asarray(confidence, dtype=np.float64)) > 0
+    shares = []
+    for frame, seen in zip(xy, ok):
+        if seen[:5].all() and seen.sum() >= 10:
+            diagonal = np.linalg.norm(np.ptp(frame[seen], axis=0))
+            if diagonal > 0:
+                shares.append(np.linalg.norm(frame[1:5] - frame[0], axis=-1).max() / diagonal)
+    if not shares:
+        return None
+    share = float(np.median(shares))
+    return "coco" if share < COCO_HEAD_SHARE else "h36m" if share > H36M_LEG_SHARE else None
 
 
 def coco_skeleton() -> Skeleton:

@@ -100,13 +100,13 @@ class LiftOptions:
 
 def lift_keypoints(core: InferenceCore, keypoints: Keypoints2D, size: tuple[int, int],
                    options: LiftOptions = LiftOptions()) -> WildResult:
-    """The whole pipeline for one person's COCO-17 keypoints in an image of size (w, h), sampled
-    with the core (its model's 2D layout: core.layout.input_name)."""
+    """The whole pipeline for one person's keypoints (COCO-17 or Human3.6M-17: keypoints.layout)
+    in an image of size (w, h), sampled with the core (its model's 2D layout: core.layout.input_name)."""
     layout = core.layout.input_name
-    pixels, confidence = keypoints_for_model(keypoints.keypoints, layout, keypoints.confidence)
+    pixels, confidence = keypoints_for_model(keypoints.keypoints, layout, keypoints.confidence, keypoints.layout)
     result = lift_pixels(core, pixels, confidence, keypoints.frame_ids, size, options)
-    result.keypoints_2d, result.confidence, result.keypoints_layout = keypoints.keypoints, keypoints.confidence, "coco"
-    result.source = keypoints
+    result.keypoints_2d, result.confidence = keypoints.keypoints, keypoints.confidence
+    result.keypoints_layout, result.source = keypoints.layout, keypoints
     return result
 
 
