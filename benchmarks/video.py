@@ -38,6 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint", required=True, help="the model to lift with (e.g. the demo's best_epoch.bin)")
     p.add_argument("--video", default=str(CLIP), help="the clip (default: the repository's real clip)")
     p.add_argument("--detector", default="auto")
+    p.add_argument("--person", default=None, help="'longest' or an id: lift one person; default: everyone")
     p.add_argument("--engine", default="auto", choices=("auto", "eager", "openvino"))
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--render", action="store_true", help="also time the MP4 animation")
@@ -58,18 +59,22 @@ def run(args) -> dict:
                 run_config = RunConfig(engine=args.engine, num_proposals=h, sampling_timesteps=k)
                 core = InferenceCore.from_run(run_config, model, "cpu", input_layout(layout), compile_auto=False,
                                               log=lambda *_: None)
-                result = lifting.lift_video(core, args.video, detector=detector)
+                person = int(args.person) if str(args.person).isdigit() else args.person
+                people = lifting.lift_video(core, args.video, detector=detector, person=person)
             start = time.perf_counter()
-            exports.write_outputs(result, [Path(tmp) / f"out{s}" for s in exports.EXPORTERS])
-            result.timings["write"] = time.perf_counter() - start
+            exports.write_outputs(people, [Path(tmp) / f"out{s}" for s in exports.EXPORTERS])
+            people.timings["write"] = time.perf_counter() - start
+            result = people.longest
             if args.render:
                 start = time.perf_counter()
                 display.render_result(result, Path(tmp) / "out.mp4", video=args.video)
-                result.timings["render"] = time.perf_counter() - start
+                people.timings["render"] = time.perf_counter() - start
             seconds = result.video.frames / result.fps
-            rows.append({"hypotheses": h, "iterations": k, "video_s": seconds, "seconds": dict(result.timings),
-                         "per_video_second": {s: v / seconds for s, v in result.timings.items()},
-                         "detected_frames": result.video.detected_frames, "frames": result.video.frames})
+            rows.append({"hypotheses": h, "iterations": k, "video_s": seconds, "seconds": dict(people.timings),
+                         "per_video_second": {s: v / seconds for s, v in people.timings.items()},
+                         "people": len(people), "lifted_frames": sum(len(p.frame_ids) for p in people),
+                         "detected_frames": result.video.detected_frames, "frames": result.video.frames,
+                         "max_people_per_frame": int(result.video.people.max())})
     cfg = model.cfg
     return {"video": str(args.video), "frames": rows[0]["frames"], "fps": result.fps,
             "size": list(result.image_size), "detector": result.video.detector,
@@ -81,7 +86,9 @@ def format_report(r: dict) -> str:
     lines = [f"video pipeline: {Path(r['video']).name}, {r['frames']} frames, {r['frames'] / r['fps']:.2f} s at "
              f"{r['fps']:g} fps, {r['size'][0]}x{r['size'][1]}; detector {r['detector']}; model {r['model']}; "
              f"{r['threads']} torch threads, torch {r['torch']}",
-             f"person detected in {r['rows'][0]['detected_frames']} of {r['frames']} frames", "",
+             f"person detected in {r['rows'][0]['detected_frames']} of {r['frames']} frames (up to "
+             f"{r['rows'][0]['max_people_per_frame']} a frame); lifted {r['rows'][0]['people']} people, "
+             f"{r['rows'][0]['lifted_frames']} person-frames", "",
              "seconds per second of video (below 1.0: faster than the video plays)"]
     steps = [s for s in STEPS if s in r["rows"][0]["seconds"]]
     lines.append(f"{'':10}" + "".join(f"{s:>9}" for s in steps) + f"{'detect+lift':>13}")

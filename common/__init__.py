@@ -12,7 +12,7 @@ The names below are imported on first use, so `import d3dp` stays light.
 from importlib import import_module
 
 _EXPORTS = {
-    "Lifter": "api", "LiftResult": "api", "evaluate_checkpoint": "api", "read_result": "api",
+    "Lifter": "api", "LiftResult": "api", "PeopleResult": "api", "evaluate_checkpoint": "api", "read_result": "api",
     "RunConfig": "run.config",
     "Report": "evaluation.report",
     "InferenceCore": "inference.core", "Sampling": "inference.core",

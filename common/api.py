@@ -31,7 +31,7 @@ from .inference.core import InferenceCore
 from .in_the_wild import lifting
 from .in_the_wild.inputs import checked_image_size, input_layout_of
 from .in_the_wild.keypoints import Keypoints2D, keypoints_from_array
-from .in_the_wild.result import WildResult
+from .in_the_wild.result import PeopleResult, WildResult
 from .in_the_wild.root_depth import training_focal
 from .evaluation.report import Report
 from .uncertainty.factors import check_coverage
@@ -139,16 +139,43 @@ class Lifter:
     def lift_video(self, path, hypotheses: int | None = None, iterations: int | None = None,
                    seed: int | None = None, focal: float | None = None, flip: bool | None = None,
                    batch: int | None = None, detector="auto", threshold: float = 0.3, max_gap: int = 30,
-                   max_missing: float = 0.5, max_frames: int | None = None, progress: bool = False) -> LiftResult:
-        """3D poses of one person in a video file: decode it (PyAV), detect 2D keypoints in every
-        frame (`detector`: a name of common.in_the_wild.detectors or a Detector; MediaPipe by
-        default), follow one person and lift them, exactly as `main_in_the_wild.py --video`
-        does. Unset settings come from the run configuration (the command line's defaults).
-        The result also holds `video` (every frame's detections), `source` (the followed
-        person's 2D and interpolation counts) and `timings` (seconds per step)."""
+                   max_missing: float = 0.5, max_frames: int | None = None, progress: bool = False,
+                   person: int | str | None = None, min_frames: int = 30) -> PeopleResult:
+        """3D poses of the people in a video file: decode it (PyAV), detect 2D keypoints in every
+        frame (`detector`: a name of common.in_the_wild.detectors or a Detector; the default
+        finds several people when LiteRT is installed), link the detections into people and lift
+        each, exactly as `main_in_the_wild.py --video` does. person: None, everyone followed
+        through at least min_frames frames; 'longest'; or an id (1, 2, ... in order of
+        appearance). Unset settings come from the run configuration (the command line's
+        defaults). Returns a PeopleResult: `people` (one LiftResult each, with `person_id`,
+        `video`: every frame's detections, `source`: the person's 2D and interpolation counts),
+        `longest`, `person(id)`, `warnings`, `timings` (seconds per step), `save(path)`."""
         core, options = self._prepare(hypotheses, iterations, seed, flip, batch, focal)
         return lifting.lift_video(core, path, options, detector=detector, threshold=threshold, max_gap=max_gap,
-                                  max_missing=max_missing, max_frames=max_frames, progress=progress)
+                                  max_missing=max_missing, max_frames=max_frames, progress=progress, person=person,
+                                  min_frames=_positive(min_frames, "min_frames"))
+
+    def live(self, source, hypotheses: int | None = None, iterations: int | None = None, seed: int | None = None,
+             focal: float | None = None, flip: bool | None = None, detector="auto", threshold: float = 0.3,
+             max_gap: int = 30, pose_mode: str | None = None, smoothing=None, fps: float | None = None,
+             torch_threads: int | None = None):
+        """Lift one person live from a camera or a stream, as `main_in_the_wild.py --live` does:
+        a LiveStream (common.in_the_wild.live) to iterate over, closed when done (it is a context
+        manager), giving a LiveFrame per lifted frame: always the newest frame, from the causal
+        window of the last F frames. source: a camera index ('0'), a device, a URL, a FIFO, '-'
+        or a video file (played in real time), or a live.Source; smoothing: a causal filter
+        ('one-euro[:...]' or a filters.Filter). Unset settings come from the run configuration
+        (H=1 K=1 unless it says otherwise: live sampling must keep up with the camera)."""
+        from .in_the_wild import live
+        from .in_the_wild.filters import Filter
+        from .inference.aggregation import SHOWN_MODE
+
+        core, options = self._prepare(hypotheses, iterations, seed, flip, None, focal)
+        if isinstance(smoothing, str):
+            smoothing = Filter.parse(smoothing)
+        return live.LiveStream(core, source, options, detector=detector, threshold=threshold, max_gap=max_gap,
+                               pose_mode=pose_mode or SHOWN_MODE, smoothing=smoothing, fps=fps,
+                               torch_threads=torch_threads)
 
 
 def _positive(value: int, name: str) -> int:

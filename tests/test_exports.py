@@ -74,8 +74,10 @@ def test_json_per_frame_and_joint(tmp_path):
     assert data["camera"]["focal_px"] == pytest.approx([500, 500], rel=1e-5)
     assert data["camera"]["centre_px"] == pytest.approx([320, 180], rel=1e-5)
     uv, conf = coco_to_h36m(r.keypoints_2d, r.confidence)
-    assert [f["frame"] for f in data["frames"]] == list(range(3, 9))
-    for i, f in enumerate(data["frames"]):
+    assert data["format"] == "d3dp-poses-2" and [p["id"] for p in data["people"]] == [1]
+    frames = data["people"][0]["frames"]
+    assert [f["frame"] for f in frames] == list(range(3, 9))
+    for i, f in enumerate(frames):
         np.testing.assert_allclose(f["joints_3d"], r.poses["T-Agg"][i], atol=1e-6)   # T-Agg by default
         np.testing.assert_allclose(f["root"], r.trajectory[i], atol=1e-6)
         np.testing.assert_allclose(f["joints_2d"], uv[i], atol=0.006)
@@ -95,7 +97,7 @@ def test_csv_rows_per_frame_and_joint(tmp_path):
     np.testing.assert_allclose(xyz, r.poses["T-Agg"], atol=1e-6)
     np.testing.assert_allclose(cam, r.poses["T-Agg"] + r.trajectory[:, None], atol=1e-6)
     np.testing.assert_allclose(uv, coco_to_h36m(r.keypoints_2d), atol=0.006)
-    assert rows[17 * 4 + 10]["name"] == "head" and rows[17 * 4]["frame"] == "7"
+    assert rows[17 * 4 + 10]["name"] == "head" and rows[17 * 4]["frame"] == "7" and rows[0]["person"] == "1"
     assert {row["detected"] for row in rows[34:51]} == {"0"}
 
 
@@ -198,7 +200,7 @@ def test_json_and_csv_show_the_mode_asked_for(tmp_path):
     exports.write_outputs(r, [tmp_path / "a.json", tmp_path / "a.csv"])
     data = json.loads((tmp_path / "a.json").read_text())
     assert data["pose"] == "J-Agg" and data["filter"] is None
-    np.testing.assert_allclose(data["frames"][1]["joints_3d"], r.j_agg[1], atol=1e-6)
+    np.testing.assert_allclose(data["people"][0]["frames"][1]["joints_3d"], r.j_agg[1], atol=1e-6)
     r.pose_mode = "J-Best"
     with pytest.raises(ValueError, match="unknown pose mode 'J-Best'"):
         r.shown
@@ -216,7 +218,7 @@ def test_several_formats_at_once_and_unknown_suffix_refused_before_writing(tmp_p
     r = make_result(with_video=False)
     paths = exports.write_outputs(r, [tmp_path / "a.npz", tmp_path / "b.json", tmp_path / "c.csv", tmp_path / "d.bvh"])
     assert all(p.stat().st_size > 100 for p in paths)
-    with pytest.raises(ValueError, match=r"unknown format '\.txt'.*\.npz, \.json, \.csv, \.bvh"):
+    with pytest.raises(ValueError, match=r"unknown format '\.txt'.*\.npz, \.json, \.csv, \.bvh, \.trc, \.c3d"):
         exports.write_outputs(r, [tmp_path / "e.npz", tmp_path / "e.txt"])
     assert not (tmp_path / "e.npz").exists()
     with pytest.raises(ValueError, match="same file twice"):
@@ -244,3 +246,54 @@ def test_unwritable_folder_is_refused_with_the_flag(tmp_path):
     blocked.write_text("x")
     with pytest.raises(ValueError, match="--output"):
         exports.check_outputs([blocked / "sub" / "a.json"])
+
+
+# ---------------------------------------------------------------------------- several people
+
+def two_people(tmp_path=None):
+    """Person 1 over frames 3..8, person 4 over frames 5..12 (other poses, another root)."""
+    from common.in_the_wild.result import PeopleResult
+
+    a = make_result()
+    b = make_result(n=8)
+    b.poses = {m: p[::-1].copy() for m, p in b.poses.items()}
+    b.trajectory = b.trajectory + np.float32([1.0, 0, 2.0])
+    b.frame_ids, b.person_id = np.arange(5, 13), 4
+    return PeopleResult([a, b], video=a.video)
+
+
+def test_several_people_one_file_each_for_npz_and_bvh_and_everyone_in_the_others(tmp_path):
+    people = two_people()
+    written = exports.write_outputs(people, [tmp_path / "v.npz", tmp_path / "v.bvh", tmp_path / "v.json",
+                                             tmp_path / "v.csv"])
+    assert sorted(p.name for p in written) == ["v.csv", "v.json", "v_person1.bvh", "v_person1.npz",
+                                               "v_person4.bvh", "v_person4.npz"]
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in written)
+    for person in people:
+        d = np.load(tmp_path / f"v_person{person.person_id}.npz")
+        assert int(d["person_id"]) == person.person_id
+        np.testing.assert_array_equal(d["t_agg"], person.poses["T-Agg"])
+        np.testing.assert_array_equal(d["frame_ids"], person.frame_ids)
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert [p["id"] for p in data["people"]] == [1, 4]
+    for listed, person in zip(data["people"], people):
+        assert [f["frame"] for f in listed["frames"]] == person.frame_ids.tolist()
+        np.testing.assert_allclose([f["joints_3d"] for f in listed["frames"]], person.shown, atol=1e-6)
+        np.testing.assert_allclose([f["root"] for f in listed["frames"]], person.trajectory, atol=1e-6)
+    with open(tmp_path / "v.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == (6 + 8) * 17
+    fourth = [r for r in rows if r["person"] == "4"]
+    xyz = np.array([[float(r[k]) for k in "xyz"] for r in fourth]).reshape(8, 17, 3)
+    np.testing.assert_allclose(xyz, people.person(4).shown, atol=1e-6)
+    assert people.longest.person_id == 4 and people.ids == [1, 4]
+    with pytest.raises(ValueError, match=r"no person 2 in this video; people: \[1, 4\]"):
+        people.person(2)
+
+
+def test_several_people_refuse_a_per_person_name_that_is_taken_before_writing(tmp_path):
+    people = two_people()
+    (tmp_path / "v_person4.npz").mkdir()                              # a folder where person 4's file would go
+    with pytest.raises(ValueError, match="v_person4.npz"):
+        exports.write_outputs(people, [tmp_path / "v.json", tmp_path / "v.npz"])
+    assert sorted(os.listdir(tmp_path)) == ["v_person4.npz"]           # nothing written

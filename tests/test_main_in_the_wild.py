@@ -202,7 +202,7 @@ def test_command_line_shows_t_agg_by_default_and_the_mode_and_filter_asked_for(t
         rc = wild_script.main(base + extra + ["--output", str(out) + ".json", "--output", str(out) + ".npz"])
         assert rc == 0, capsys.readouterr().err
         data = json.loads((tmp_path / f"{name}.json").read_text())
-        shown[name] = np.array([f["joints_3d"] for f in data["frames"]])
+        shown[name] = np.array([f["joints_3d"] for f in data["people"][0]["frames"]])
         arrays = np.load(tmp_path / f"{name}.npz")
         mode = {"j_agg": "j_agg"}.get(name, "t_agg")
         np.testing.assert_allclose(shown[name], arrays[mode], atol=2e-6)

@@ -3,6 +3,7 @@ following one person (as for keypoint files), lift_video and main_in_the_wild.py
 input, and the whole pipeline with MediaPipe on the real clip in tests/fixtures/video/."""
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -192,20 +193,75 @@ def test_without_a_detector_the_message_says_what_to_install(monkeypatch):
 # ---------------------------------------------------------------------------- following one person
 
 @needs_pyav
-def test_lift_video_follows_the_person_through_a_crossing_and_a_gap(tmp_path, scripted, tiny_ckpt):
+@pytest.mark.parametrize("person", [None, "longest", 1])
+def test_lift_video_follows_the_person_through_a_crossing_and_a_gap(tmp_path, scripted, tiny_ckpt, person):
+    """Everyone seen in 30 frames, the longest or person 1: A alone (B's 5 frames and A's return
+    after a 40-frame gap are other, shorter people)."""
     video = grey_video(tmp_path / "v.mp4", frames=130)
     model, _ = load_denoiser(tiny_ckpt)
     core = InferenceCore.of_sampler(model, DDIMSampler(Diffusion(), 2), hypotheses=2, group=2, seed=1)
-    result = lifting.lift_video(core, video, detector=ScriptedDetector())
-    assert result.video.frames == 130 and result.video.detected_frames == 60 - 3 + 20
+    people = lifting.lift_video(core, video, detector=ScriptedDetector(), person=person)
+    assert people.ids == [1] and people.video.frames == 130 and people.video.detected_frames == 60 - 3 + 20
+    result = people.longest
     np.testing.assert_array_equal(result.frame_ids, np.arange(60))      # the longest stretch of A
     assert result.source.filled_frames == 3 + 5                       # no detection, and B's frames
     # B's frames are filled from A's neighbours, not taken from B
     np.testing.assert_allclose(result.keypoints_2d[32], SHAPE + [a_walk(32), 120], atol=1e-3)
     np.testing.assert_allclose(result.keypoints_2d[11], SHAPE + [a_walk(11), 120], atol=1e-3)
-    assert any("3 tracks" in w for w in result.source.warnings)
-    assert result.j_agg.shape == (60, 17, 3) and result.fps == 25
-    assert set(result.timings) == {"decode", "detect", "lift"}
+    if person is None:
+        assert people.warnings == ["left out 2 people seen in fewer than 30 frames (--min-frames): id (frames) "
+                                   "2 (5), 3 (20)"]
+    else:
+        assert any("3 tracks" in w for w in result.source.warnings)
+    assert result.j_agg.shape == (60, 17, 3) and result.fps == 25 and result.person_id == 1
+    assert set(result.timings) == {"decode", "detect", "lift"} and set(people.timings) == {"decode", "detect", "lift"}
+
+
+def two_walkers():
+    """A walks right from x=40 and B left from x=280, level with A: they cross at frame 40 (the
+    detector lists them in a shuffled order); B leaves after frame 59, A after frame 79; B comes
+    back at frame 70 (within 30 frames: still B), A at frame 115 (35 frames gone: a new person)."""
+    rng = np.random.default_rng(3)
+    script = {}
+    for f in range(80):
+        people = [person(40 + 3 * f)] + ([person(280 - 3 * f)] if f < 60 or f >= 70 else [])
+        if f >= 70:
+            people[1] = person(280 - 3 * 59)
+        script[f] = [people[i] for i in rng.permutation(len(people))]
+    for f in range(115, 150):
+        script[f] = [person(40 + 3 * 79)]
+    return script
+
+
+@needs_pyav
+def test_lift_video_lifts_every_person_with_stable_ids(tmp_path, monkeypatch, tiny_ckpt):
+    monkeypatch.setitem(detectors.DETECTORS, "scripted", ScriptedDetector)
+    monkeypatch.setattr(ScriptedDetector, "script", two_walkers())
+    video = grey_video(tmp_path / "v.mp4", frames=150)
+    lifter = Lifter.from_checkpoint(tiny_ckpt)
+    people = lifter.lift_video(video, hypotheses=2, iterations=1, detector="scripted")
+    assert people.ids == [1, 2, 3]
+    a, b, back = people.people
+    np.testing.assert_array_equal(a.frame_ids, np.arange(80))
+    np.testing.assert_array_equal(b.frame_ids, np.arange(80))          # B's absence (60-69) filled in
+    np.testing.assert_array_equal(back.frame_ids, np.arange(115, 150))
+    # through the crossing each keeps their own path: A always walks right, B left
+    np.testing.assert_allclose(a.keypoints_2d[:, :, 0].mean(1), SHAPE[:, 0].mean() + 40 + 3 * np.arange(80),
+                               atol=1e-3)
+    np.testing.assert_allclose(b.keypoints_2d[:60, :, 0].mean(1), SHAPE[:, 0].mean() + 280 - 3 * np.arange(60),
+                               atol=1e-3)
+    assert b.source.filled_frames == 10 and a.source.filled_frames == 0
+    assert people.longest.person_id == 1 and all(p.j_agg.shape == (len(p.frame_ids), 17, 3) for p in people)
+    # each person is lifted as their own keypoints alone would be
+    alone = lifter.lift_keypoints(b.source, (W, H), hypotheses=2, iterations=1)
+    np.testing.assert_array_equal(alone.j_agg, b.j_agg)
+    np.testing.assert_array_equal(alone.trajectory, b.trajectory)
+    assert [p.person_id for p in [lifter.lift_video(video, hypotheses=1, iterations=1, detector="scripted",
+                                                    person=2).longest]] == [2]
+    many = lifter.lift_video(video, hypotheses=1, iterations=1, detector="scripted", min_frames=50)
+    assert many.ids == [1, 2] and "3 (35)" in many.warnings[0]
+    with pytest.raises(ValueError, match=r"no person 7; the detections link into people 1\.\.3"):
+        lifter.lift_video(video, hypotheses=1, iterations=1, detector="scripted", person=7)
 
 
 @needs_pyav
@@ -215,7 +271,7 @@ def test_cli_on_a_video_writes_every_format_and_lift_video_returns_the_same(tmp_
     rc = lift_cli(tiny_ckpt, video, "--detector", "scripted", *sum((["--output", str(o)] for o in outs), []), batch=())
     assert rc == 0
     out = capsys.readouterr().out
-    assert "a person detected in 77 of 130 decoded frames" in out and "frames 0..59 (60 frames)" in out
+    assert "a person detected in 77 of 130 decoded frames" in out and "person 1: frames 0..59 (60 frames)" in out
     assert "seconds per second of video" in out
     d = np.load(outs[0])
     assert d["j_agg"].shape == (60, 17, 3) and d["detector_keypoints"].shape == (130, 1, 17, 3)
@@ -226,12 +282,12 @@ def test_cli_on_a_video_writes_every_format_and_lift_video_returns_the_same(tmp_
     model, _ = load_denoiser(tiny_ckpt)
     core = InferenceCore.of_sampler(model.eval(), DDIMSampler(Diffusion(), 2), hypotheses=2, group=1024, seed=1)
     result = lifting.lift_video(core, video, lifting.LiftOptions(virtual_focal=TRAINING_FOCAL),
-                                detector="scripted")
+                                detector="scripted").longest
     np.testing.assert_array_equal(result.frame_ids, d["frame_ids"])
     np.testing.assert_allclose(result.j_agg, d["j_agg"], atol=1e-6)
     np.testing.assert_allclose(result.hypotheses, d["hypotheses"], atol=1e-6)
     np.testing.assert_allclose(result.trajectory, d["trajectory"], atol=1e-6)
-    api = Lifter.from_checkpoint(tiny_ckpt).lift_video(video, hypotheses=2, iterations=2, detector="scripted")
+    api = Lifter.from_checkpoint(tiny_ckpt).lift_video(video, hypotheses=2, iterations=2, detector="scripted").longest
     for key in ("frame_ids", "j_agg", "p_agg", "hypotheses", "trajectory", "keypoints_2d"):
         np.testing.assert_array_equal(getattr(api, key), d[key])
 
@@ -307,23 +363,35 @@ def real_clip(tmp_path_factory, tiny_ckpt):
 
 
 @needs_mediapipe
-def test_mediapipe_follows_the_jumper_on_the_real_clip(real_clip):
+def test_mediapipe_lifts_the_jumper_and_the_walker_on_the_real_clip(real_clip):
+    """The clip shows a jumper and, crossing in front of them, a walker: both are lifted, each
+    in their own files with their own id; the jumper (followed longest) never jumps to the walker."""
     out, printed = real_clip
-    d = np.load(out / "clip_3d.npz")
-    kp = d["detector_keypoints"]
-    assert kp.shape == (230, 1, 33, 3) and str(d["detector"]) == "mediapipe"
-    detected = int(np.isfinite(kp[:, 0, 0, 0]).sum())
-    assert detected > 150                                             # a person in most frames
-    assert f"a person detected in {detected} of 230 decoded frames" in printed
-    frames = d["frame_ids"]
+    files = sorted(out.glob("clip_3d_person*.npz"))
+    people = {int(np.load(f)["person_id"]): np.load(f) for f in files}
+    assert len(people) >= 2 and sorted(people) == [int(f.stem.rsplit("person", 1)[1]) for f in files]
+    jumper = max(people.values(), key=lambda d: len(d["frame_ids"]))
+    kp = jumper["detector_keypoints"]
+    assert kp.shape[:1] == (230,) and kp.shape[2:] == (33, 3)
+    frames = jumper["frame_ids"]
     assert len(frames) > 100 and np.all(np.diff(frames) == 1)
-    # the followed person never jumps: the mid-hip moves less than 40 px between frames, while
-    # outside the followed frames MediaPipe reports someone else (the walker crossing in front)
-    hips = d["keypoints_2d"][:, 11:13].mean(axis=1)
+    # the followed person never jumps: the mid-hip moves less than 40 px between frames
+    hips = jumper["keypoints_2d"][:, 11:13].mean(axis=1)
     assert np.abs(np.diff(hips, axis=0)).max() < 40
-    others = np.setdiff1d(np.flatnonzero(np.isfinite(kp[:, 0, 0, 0])), frames)
-    assert len(others) > 20
-    assert np.isfinite(d["j_agg"]).all() and d["hypotheses"].shape[1:] == (2, 2, 17, 3)
+    walkers = [d for d in people.values() if d is not jumper]
+    for walker in walkers:                                            # somewhere else in the image
+        shared = np.intersect1d(walker["frame_ids"], frames)
+        if len(shared):
+            a = walker["keypoints_2d"][np.isin(walker["frame_ids"], shared)][:, 11:13].mean(axis=1)
+            b = jumper["keypoints_2d"][np.isin(frames, shared)][:, 11:13].mean(axis=1)
+            assert np.median(np.linalg.norm(a - b, axis=-1)) > 40
+    for d in people.values():
+        assert np.isfinite(d["j_agg"]).all() and d["hypotheses"].shape[1:] == (2, 2, 17, 3)
+    data = json.loads((out / "clip_3d.json").read_text())
+    assert [p["id"] for p in data["people"]] == sorted(people)
+    for listed in data["people"]:
+        assert [f["frame"] for f in listed["frames"]] == people[listed["id"]]["frame_ids"].tolist()
+    assert all(f"person {i}: frames" in printed for i in people)
 
 
 @needs_mediapipe
@@ -359,7 +427,7 @@ def test_openvino_engine_lifts_a_video_to_the_same_poses(tmp_path, monkeypatch, 
     model, _ = load_denoiser(tiny_ckpt)
     cores = [InferenceCore.from_run(RunConfig(engine=engine, num_proposals=2, sampling_timesteps=2), model.eval(),
                                     "cpu", input_layout("h36m"), log=lambda *_: None) for engine in ("eager", "openvino")]
-    results = [lifting.lift_video(core, video, detector=ScriptedDetector()) for core in cores]
+    results = [lifting.lift_video(core, video, detector=ScriptedDetector()).longest for core in cores]
     assert isinstance(cores[1].prepared(3)[0], OpenVINODenoiser) and cores[0].prepared(3)[0] is cores[0].model
     np.testing.assert_allclose(results[1].hypotheses, results[0].hypotheses, atol=1e-4)
     np.testing.assert_allclose(results[1].j_agg, results[0].j_agg, atol=1e-4)

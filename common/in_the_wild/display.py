@@ -13,10 +13,11 @@ from ..storage.video import VideoFrames
 from .result import WildResult
 
 
-def timing_summary(result: WildResult) -> str:
-    """Seconds spent per step, and per second of video (detection and lifting together
-    faster than 1 s per second means faster than the video plays)."""
-    t = result.timings
+def timing_summary(result: WildResult, timings: dict | None = None) -> str:
+    """Seconds spent per step (the result's timings, or those given: e.g. every person's of a
+    video), and per second of video (detection and lifting together faster than 1 s per second
+    means faster than the video plays)."""
+    t = result.timings if timings is None else timings
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
     if not result.fps:
         return f"time: {parts}"

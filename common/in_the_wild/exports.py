@@ -1,14 +1,22 @@
-"""Writing a lifted clip (result.WildResult) to files: one function per format, chosen by the
-file's suffix (EXPORTERS). Adding a format is one writer function and one table entry.
+"""Writing lifted people (result.WildResult, one person; result.PeopleResult, every person of a
+video) to files: one function per format, chosen by the file's suffix (EXPORTERS). Adding a
+format is one writer function and one table entry.
 
-- .npz: every array (hypotheses of every iteration, the pose of every aggregation mode that
-  needs no ground truth under its key: j_agg, p_agg, ...; trajectory, camera, the 2D input)
-  and, for a video, every decoded frame's detector keypoints;
-- .json, .csv and .bvh show one pose, the result's pose_mode (T-Agg by default; --pose-mode);
-- .json: per frame and Human3.6M joint, x, y, z in metres and the 2D (see write_json);
-- .csv: one row per frame and joint, the same numbers (see write_csv);
+- .npz: every array of one person (hypotheses of every iteration, the pose of every aggregation
+  mode that needs no ground truth under its key: j_agg, p_agg, ...; trajectory, camera, the 2D
+  input) and, for a video, every decoded frame's detector keypoints;
+- .json, .csv, .bvh, .trc and .c3d show one pose, the result's pose_mode (T-Agg by default;
+  --pose-mode);
+- .json: per person, frame and Human3.6M joint, x, y, z in metres and the 2D (see write_json);
+- .csv: one row per person, frame and joint, the same numbers (see write_csv);
 - .bvh: a skeleton with the person's bone lengths (the shown pose's, result.bone_lengths) and the
-  root motion of the estimated trajectory, for Blender and other animation tools (see write_bvh).
+  root motion of the estimated trajectory, for Blender and other animation tools (see write_bvh);
+- .trc / .c3d: marker trajectories for OpenSim, Pose2Sim and motion-capture software
+  (mocap_exports.py).
+
+Several people: .json, .csv, .trc and .c3d hold everyone in one file; .npz and .bvh hold one
+person each (a BVH has one skeleton), so `clip.bvh` becomes `clip_person1.bvh`,
+`clip_person2.bvh`, ... (output_paths); with one person the name is used as given.
 
 3D is camera space (x right, y down, z forward), metres; joints are root-relative (the pelvis
 at 0) with the estimated pelvis position `root` beside them. Every file is written to a
@@ -26,6 +34,7 @@ import numpy as np
 from ..inference.aggregation import lifting_mode, mode_key
 from ..geometry.coco import coco_to_h36m
 from ..storage.files import atomic_files, check_writable_file
+from .mocap_exports import write_c3d, write_trc
 from ..geometry.skeleton import h36m_metadata, h36m_skeleton_17
 
 
@@ -35,7 +44,8 @@ def write_npz(result, path: Path) -> None:
                   trajectory=result.trajectory, keypoints_2d=result.keypoints_2d, confidence=result.confidence,
                   frame_ids=result.frame_ids, intrinsics=result.intrinsics,
                   image_size=np.asarray(result.image_size, dtype=np.int64), input_layout=np.str_(result.input_layout),
-                  keypoints_layout=np.str_(result.keypoints_layout), detected=detected_frames(result))
+                  keypoints_layout=np.str_(result.keypoints_layout), detected=detected_frames(result),
+                  person_id=np.int64(result.person_id))
     if result.uncertainty is not None:
         arrays.update(uncertainty=result.uncertainty, uncertainty_calibrated=np.bool_(result.uncertainty_calibrated),
                       coverage=np.float64(result.coverage))
@@ -49,29 +59,35 @@ def write_npz(result, path: Path) -> None:
         np.savez(f, **arrays)
 
 
-def write_json(result, path: Path) -> None:
-    """{"joints", "parents", "fps", "image_size", "camera", "frames": [{"frame", "time_s",
-    "detected", "root": [x, y, z], "joints_3d": [[x, y, z] x 17], "joints_2d": [[u, v] x 17],
-    "confidence": [17]}]}; metres, pixels (the 2D the 3D was aggregated against)."""
-    table = per_joint_table(result)
-    frames = []
-    for i, frame in enumerate(result.frame_ids.tolist()):
-        frames.append({"frame": frame, "time_s": _round(table["time_s"][i]), "detected": bool(table["detected"][i]),
-                       "root": _round(result.trajectory[i]), "joints_3d": _round(result.shown[i]),
-                       "joints_2d": _round(table["uv"][i], 2), "confidence": _round(table["confidence"][i], 3)})
-        if result.uncertainty is not None:
-            frames[-1]["uncertainty_mm"] = _round(result.uncertainty[i], 2)
-    data = {"format": "d3dp-poses-1", "pose": lifting_mode(result.pose_mode), "units": "metres (3D), pixels (2D)",
+def write_json(people, path: Path) -> None:
+    """{"format", "pose", "joints", "parents", "fps", "image_size", "camera", "people": [{"id",
+    "frames": [{"frame", "time_s", "detected", "root": [x, y, z], "joints_3d": [[x, y, z] x 17],
+    "joints_2d": [[u, v] x 17], "confidence": [17], "uncertainty_mm": [17]}]}]}; metres, pixels
+    (the 2D the 3D was aggregated against)."""
+    first = people[0]
+    listed = []
+    for result in people:
+        table = per_joint_table(result)
+        frames = []
+        for i, frame in enumerate(result.frame_ids.tolist()):
+            frames.append({"frame": frame, "time_s": _round(table["time_s"][i]), "detected": bool(table["detected"][i]),
+                           "root": _round(result.trajectory[i]), "joints_3d": _round(result.shown[i]),
+                           "joints_2d": _round(table["uv"][i], 2), "confidence": _round(table["confidence"][i], 3)})
+            if result.uncertainty is not None:
+                frames[-1]["uncertainty_mm"] = _round(result.uncertainty[i], 2)
+        listed.append({"id": int(result.person_id), "frames": frames})
+    skeleton = h36m_skeleton_17()
+    data = {"format": "d3dp-poses-2", "pose": lifting_mode(first.pose_mode), "units": "metres (3D), pixels (2D)",
             "coordinates": "camera space: x right, y down, z forward; joints_3d root-relative (pelvis = 0), "
                            "root = estimated pelvis position",
-            "joints": table["names"], "parents": table["parents"], "fps": result.fps,
-            "image_size": list(result.image_size), "camera": camera_of(result), "input_layout": result.input_layout,
-            "uncertainty": _uncertainty_note(result), "filter": result.filter, "frames": frames}
+            "joints": list(skeleton.names), "parents": [int(q) for q in skeleton.parents], "fps": first.fps,
+            "image_size": list(first.image_size), "camera": camera_of(first), "input_layout": first.input_layout,
+            "uncertainty": _uncertainty_note(first), "filter": first.filter, "people": listed}
     with open(path, "w") as f:
         json.dump(data, f, separators=(",", ":"))
 
 
-CSV_COLUMNS = ("frame", "time_s", "detected", "joint", "name", "x", "y", "z", "cam_x", "cam_y", "cam_z", "u", "v",
+CSV_COLUMNS = ("person", "frame", "time_s", "detected", "joint", "name", "x", "y", "z", "cam_x", "cam_y", "cam_z", "u", "v",
                "confidence", "uncertainty_mm")
 
 
@@ -86,22 +102,24 @@ def _uncertainty_note(result) -> str | None:
     return f"uncertainty_mm: spread of the hypotheses around each joint{where} (uncalibrated)"
 
 
-def write_csv(result, path: Path) -> None:
-    """One row per frame and joint: x, y, z root-relative and cam_x, cam_y, cam_z with the
-    estimated root, metres; u, v the joint's 2D in pixels and its detector confidence;
+def write_csv(people, path: Path) -> None:
+    """One row per person, frame and joint: x, y, z root-relative and cam_x, cam_y, cam_z with
+    the estimated root, metres; u, v the joint's 2D in pixels and its detector confidence;
     uncertainty_mm the joint's uncertainty radius (empty for a single hypothesis)."""
-    table = per_joint_table(result)
-    absolute = result.shown + result.trajectory[:, None]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
-        for i, frame in enumerate(result.frame_ids.tolist()):
-            t, detected = f"{table['time_s'][i]:.6f}", int(table["detected"][i])
-            for j, name in enumerate(table["names"]):
-                writer.writerow([frame, t, detected, j, name, *(f"{v:.6f}" for v in result.shown[i, j]),
-                                 *(f"{v:.6f}" for v in absolute[i, j]), *(f"{v:.2f}" for v in table["uv"][i, j]),
-                                 f"{table['confidence'][i, j]:.3f}",
-                                 "" if result.uncertainty is None else f"{result.uncertainty[i, j]:.2f}"])
+        for result in people:
+            table = per_joint_table(result)
+            absolute = result.shown + result.trajectory[:, None]
+            for i, frame in enumerate(result.frame_ids.tolist()):
+                t, detected = f"{table['time_s'][i]:.6f}", int(table["detected"][i])
+                for j, name in enumerate(table["names"]):
+                    writer.writerow([result.person_id, frame, t, detected, j, name,
+                                     *(f"{v:.6f}" for v in result.shown[i, j]),
+                                     *(f"{v:.6f}" for v in absolute[i, j]), *(f"{v:.2f}" for v in table["uv"][i, j]),
+                                     f"{table['confidence'][i, j]:.3f}",
+                                     "" if result.uncertainty is None else f"{result.uncertainty[i, j]:.2f}"])
 
 
 # ---------------------------------------------------------------------------- BVH
@@ -282,26 +300,58 @@ def _round(x, digits: int = 6):
     return np.round(np.asarray(x, dtype=np.float64), digits).tolist()
 
 
-EXPORTERS = {".npz": write_npz, ".json": write_json, ".csv": write_csv, ".bvh": write_bvh}
+EXPORTERS = {".npz": write_npz, ".json": write_json, ".csv": write_csv, ".bvh": write_bvh, ".trc": write_trc,
+             ".c3d": write_c3d}
+PER_PERSON = {".npz", ".bvh"}    # formats of one person a file (the others take every person at once)
 
 
-def check_outputs(paths, flag: str = "--output") -> list[Path]:
-    """The output files, checked before any work: known suffixes, writable folders, no repeats."""
+def people_of(result) -> list:
+    """The people of a result: a PeopleResult's, or a WildResult alone."""
+    people = list(getattr(result, "people", [result]))
+    if not people:
+        raise ValueError("no person was lifted, so there is nothing to write")
+    return people
+
+
+def output_paths(path, people) -> list[Path]:
+    """The files `path` stands for: itself, or for a one-person format and several people one
+    file per person, `<stem>_person<id><suffix>`."""
+    path = Path(path)
+    if path.suffix.lower() not in PER_PERSON or len(people) == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}_person{p.person_id}{path.suffix}") for p in people]
+
+
+def check_outputs(paths, flag: str = "--output", people=None) -> list[Path]:
+    """The output files, checked before any work: known suffixes, writable folders, no repeats;
+    with people, the per-person files the paths stand for are checked too."""
     paths = [Path(p) for p in paths]
     for p in paths:
         if p.suffix.lower() not in EXPORTERS:
             raise ValueError(f"{flag} {p}: unknown format {p.suffix or '(no suffix)'!r}; use one of "
                              f"{', '.join(EXPORTERS)}")
-        check_writable_file(p, flag)
-    if len({p.resolve() for p in paths}) < len(paths):
-        raise ValueError(f"{flag} names the same file twice: {', '.join(map(str, paths))}")
+    targets = [t for p in paths for t in (output_paths(p, people) if people else [p])]
+    for t in targets:
+        check_writable_file(t, flag)
+    if len({t.resolve() for t in targets}) < len(targets):
+        raise ValueError(f"{flag} names the same file twice: {', '.join(map(str, targets))}")
     return paths
 
 
 def write_outputs(result, paths) -> list[Path]:
-    """Write the result to every path (format by suffix); all or nothing (see module docstring)."""
-    paths = check_outputs(paths)
-    with atomic_files(paths) as temps:
-        for tmp, p in zip(temps, paths):
-            EXPORTERS[p.suffix.lower()](result, tmp)
-    return paths
+    """Write the result (a WildResult or a PeopleResult) to every path (format by suffix; one
+    file per person for .npz and .bvh when there are several); all or nothing (see module
+    docstring). Returns the files written."""
+    people = people_of(result)
+    paths = check_outputs(paths, people=people)
+    jobs = []                                                          # (writer, what it writes, file)
+    for p in paths:
+        writer = EXPORTERS[p.suffix.lower()]
+        if p.suffix.lower() in PER_PERSON:
+            jobs += [(writer, person, target) for person, target in zip(people, output_paths(p, people))]
+        else:
+            jobs.append((writer, people, p))
+    with atomic_files([target for _, _, target in jobs]) as temps:
+        for tmp, (writer, what, _) in zip(temps, jobs):
+            writer(what, tmp)
+    return [target for _, _, target in jobs]

@@ -12,8 +12,8 @@ The steps (docs/method.md, with the parts that need ground truth replaced):
    the hypothesis joint whose reprojection is nearest the 2D (mapped to Human3.6M joints,
    the layout of the 3D output).
 
-lift_keypoints runs this on a keypoint file's person; lift_video first decodes a video and
-runs a 2D detector on every frame (detectors.py), following one person as for keypoint files.
+lift_keypoints runs this on a keypoint file's person; lift_video first decodes a video, runs
+a 2D detector on every frame (detectors.py), links the detections into people and lifts each.
 
 The result types are in result.py, the checks of the inputs (layout, image size) in inputs.py,
 the camera (guessed intrinsics, the virtual training camera) in root_depth.py, the animation
@@ -37,8 +37,8 @@ from ..uncertainty.factors import DEFAULT_COVERAGE, hypothesis_spread, radius
 from ..storage.video import VideoFrames, probe_video
 from .detectors import Detector, make_detector
 from .inputs import check_frame_size
-from .keypoints import Keypoints2D, keypoints_from_detections
-from .result import VideoDetections, WildResult
+from .keypoints import Keypoints2D, people_from_detections
+from .result import PeopleResult, VideoDetections, WildResult
 from .root_depth import default_intrinsics, estimate_root_trajectory, to_virtual_camera
 
 
@@ -170,13 +170,18 @@ def detect_video(path, detector: Detector | str = "auto", max_frames: int | None
 
 def lift_video(core: InferenceCore, path, options: LiftOptions = LiftOptions(), detector: Detector | str = "auto",
                threshold: float = 0.3, max_gap: int = 30, max_missing: float = 0.5, max_frames: int | None = None,
-               progress: bool = False) -> WildResult:
-    """From a video file to 3D: decode it, detect 2D keypoints in every frame, follow one
-    person (as read_keypoints does for files: tracks linked by position, the longest kept,
-    gaps over max_gap frames split, missing frames interpolated, over max_missing refused),
-    map the detector's keypoints to COCO-17 (and to the model's layout), and lift them as
-    lift_keypoints does. The result's `video` holds every frame's detections, its `source` the
-    followed person's 2D and counts, `timings` the seconds spent decoding, detecting, lifting."""
+               progress: bool = False, person: int | str | None = None, min_frames: int = 30) -> PeopleResult:
+    """From a video file to 3D for every person in it: decode it, detect 2D keypoints in every
+    frame, link the detections into people (keypoints.people_from_detections: tracks by
+    position, ids 1, 2, ... in order of appearance, a person's missing frames interpolated),
+    map the detector's keypoints to COCO-17 (and to the model's layout), and lift each person
+    as lift_keypoints does, with their own root trajectory.
+
+    person: None, everyone followed through at least min_frames frames; 'longest', the
+    longest-followed person; an id, that person (over max_missing of their frames undetected:
+    refused). The result's people each hold `video` (every frame's detections), `source` (the
+    person's 2D and counts), `person_id`; its `timings` the seconds spent decoding, detecting
+    and lifting everyone."""
     path = Path(path)
     owned = not isinstance(detector, Detector)
     detector = make_detector(detector)
@@ -186,17 +191,21 @@ def lift_video(core: InferenceCore, path, options: LiftOptions = LiftOptions(), 
         if owned:
             detector.close()
     coco = detector.to_coco(found.keypoints)                          # (N, P, 17, 3)
-    per_frame = {i: [(float(np.nanmean(person[:, 2])), person) for person in coco[i]
-                     if np.isfinite(person[:, :2]).all()] for i in range(found.frames)}
+    per_frame = {i: [(float(np.nanmean(someone[:, 2])), someone) for someone in coco[i]
+                     if np.isfinite(someone[:, :2]).all()] for i in range(found.frames)}
     per_frame = {i: people for i, people in per_frame.items() if people}
     if not per_frame:
         raise ValueError(f"{path}: {found.detector} found no person in any of its {found.frames} frames: give a video "
                          f"in which one person is visible, or the 2D keypoints with --keypoints-file")
-    keypoints = keypoints_from_detections(per_frame, str(path), threshold, max_gap, max_missing, *found.image_size)
+    chosen, warnings = people_from_detections(per_frame, str(path), threshold, max_gap, max_missing, min_frames,
+                                              *found.image_size, person=person)
     if found.truncated:
-        keypoints.warnings.insert(0, f"{path.name} is cut short: {found.problem}; used the {found.frames} frames "
-                                     f"that decode")
-    result = lift_keypoints(core, keypoints, found.image_size, options)
-    result.fps, result.video = found.fps, found
-    result.timings = {"decode": found.decode_s, "detect": found.detect_s, **result.timings}
-    return result
+        warnings.insert(0, f"{path.name} is cut short: {found.problem}; used the {found.frames} frames that decode")
+    people = []
+    for person_id, keypoints in chosen:
+        result = lift_keypoints(core, keypoints, found.image_size, options)
+        result.fps, result.video, result.person_id = found.fps, found, person_id
+        result.timings = {"decode": found.decode_s, "detect": found.detect_s, **result.timings}
+        people.append(result)
+    timings = {"decode": found.decode_s, "detect": found.detect_s, "lift": sum(p.timings["lift"] for p in people)}
+    return PeopleResult(people, found, warnings, timings)

@@ -1,6 +1,6 @@
 """The results of in-the-wild lifting: what the 2D detector found in every frame of a video
-(VideoDetections) and the 3D output for one clip (WildResult), which lifting.py builds and
-exports.py writes to files."""
+(VideoDetections), the 3D output for one person's clip (WildResult) and for every person of a
+video (PeopleResult), which lifting.py builds and exports.py writes to files."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -77,6 +77,7 @@ class WildResult:
     coverage: float = 0.9
     pose_mode: str = SHOWN_MODE  # the mode whose pose the .json, .csv, .bvh and the animation show (T-Agg)
     filter: str | None = None    # the smoothing applied to the poses and trajectory (common.in_the_wild.filters)
+    person_id: int = 1           # the person's id in the video (1, 2, ... in order of first appearance)
 
     @property
     def j_agg(self) -> np.ndarray:
@@ -104,6 +105,44 @@ class WildResult:
         return lengths
 
     def save(self, path) -> Path:
-        """Write the result to path, in the format its suffix names (.npz, .json, .csv, .bvh;
-        see exports.py)."""
+        """Write the result to path, in the format its suffix names (.npz, .json, .csv, .bvh,
+        .trc, .c3d; see exports.py)."""
         return write_outputs(self, [path])[0]
+
+
+@dataclass
+class PeopleResult:
+    """Every person lifted from one video: one WildResult per person (each with its person_id
+    and its own frames, root trajectory and hypotheses), ids ascending."""
+
+    people: list              # [WildResult], ids ascending
+    video: VideoDetections | None = None
+    warnings: list = field(default_factory=list)   # who was left out and why, one line each
+    timings: dict = field(default_factory=dict)    # seconds: decode, detect, lift (all people)
+
+    def __len__(self) -> int:
+        return len(self.people)
+
+    def __iter__(self):
+        return iter(self.people)
+
+    @property
+    def ids(self) -> list[int]:
+        return [p.person_id for p in self.people]
+
+    def person(self, person_id: int) -> WildResult:
+        """The person with this id."""
+        for p in self.people:
+            if p.person_id == person_id:
+                return p
+        raise ValueError(f"no person {person_id} in this video; people: {self.ids}")
+
+    @property
+    def longest(self) -> WildResult:
+        """The person lifted over the most frames (the lowest id among equals)."""
+        return max(self.people, key=lambda p: (len(p.frame_ids), -p.person_id))
+
+    def save(self, path) -> list[Path]:
+        """Write every person to path, in the format its suffix names (see exports.py: one file
+        holds everyone, except .npz and .bvh: one file per person when there are several)."""
+        return write_outputs(self, [path])

@@ -30,6 +30,8 @@ def check_writable_file(path, flag: str) -> Path:
     """check_writable for the folder of an output file (and the file itself when it exists)."""
     path = Path(path)
     check_writable(path.parent if str(path.parent) else Path("."), flag)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a file: choose another file name with {flag}")
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"cannot overwrite {path} (no write permission): choose another file with {flag}")
     return path
