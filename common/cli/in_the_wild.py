@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..run.arguments import add_viz_arguments, build_parser, number, positive_float, positive_int, resolve_device
 from ..run.config import RunConfig
 from ..api import Lifter
@@ -32,6 +34,7 @@ from ..storage.video import probe_video
 from ..in_the_wild import display, exports, filters, inputs
 from ..in_the_wild.detectors import DETECTORS, make_detector
 from ..in_the_wild.keypoints import read_keypoints
+from ..in_the_wild.result import PeopleResult
 from ..inference.aggregation import LIFTING_MODES, SHOWN_MODE, lifting_mode
 
 
@@ -48,8 +51,12 @@ def build_wild_parser():
                         "that looks like Human3.6M-17 is refused). JSON files are COCO-17")
     g.add_argument("--detector", choices=("auto", *DETECTORS), default="auto",
                    help="2D pose detector for --video; auto: mediapipe when installed")
-    g.add_argument("--track-id", type=int, default=None, help="person to use in a tracked JSON; None: the "
-                                                              "longest track")
+    g.add_argument("--track-id", type=_track_id, default=None, metavar="ID|longest",
+                   help="lift one person: in a tracked JSON its track id; in a --video the person's id (1, 2, ... in "
+                        "order of appearance, as a run on every person lists them); 'longest': the person followed "
+                        "longest. Default: a keypoint file's longest track; a video's every person")
+    g.add_argument("--min-frames", type=positive_int, default=30, metavar="N",
+                   help="--video: lift every person followed through at least N frames (default 30)")
     g.add_argument("--threshold", type=number(float, 0, 1), default=0.3, help="keypoints below this confidence are "
                                                                 "interpolated over time")
     g.add_argument("--max-frame-gap", type=positive_int, default=30, metavar="N",
@@ -93,6 +100,15 @@ def _pose_mode(name: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _track_id(text: str):
+    if text == "longest":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a person's id (a whole number) or 'longest'") from None
+
+
 def _filter(spec: str) -> filters.Filter:
     try:
         return filters.Filter.parse(spec)
@@ -132,7 +148,8 @@ def lift(args, device) -> int:
     run_on = (f"{lifter.layout} input (from {lifter.layout_source}); F={lifter.model.cfg.frames} "
               f"H={args.num_proposals} K={args.sampling_timesteps} on {device}")
     if args.keypoints_file:
-        keypoints = read_keypoints(args.keypoints_file, args.track_id, args.threshold, max_gap=args.max_frame_gap,
+        track = None if args.track_id == "longest" else args.track_id
+        keypoints = read_keypoints(args.keypoints_file, track, args.threshold, max_gap=args.max_frame_gap,
                                    max_missing=args.max_missing_frames, layout=args.keypoints_layout)
         size = inputs.image_size(keypoints, args.width, args.height, args.video)
         for note in keypoints.warnings:
@@ -141,36 +158,47 @@ def lift(args, device) -> int:
         print(f"{keypoints.num_frames} frames of {size[0]}x{size[1]} pixels; {run_on}")
         result = lifter.lift_keypoints(keypoints, size, focal=args.focal)
         result.fps = info.fps if info is not None else None
+        people = PeopleResult([result], timings=result.timings)
     else:
-        print(f"detecting one person in {args.video} with {detector.name}; {run_on}")
+        whom = "everyone" if args.track_id is None else f"person {args.track_id}"
+        print(f"detecting people in {args.video} with {detector.name} and lifting {whom}; {run_on}")
         with detector:
-            result = lifter.lift_video(args.video, detector=detector, focal=args.focal, threshold=args.threshold,
+            people = lifter.lift_video(args.video, detector=detector, focal=args.focal, threshold=args.threshold,
                                        max_gap=args.max_frame_gap, max_missing=args.max_missing_frames,
-                                       progress=show_progress(lifter.run))
-        print(result.video.summary())
-        for note in result.source.warnings:
+                                       progress=show_progress(lifter.run), person=args.track_id,
+                                       min_frames=args.min_frames)
+        print(people.video.summary())
+        for note in people.warnings:
             print(f"warning: {note}", file=sys.stderr)
-        first, last = int(result.frame_ids[0]), int(result.frame_ids[-1])
-        print(f"followed one person through frames {first}..{last} ({len(result.frame_ids)} frames); "
-              f"{result.source.summary()}")
-    result.pose_mode = args.pose_mode
+        for result in people:
+            for note in result.source.warnings:
+                print(f"warning: person {result.person_id}: {note}", file=sys.stderr)
+            first, last = int(result.frame_ids[0]), int(result.frame_ids[-1])
+            print(f"person {result.person_id}: frames {first}..{last} ({len(result.frame_ids)} frames); "
+                  f"{result.source.summary()}")
+    for result in people:
+        result.pose_mode = args.pose_mode
+        if args.filter is not None:
+            filters.smooth_result(result, args.filter, args.fps)
+        for note in inputs.doubtful_input(result, result.source):
+            print(f"warning: person {result.person_id}: {note}" if len(people) > 1 else f"warning: {note}",
+                  file=sys.stderr)
     if args.filter is not None:
-        filters.smooth_result(result, args.filter, args.fps)
-        print(f"smoothed the poses and the root with {result.filter}")
-    for note in inputs.doubtful_input(result, result.source):
-        print(f"warning: {note}", file=sys.stderr)
+        print(f"smoothed the poses and the root with {people.people[0].filter}")
     start = time.perf_counter()
-    written = exports.write_outputs(result, outputs)
-    result.timings["write"] = time.perf_counter() - start
-    depth = result.trajectory[:, 2]
+    written = exports.write_outputs(people, outputs)
+    people.timings["write"] = time.perf_counter() - start
+    depth = np.concatenate([r.trajectory[:, 2] for r in people])
     print(f"wrote {', '.join(map(str, written))}: root depth {depth.min():.2f}-{depth.max():.2f} m")
+    shown = people.longest
     if animation is not None:
         start = time.perf_counter()
-        path = display.render_result(result, animation, video=args.video, fps=args.fps, size=args.viz_size,
+        path = display.render_result(shown, animation, video=args.video, fps=args.fps, size=args.viz_size,
                                      limit=args.viz_limit, downsample=args.viz_downsample, azim=args.viz_azimuth)
-        result.timings["render"] = time.perf_counter() - start
-        print(f"wrote the animation {path}")
-    print(display.timing_summary(result))
+        people.timings["render"] = time.perf_counter() - start
+        chosen = f" (person {shown.person_id}, followed longest)" if len(people) > 1 else ""
+        print(f"wrote the animation {path}{chosen}")
+    print(display.timing_summary(shown, people.timings))
     return 0
 
 
