@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -431,3 +432,42 @@ def test_openvino_engine_lifts_a_video_to_the_same_poses(tmp_path, monkeypatch, 
     assert isinstance(cores[1].prepared(3)[0], OpenVINODenoiser) and cores[0].prepared(3)[0] is cores[0].model
     np.testing.assert_allclose(results[1].hypotheses, results[0].hypotheses, atol=1e-4)
     np.testing.assert_allclose(results[1].j_agg, results[0].j_agg, atol=1e-4)
+
+
+@needs_pyav
+def test_cli_writes_every_person_in_every_format(tmp_path, monkeypatch, tiny_ckpt, capsys):
+    """Two people (and a third who comes back too late): the .json lists them, the .trc and .c3d
+    hold each one's markers, .npz and .bvh are one file per person; the numbers agree."""
+    import c3d
+    from test_mocap_exports import read_trc
+
+    monkeypatch.setitem(detectors.DETECTORS, "scripted", ScriptedDetector)
+    monkeypatch.setattr(ScriptedDetector, "script", two_walkers())
+    video = grey_video(tmp_path / "v.mp4", frames=150)
+    outs = [tmp_path / f"v{s}" for s in (".json", ".trc", ".c3d", ".npz", ".bvh", ".csv")]
+    assert lift_cli(tiny_ckpt, video, "--detector", "scripted", *sum((["--output", str(o)] for o in outs), [])) == 0
+    printed = capsys.readouterr().out
+    assert all(f"person {i}: frames" in printed for i in (1, 2, 3))
+    assert sorted(p.name for p in tmp_path.glob("v_person*")) == [f"v_person{i}{s}" for i in (1, 2, 3)
+                                                                 for s in (".bvh", ".npz")]
+    arrays = {i: np.load(tmp_path / f"v_person{i}.npz") for i in (1, 2, 3)}
+    data = json.loads(outs[0].read_text())
+    assert [p["id"] for p in data["people"]] == [1, 2, 3]
+    header, names, frames, _, values = read_trc(outs[1])
+    assert names == [f"p{i}_{joint}" for i in (1, 2, 3) for joint in data["joints"]]
+    assert frames.tolist() == list(range(150))
+    with open(outs[2], "rb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)                  # "No analog data found in file."
+        reader = c3d.Reader(f)
+        points = np.stack([p[:, :3] for _, p, _ in reader.read_frames()])       # (frames, markers, 3)
+        residual = np.stack([p[:, 3] for _, p, _ in reader.read_frames()])
+    for i, d in arrays.items():
+        listed = next(p for p in data["people"] if p["id"] == i)
+        np.testing.assert_allclose([f["joints_3d"] for f in listed["frames"]], d["t_agg"], atol=1e-6)
+        lab = (d["t_agg"] + d["trajectory"][:, None]) * [1000.0, -1000.0, -1000.0]
+        rows = d["frame_ids"]
+        block = slice(17 * (i - 1), 17 * i)
+        np.testing.assert_allclose(values[rows][:, block], lab, atol=2e-3)
+        np.testing.assert_allclose(points[rows][:, block], lab, atol=0.05)
+        absent = np.setdiff1d(np.arange(150), rows)
+        assert np.isnan(values[absent][:, block]).all() and (residual[absent][:, block] == -1).all()
