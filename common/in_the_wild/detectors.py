@@ -6,9 +6,11 @@ COCO-17 keypoints the lifting models take (via its table `coco_from`). To add a 
 (RTMPose, ViTPose, ...): subclass Detector, set name, keypoint_names and coco_from, implement
 detect (and start_video when it tracks across frames), and add it to DETECTORS.
 
-MediaPipe's BlazePose (the default, `pip install mediapipe`) finds one person per frame,
-tracking it from frame to frame; its 33 landmarks include the 17 COCO keypoints (same
-anatomical points, the person's own left and right), see BLAZEPOSE_TO_COCO.
+MediaPipe's BlazePose (`pip install mediapipe`) finds one person per frame, tracking it from
+frame to frame; its 33 landmarks include the 17 COCO keypoints (same anatomical points, the
+person's own left and right), see BLAZEPOSE_TO_COCO. "mediapipe-multi" (the default when
+LiteRT, `pip install ai-edge-litert`, is installed) runs the same two models through LiteRT
+(blazepose.py) and finds every person in each frame.
 """
 from __future__ import annotations
 
@@ -139,6 +141,52 @@ class MediaPipeDetector(Detector):
             self._pose = None
 
 
+class MultiPersonMediaPipeDetector(Detector):
+    """BlazePose for every person in a frame: MediaPipe's person detector and full landmark
+    model (inside the mediapipe wheel, so it runs offline) run through LiteRT, each person
+    followed from frame to frame by their own region (blazepose.MultiPoseTracker); the same
+    33 landmarks as "mediapipe", confidence = landmark visibility, no smoothing."""
+
+    name = "mediapipe-multi"
+    keypoint_names = BLAZEPOSE_NAMES
+    coco_from = BLAZEPOSE_TO_COCO
+
+    def __init__(self, redetect_every: int = 5, num_threads: int | None = None,
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
+        if not self.available():
+            raise DetectorUnavailable(f"the {self.name} detector needs MediaPipe and LiteRT (ai-edge-litert): "
+                                      f"{VIDEO_HINT}, or give the 2D keypoints with --keypoints-file")
+        self.options = dict(redetect_every=redetect_every, min_presence=min_tracking_confidence)
+        self.model_options = dict(num_threads=num_threads, min_detection_score=min_detection_confidence)
+        self._tracker = None
+
+    @classmethod
+    def available(cls) -> bool:
+        from .blazepose import models_available
+
+        return MediaPipeDetector.available() and models_available()
+
+    def start_video(self) -> None:
+        if self._tracker is None:
+            from .blazepose import BlazePoseModels, MultiPoseTracker
+
+            with quiet_native_stderr():                               # LiteRT's start-up log lines
+                self._tracker = MultiPoseTracker(BlazePoseModels(**self.model_options), **self.options)
+        self._tracker.reset()
+
+    def detect(self, image: np.ndarray) -> list[np.ndarray]:
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"the {self.name} detector takes RGB frames (h, w, 3) uint8, not {image.dtype} "
+                             f"{image.shape}")
+        if self._tracker is None:
+            self.start_video()
+        return [person.landmarks for person in self._tracker.step(image)]
+
+    def close(self) -> None:
+        self._tracker = None
+
+
 @contextlib.contextmanager
 def quiet_native_stderr():
     """Silence what native code writes to the process's stderr meanwhile (MediaPipe's and
@@ -159,8 +207,8 @@ def quiet_native_stderr():
         os.close(saved)
 
 
-# name -> class; "auto" picks the first available
-DETECTORS = {"mediapipe": MediaPipeDetector}
+# name -> class; "auto" picks the first available: every person when LiteRT is there, else one a frame
+DETECTORS = {"mediapipe-multi": MultiPersonMediaPipeDetector, "mediapipe": MediaPipeDetector}
 
 
 def available_detectors() -> list[str]:
