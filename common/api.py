@@ -158,14 +158,15 @@ class Lifter:
     def live(self, source, hypotheses: int | None = None, iterations: int | None = None, seed: int | None = None,
              focal: float | None = None, flip: bool | None = None, detector="auto", threshold: float = 0.3,
              max_gap: int = 30, pose_mode: str | None = None, smoothing=None, fps: float | None = None,
-             torch_threads: int | None = None):
+             torch_threads: int | str | None = "auto"):
         """Lift one person live from a camera or a stream, as `main_in_the_wild.py --live` does:
         a LiveStream (common.in_the_wild.live) to iterate over, closed when done (it is a context
         manager), giving a LiveFrame per lifted frame: always the newest frame, from the causal
         window of the last F frames. source: a camera index ('0'), a device, a URL, a FIFO, '-'
         or a video file (played in real time), or a live.Source; smoothing: a causal filter
-        ('one-euro[:...]' or a filters.Filter). Unset settings come from the run configuration
-        (H=1 K=1 unless it says otherwise: live sampling must keep up with the camera)."""
+        ('one-euro[:...]' or a filters.Filter); torch_threads: torch's threads while it is open
+        ('auto': half the CPU cores, the detector has the rest). Unset settings come from the run
+        configuration (H=1 K=1 unless it says otherwise: live sampling must keep up with the camera)."""
         from .in_the_wild import live
         from .in_the_wild.filters import Filter
         from .inference.aggregation import SHOWN_MODE

@@ -50,7 +50,8 @@ def build_wild_parser():
                         "(Human3.6M-17, the paper's CPN 2D); auto: the file's 'layout' entry, else COCO-17 (an array "
                         "that looks like Human3.6M-17 is refused). JSON files are COCO-17")
     g.add_argument("--detector", choices=("auto", *DETECTORS), default="auto",
-                   help="2D pose detector for --video; auto: mediapipe when installed")
+                   help="2D pose detector for --video; auto: mediapipe-multi (every person; needs LiteRT) when "
+                        "installed, else mediapipe (one person a frame)")
     g.add_argument("--track-id", type=_track_id, default=None, metavar="ID|longest",
                    help="lift one person: in a tracked JSON its track id; in a --video the person's id (1, 2, ... in "
                         "order of appearance, as a run on every person lists them); 'longest': the person followed "
@@ -68,6 +69,12 @@ def build_wild_parser():
     g.add_argument("--video", "--viz-video", dest="video", default=None, metavar="FILE",
                    help="the video to lift (needs --evaluate); with --keypoints-file: its image size and the "
                         "background of --render")
+    g.add_argument("--live", default=None, metavar="SOURCE",
+                   help="lift one person live, frame by frame as the frames arrive, to JSON lines (--output "
+                        "FILE.jsonl, or - for standard output; needs --evaluate): a camera index (0: /dev/video0), "
+                        "a device, a URL, a FIFO, - (standard input) or a video file played in real time. Always "
+                        "the newest frame (the others are dropped), from the last F frames; H=1 K=1 unless "
+                        "-num_proposals / -sampling_timesteps say otherwise; Ctrl-C ends (common/in_the_wild/live.py)")
     g.add_argument("--focal", type=positive_float, default=None,
                    help="focal length, pixels; None: 0.9 x the larger image side (a 58-degree field of view across it, "
                         "as phones filming and lab cameras have; 1728 for 1920x1080 or 1080x1920)")
@@ -119,6 +126,9 @@ def _filter(spec: str) -> filters.Filter:
 def run(argv=None) -> int:
     args = build_wild_parser().parse_args(argv)
     device = resolve_device(args)
+    if args.live is not None:
+        from ..in_the_wild.live import live_command
+        return live_command(args, device)
     if args.keypoints_file or args.video:
         return lift(args, device)
 

@@ -47,26 +47,37 @@ def savgol(x: np.ndarray, fps: float, window: int = 9, order: int = 2) -> np.nda
     return savgol_filter(x, window, int(order), axis=0, mode="interp")
 
 
+class OneEuro:
+    """The One-Euro filter one frame at a time, for any array shape (the state of one_euro):
+    call it with each frame and the seconds since the previous one (a dropped frame makes it
+    longer); a live stream smooths its frames with it as they arrive."""
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.01, d_cutoff: float = 1.0):
+        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+            raise ValueError("one-euro needs min_cutoff > 0 Hz, d_cutoff > 0 Hz and beta >= 0")
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.previous = self.speed = None
+
+    def __call__(self, x: np.ndarray, dt: float) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if self.previous is None:
+            self.previous, self.speed = x, np.zeros_like(x)
+            return x
+        rate = 1.0 / dt
+        a_d = 1.0 / (1.0 + rate / (2 * math.pi * self.d_cutoff))
+        self.speed = a_d * (x - self.previous) * rate + (1 - a_d) * self.speed     # smoothed derivative, units/s
+        cutoff = self.min_cutoff + self.beta * np.abs(self.speed)
+        a = 1.0 / (1.0 + rate / (2 * math.pi * cutoff))
+        self.previous = a * x + (1 - a) * self.previous
+        return self.previous
+
+
 def one_euro(x: np.ndarray, fps: float, min_cutoff: float = 1.0, beta: float = 0.01,
              d_cutoff: float = 1.0) -> np.ndarray:
-    if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
-        raise ValueError("one-euro needs min_cutoff > 0 Hz, d_cutoff > 0 Hz and beta >= 0")
-
-    def alpha(cutoff):
-        tau = 1.0 / (2 * math.pi * cutoff)
-        return 1.0 / (1.0 + tau * fps)
-
+    step = OneEuro(min_cutoff, beta, d_cutoff)
     out = np.empty_like(x, dtype=np.float64)
-    if len(x) == 0:
-        return out
-    out[0] = previous = x[0]
-    speed = np.zeros_like(out[0])
-    a_d = alpha(d_cutoff)
-    for i in range(1, len(x)):
-        speed = a_d * (x[i] - previous) * fps + (1 - a_d) * speed            # smoothed derivative, units/s
-        cutoff = min_cutoff + beta * np.abs(speed)
-        a = 1.0 / (1.0 + fps / (2 * math.pi * cutoff))
-        out[i] = previous = a * x[i] + (1 - a) * previous
+    for i in range(len(x)):
+        out[i] = step(x[i], 1.0 / fps)
     return out
 
 
