@@ -31,7 +31,6 @@ import copy
 import ctypes
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks.machine import cpu_features
 from common.run.arguments import non_negative_int, positive_int
 from common.model.denoiser import Denoiser, DenoiserConfig
 from common.model.device import AMP_DTYPES, autocast, compile_wanted, prepare_model
@@ -263,25 +263,6 @@ def _unmap_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
 
-
-
-def cpu_features() -> dict:
-    """Model name and the AVX-512 / bf16 / AMX flags of /proc/cpuinfo (Linux)."""
-    out = {"model": platform.processor() or platform.machine(), "avx512f": None, "avx512_bf16": None, "amx": None}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return out
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("model name") and out["model"] in ("", platform.machine(), platform.processor()):
-            out["model"] = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    out.update(avx512f="avx512f" in flags, avx512_bf16="avx512_bf16" in flags,
-               amx=sorted(f for f in flags if f.startswith("amx")) or False)
-    return out
 
 
 # --------------------------------------------------------------------------- the benchmark

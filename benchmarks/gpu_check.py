@@ -604,7 +604,7 @@ def environment(device: str) -> dict:
     if d.type == "cuda":
         name = torch.cuda.get_device_name(d)
     else:
-        from benchmarks.benchmark import cpu_features
+        from benchmarks.machine import cpu_features
 
         name = cpu_features()["model"]
     return {"device": device, "name": name, "torch": torch.__version__, "cuda": torch.version.cuda,

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,9 +39,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.machine import describe_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "tests" / "fixtures" / "video" / "sports2d.mp4"
-CHECKPOINT = ROOT / "checkpoint" / "demo_e12" / "best_epoch.bin"
+CHECKPOINT = ROOT / "checkpoint" / "demo" / "best_epoch.bin"
 MODES = ("J-Agg", "P-Agg", "T-Agg")
 
 
@@ -73,17 +74,7 @@ def parse_args(argv=None):
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    return f"{model}, {cores} cores usable, load average {load} (1 / 5 / 15 min), torch {torch.__version__}"
+    return f"{describe_cpu()}, torch {torch.__version__}"
 
 
 # ---------------------------------------------------------------------------- the stream
