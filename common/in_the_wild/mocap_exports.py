@@ -27,14 +27,13 @@ Mokka, Visual3D or Vicon software can take the lifted poses as motion-capture ma
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..geometry.skeleton import h36m_skeleton_17
-from ..storage.files import atomic_files
+from ..storage.files import atomic_files, target_name
 
 DEFAULT_FPS = 25.0
 CAMERA_TO_LAB = np.diag([1.0, -1.0, -1.0])   # camera (x right, y down, z forward) -> lab (Y up)
@@ -136,7 +135,7 @@ def write_trc(people, path: Path) -> None:
     m = marker_trajectories(people)
     f, n = len(m.frames), len(m.names)
     rate = f"{m.rate:.10g}"                          # 30 -> "30", 30000/1001 -> "29.97002997"
-    lines = [f"PathFileType\t4\t(X/Y/Z)\t{_final_name(path)}",
+    lines = [f"PathFileType\t4\t(X/Y/Z)\t{target_name(path)}",
              "DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\tOrigDataStartFrame\tOrigNumFrames",
              f"{rate}\t{rate}\t{f}\t{n}\t{UNITS}\t{rate}\t{m.frames[0]}\t{f}",
              "Frame#\tTime\t" + "".join(f"{name}\t\t\t" for name in m.names),
@@ -150,14 +149,6 @@ def write_trc(people, path: Path) -> None:
         lines.append("\t".join(cells) + "\t")
     with open(path, "w", newline="\n") as out:
         out.write("\n".join(lines) + "\n")
-
-
-def _final_name(path) -> str:
-    """The file's name, or the name of the target when path is an atomic_files temporary
-    ('.<stem>.XXXXXXXX.partial<suffix>'), for the header line that names the file."""
-    name = Path(path).name
-    temporary = re.fullmatch(r"\.(.+)\.[a-z0-9_]{8}\.partial(\.[^.]*)?", name)
-    return temporary.group(1) + (temporary.group(2) or "") if temporary else name
 
 
 # ---------------------------------------------------------------------------- C3D

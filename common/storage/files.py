@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +42,15 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def target_name(path) -> str:
+    """The name of the file that `path` will become: its own name, or, for a temporary of
+    atomic_files ('.<stem>.XXXXXXXX.partial<suffix>'), its target's (for formats that name
+    themselves inside, such as a .trc header)."""
+    name = Path(path).name
+    temporary = re.fullmatch(r"\.(.+)\.[a-z0-9_]{8}\.partial(\.[^.]*)?", name)
+    return temporary.group(1) + (temporary.group(2) or "") if temporary else name
 
 
 @contextlib.contextmanager
