@@ -97,7 +97,7 @@ def feed(args) -> None:
     frame was written goes to the TIMES file at the end."""
     import av
 
-    from common.in_the_wild.live import paced
+    from common.in_the_wild.live_source import paced
 
     fifo, times_path = args.feed
     w, h = map(int, args.size.split("x"))
@@ -119,7 +119,7 @@ def feed(args) -> None:
 
 
 def speed(args, lifter) -> dict:
-    from common.in_the_wild import live
+    from common.cli import live as cli_live
 
     with tempfile.TemporaryDirectory() as tmp:
         fifo, times, out = Path(tmp) / "camera", Path(tmp) / "times.json", Path(tmp) / "live.jsonl"
@@ -131,8 +131,8 @@ def speed(args, lifter) -> dict:
         stream = lifter.live(str(fifo), detector=args.detector, hypotheses=1, iterations=1,
                              torch_threads=args.threads or "auto")
         threads = stream.torch_threads or torch.get_num_threads()
-        with live.JsonLines(out) as output:
-            stats = live.run_live(stream, output, log=lambda *_: None)
+        with cli_live.JsonLines(out) as output:
+            stats = cli_live.run_live(stream, output, log=lambda *_: None)
         feeder.wait(timeout=60)
         lines = [json.loads(line) for line in out.read_text().splitlines()]
         written = json.loads(times.read_text()) if times.exists() else []
@@ -149,7 +149,7 @@ def speed(args, lifter) -> dict:
 def alone(args, lifter, threads: int) -> dict:
     """Detection alone and lifting alone, ms per frame (medians), one after the other on the clip."""
     from common.in_the_wild.detectors import make_detector
-    from common.in_the_wild.live import CausalWindow, WindowLifter
+    from common.in_the_wild.live_window import CausalWindow, WindowLifter
     from common.geometry.coco import keypoints_for_model
 
     w, h = map(int, args.size.split("x"))

@@ -163,7 +163,7 @@ class Lifter:
         a LiveStream (common.in_the_wild.live) to iterate over, closed when done (it is a context
         manager), giving a LiveFrame per lifted frame: always the newest frame, from the causal
         window of the last F frames. source: a camera index ('0'), a device, a URL, a FIFO, '-'
-        or a video file (played in real time), or a live.Source; smoothing: a causal filter
+        or a video file (played in real time), or a live_source.Source; smoothing: a causal filter
         ('one-euro[:...]' or a filters.Filter); torch_threads: torch's threads while it is open
         ('auto': half the CPU cores, the detector has the rest). Unset settings come from the run
         configuration (H=1 K=1 unless it says otherwise: live sampling must keep up with the camera)."""

@@ -20,7 +20,8 @@ from common.api import Lifter
 from common.cli import in_the_wild as wild_script
 from common.geometry.coco import COCO_NAMES, keypoints_for_model
 from common.geometry.skeleton import h36m_skeleton_17
-from common.in_the_wild import detectors, filters, lifting, live
+from common.cli import live as cli_live
+from common.in_the_wild import detectors, filters, lifting, live, live_source, live_window
 from common.in_the_wild.detectors import Detector
 from common.storage.video import pyav_available
 from conftest import save_tiny_checkpoint
@@ -113,7 +114,7 @@ def one_torch_thread():
 
 
 def scripted_stream(lifter, frames: int, fps: float = 10, **kw) -> live.LiveStream:
-    source = live.ImageSource([image(i) for i in range(frames)], fps=fps)
+    source = live_source.ImageSource([image(i) for i in range(frames)], fps=fps)
     return lifter.live(source, detector=ScriptedDetector(), seed=3, torch_threads=1, **kw)
 
 
@@ -128,7 +129,7 @@ def test_a_causal_window_is_offline_lifting_of_its_frames_last_frame(tmp_path, l
     pixels, confidence = keypoints_for_model(coco[..., :2], layout, coco[..., 2])
     offline = offline_last_frame(core, options, coco)
     with one_torch_thread():
-        pose = live.WindowLifter(core, (W, H), options).lift(pixels, confidence)
+        pose = live_window.WindowLifter(core, (W, H), options).lift(pixels, confidence)
     for mode, poses in offline.poses.items():
         np.testing.assert_array_equal(pose.poses[mode], poses[-1], err_msg=mode)
     np.testing.assert_array_equal(pose.root, offline.trajectory[-1])
@@ -154,7 +155,7 @@ def test_every_live_frame_is_offline_lifting_of_the_last_f_frames_the_start_padd
 
 
 def test_the_window_pads_holds_and_loses_the_person():
-    window = live.CausalWindow(5, threshold=0.3, max_gap=2)
+    window = live_window.CausalWindow(5, threshold=0.3, max_gap=2)
     assert not window.push([]) and not window.has_person          # nobody yet: nothing to lift
     first, second = person(0), person(1)
     second[7, 2] = 0.1                                             # the left elbow below the threshold
@@ -174,7 +175,7 @@ def test_the_window_pads_holds_and_loses_the_person():
 
 
 def test_the_window_follows_the_person_nearest_the_last_one():
-    window = live.CausalWindow(3)
+    window = live_window.CausalWindow(3)
     window.push([person(0)])
     far = person(0)
     far[:, 0] += 100
@@ -186,8 +187,8 @@ def test_the_window_follows_the_person_nearest_the_last_one():
 # ---------------------------------------------------------------------------- output
 
 def run_to_file(stream, path) -> live.LiveStats:
-    with live.JsonLines(path) as out:
-        return live.run_live(stream, out, log=lambda *_: None)
+    with cli_live.JsonLines(path) as out:
+        return cli_live.run_live(stream, out, log=lambda *_: None)
 
 
 def check_lines(path: Path) -> list[dict]:
@@ -233,7 +234,7 @@ def test_with_two_hypotheses_the_lines_carry_the_uncertainty(lifter, tmp_path):
     assert frames and all(len(r["uncertainty_mm"]) == 17 for r in frames)
 
 
-class GatedSource(live.Source):
+class GatedSource(live_source.Source):
     """Two frames, then waits for `release` before the third and the end."""
 
     name = "gated"
@@ -248,7 +249,7 @@ class GatedSource(live.Source):
             assert self.release.wait(30)
             yield image(2)
 
-        return live.StreamInfo(self.name, W, H, 25.0), frames()
+        return live_source.StreamInfo(self.name, W, H, 25.0), frames()
 
 
 def test_each_line_is_flushed_as_soon_as_its_frame_is_lifted(lifter, tmp_path):
@@ -280,8 +281,8 @@ def test_frames_the_pipeline_cannot_get_to_are_dropped_and_counted(lifter, monke
     if slow == "detector":
         monkeypatch.setattr(ScriptedDetector, "delay", 0.08)
     else:
-        lift = live.WindowLifter.lift
-        monkeypatch.setattr(live.WindowLifter, "lift", lambda self, *a: (time.sleep(0.08), lift(self, *a))[1])
+        lift = live_window.WindowLifter.lift
+        monkeypatch.setattr(live_window.WindowLifter, "lift", lambda self, *a: (time.sleep(0.08), lift(self, *a))[1])
     with scripted_stream(lifter, 40, fps=100) as stream:
         frames = list(stream)
     stats = stream.stats
@@ -297,7 +298,7 @@ def test_frames_the_pipeline_cannot_get_to_are_dropped_and_counted(lifter, monke
 
 def test_one_euro_one_frame_at_a_time_is_the_offline_filter():
     x = np.random.default_rng(1).normal(size=(40, 17, 3)).cumsum(axis=0)
-    step = live.OneEuro(min_cutoff=1.5, beta=0.2, d_cutoff=1.0)
+    step = live_window.OneEuro(min_cutoff=1.5, beta=0.2, d_cutoff=1.0)
     online = np.stack([step(frame, 1 / 30) for frame in x])
     offline = filters.one_euro(x, 30.0, min_cutoff=1.5, beta=0.2, d_cutoff=1.0)
     np.testing.assert_allclose(online, offline, rtol=1e-6, atol=1e-6)
@@ -315,7 +316,7 @@ def test_a_live_stream_smooths_with_one_euro(lifter):
 @pytest.mark.parametrize("name", ["butterworth", "savgol:window=5"])
 def test_a_filter_that_needs_later_frames_is_refused(lifter, tiny, capsys, name):
     with pytest.raises(ValueError, match="is not causal"):
-        lifter.live(live.ImageSource([image(0)]), detector=ScriptedDetector(), smoothing=name)
+        lifter.live(live_source.ImageSource([image(0)]), detector=ScriptedDetector(), smoothing=name)
     rc = wild_script.main(["--evaluate", str(tiny), "--live", "0", "--filter", name, "--device", "cpu"])
     err = capsys.readouterr().err
     assert rc == 2 and "is not causal" in err and "one-euro" in err
@@ -337,7 +338,7 @@ def test_live_needs_a_model(capsys):
 
 
 def test_a_missing_source_says_what_to_give(lifter):
-    with pytest.raises(live.SourceError, match="camera index"):
+    with pytest.raises(live_source.SourceError, match="camera index"):
         lifter.live("/no/such/fifo", detector=ScriptedDetector())
 
 

@@ -11,7 +11,8 @@ from common.cli import in_the_wild as wild_script
 from common.in_the_wild import inputs, lifting
 from common.model.checkpoint import atomic_save, make_checkpoint
 from common.model.denoiser import Denoiser, DenoiserConfig
-from common.in_the_wild.keypoints import Keypoints2D, link_by_position, read_keypoints
+from common.in_the_wild.keypoints import Keypoints2D, read_keypoints
+from common.in_the_wild.tracks import link_by_position
 from common.in_the_wild.result import WildResult
 
 RNG = np.random.default_rng(0)

@@ -35,6 +35,7 @@ from ..in_the_wild import display, exports, filters, inputs
 from ..in_the_wild.detectors import DETECTORS, make_detector
 from ..in_the_wild.keypoints import read_keypoints
 from ..in_the_wild.result import PeopleResult
+from .live import live_command
 from ..inference.aggregation import LIFTING_MODES, SHOWN_MODE, lifting_mode
 
 
@@ -127,7 +128,6 @@ def run(argv=None) -> int:
     args = build_wild_parser().parse_args(argv)
     device = resolve_device(args)
     if args.live is not None:
-        from ..in_the_wild.live import live_command
         return live_command(args, device)
     if args.keypoints_file or args.video:
         return lift(args, device)

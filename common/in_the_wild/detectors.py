@@ -144,7 +144,7 @@ class MediaPipeDetector(Detector):
 class MultiPersonMediaPipeDetector(Detector):
     """BlazePose for every person in a frame: MediaPipe's person detector and full landmark
     model (inside the mediapipe wheel, so it runs offline) run through LiteRT, each person
-    followed from frame to frame by their own region (blazepose.MultiPoseTracker); the same
+    followed from frame to frame by their own region (blazepose_tracking.MultiPoseTracker); the same
     33 landmarks as "mediapipe", confidence = landmark visibility, no smoothing."""
 
     name = "mediapipe-multi"
@@ -162,13 +162,13 @@ class MultiPersonMediaPipeDetector(Detector):
 
     @classmethod
     def available(cls) -> bool:
-        from .blazepose import models_available
+        from .blazepose_tracking import models_available
 
         return MediaPipeDetector.available() and models_available()
 
     def start_video(self) -> None:
         if self._tracker is None:
-            from .blazepose import BlazePoseModels, MultiPoseTracker
+            from .blazepose_tracking import BlazePoseModels, MultiPoseTracker
 
             with quiet_native_stderr():                               # LiteRT's start-up log lines
                 self._tracker = MultiPoseTracker(BlazePoseModels(**self.model_options), **self.options)

@@ -42,6 +42,7 @@ import numpy as np
 from ..geometry.coco import COCO_NAMES, LAYOUTS, guess_layout
 from ..geometry.skeleton import h36m_skeleton_17
 from ..storage.safe_pickle import item, load_npz
+from .tracks import link_by_position, longest_segment, track_rank
 
 NUM_JOINTS = 17
 NPZ_KEYS = ("keypoints", "reconstruction", "positions_2d")
@@ -160,101 +161,11 @@ def keypoints_from_array(raw: np.ndarray, frame_ids=None, threshold: float = 0.3
         raise ValueError(f"{source}: {len(frame_ids)} frame numbers for {raw.shape[0]} frames of keypoints")
     if layout not in LAYOUTS:
         raise ValueError(f"unknown keypoint layout {layout!r}; expected one of {LAYOUTS}")
-    return _filled(raw, frame_ids, res_w, res_h, [] if warnings is None else warnings, threshold, max_missing,
+    return fill_clip(raw, frame_ids, res_w, res_h, [] if warnings is None else warnings, threshold, max_missing,
                    source, "the input does not look like the frames of one video", layout)
 
 
-def keypoints_of_track(track: dict, source: str, threshold: float = 0.3, max_gap: int = 30,
-                       max_missing: float = 0.5, res_w: int | None = None, res_h: int | None = None,
-                       warnings: list | None = None) -> Keypoints2D:
-    """One track {frame: (score, (17, 3))} -> Keypoints2D over its frames: the longest stretch
-    without a gap over max_gap, frames without the person interpolated (refused above max_missing)."""
-    warnings = [] if warnings is None else warnings
-    track = _longest_segment(track, max_gap, Path(source), warnings, strict=False)
-    frame_ids = np.arange(min(track), max(track) + 1, dtype=np.int64)
-    raw = np.full((len(frame_ids), NUM_JOINTS, 3), np.nan, dtype=np.float32)
-    for row, frame in enumerate(frame_ids.tolist()):
-        if frame in track:
-            raw[row] = track[frame][1]
-    return _filled(raw, frame_ids, res_w, res_h, warnings, threshold, max_missing, source,
-                   "the person is not followed through the video")
-
-
-def _track_rank(track: dict) -> tuple:
-    """Longest first, then the most confident."""
-    return len(track), sum(v[0] for v in track.values())
-
-
-def people_from_detections(per_frame: dict, source: str, threshold: float = 0.3, max_gap: int = 30,
-                           max_missing: float = 0.5, min_frames: int = 30, res_w: int | None = None,
-                           res_h: int | None = None, person: int | str | None = None
-                           ) -> tuple[list[tuple[int, Keypoints2D]], list[str]]:
-    """The people of a detector's detections per frame, as keypoint files are read.
-
-    per_frame: {frame number: [(score, (17, 3) COCO-17 x, y, confidence), ...]} for the frames
-    where someone was found. The detections link into tracks by position (link_by_position,
-    also when the detector reports one person per frame, since it may jump to another person;
-    each track's motion is predicted across frames, so people who cross keep their tracks while
-    their paths stay apart by more than their distance from their predictions; a track
-    continues across at most max_gap frames without the person). Each track is one person,
-    numbered 1, 2, ... in the order people first appear (left to right among people who
-    appear in the same frame); a person gone for more than max_gap
-    frames who comes back is a new person. A person's frames run from their first detection to
-    their last; the frames between without them are interpolated (keypoints_of_track).
-
-    person: None, everyone detected in at least min_frames frames (a person with more than
-    max_missing of their frames undetected is left out with a warning; when nobody was
-    detected that long, as in a short clip, the longest-followed person); 'longest', the person
-    of the longest track (refused above max_missing, as a keypoint file is); an id, that person.
-    Returns ([(id, Keypoints2D)], warnings), ids ascending.
-    """
-    if not per_frame:
-        raise ValueError(f"{source}: no person was detected in any frame")
-    linked = sorted(link_by_position(per_frame, max_skip=max_gap),
-                    key=lambda t: (min(t), float(_centre_and_size(t[min(t)][1])[0][0])))
-    tracks = dict(enumerate(linked, start=1))
-    warnings: list = []
-    if person is not None:
-        if person == "longest":
-            chosen = max(tracks, key=lambda t: _track_rank(tracks[t]))
-        elif person in tracks:
-            chosen = person
-        else:
-            raise ValueError(f"{source}: no person {person!r}; the detections link into people 1..{len(tracks)} "
-                             f"(give --track-id one of them, or leave it out to lift everyone)")
-        if len(tracks) > 1:
-            crowded = max(len(d) for d in per_frame.values())
-            people = f", up to {crowded} people a frame" if crowded > 1 else ""
-            warnings.append(f"the detections ({len(per_frame)} frames{people}) link by position into {len(tracks)} "
-                            f"tracks (another person, or the person lost for over {max_gap} frames); followed "
-                            f"{'the longest, ' if person == 'longest' else ''}person {chosen} "
-                            f"({len(tracks[chosen])} frames); the others' frames count as frames without the person")
-        kp = keypoints_of_track(tracks[chosen], source, threshold, max_gap, max_missing, res_w, res_h, warnings)
-        return [(chosen, kp)], []
-    people, short = [], []
-    for person_id, track in tracks.items():
-        if len(track) < min_frames:
-            short.append(f"{person_id} ({len(track)})")
-            continue
-        try:
-            people.append((person_id, keypoints_of_track(track, f"{source} person {person_id}", threshold, max_gap,
-                                                         max_missing, res_w, res_h)))
-        except ValueError as e:
-            warnings.append(f"left out person {person_id}: {e}")
-    if short:
-        warnings.append(f"left out {len(short)} people seen in fewer than {min_frames} frames (--min-frames): "
-                        f"id (frames) {', '.join(short[:10])}{' ...' if len(short) > 10 else ''}")
-    if not people and not any(len(t) >= min_frames for t in tracks.values()):   # a short clip: its longest person
-        warnings.append(f"nobody was followed through {min_frames} frames (--min-frames); lifted the person followed "
-                        f"longest")
-        return people_from_detections(per_frame, source, threshold, max_gap, max_missing, min_frames, res_w, res_h,
-                                      "longest")[0], warnings
-    if not people:
-        raise ValueError(f"{source}: {warnings[0]}")
-    return people, warnings
-
-
-def _filled(raw: np.ndarray, frame_ids, res_w, res_h, warnings: list, threshold: float, max_missing: float,
+def fill_clip(raw: np.ndarray, frame_ids, res_w, res_h, warnings: list, threshold: float, max_missing: float,
             source: str, why: str, layout: str = "coco") -> Keypoints2D:
     """raw (F, 17, 3) with NaN rows for frames without a detection -> Keypoints2D, gaps filled."""
     no_detection = ~np.isfinite(raw[..., :2]).any(axis=(1, 2))
@@ -329,33 +240,13 @@ def _read_json(path: Path, track_id, max_gap: int, warnings: list):
         raise ValueError(f"{path}: the file holds no person detections")
     best = _select_person(detections, track_id, path, warnings)       # frame -> (score, (17, 3))
     if frame_ids is None:
-        best = _longest_segment(best, max_gap, path, warnings)
+        best = longest_segment(best, max_gap, path, warnings)
         frame_ids = np.arange(min(best), max(best) + 1, dtype=np.int64)
     raw = np.full((len(frame_ids), NUM_JOINTS, 3), np.nan, dtype=np.float32)
     for row, frame in enumerate(frame_ids.tolist()):
         if frame in best:
             raw[row] = best[frame][1]
     return raw, frame_ids, res_w, res_h
-
-
-def _longest_segment(best: dict, max_gap: int, path: Path, warnings: list, strict: bool = True) -> dict:
-    """Split the detected frames where frame numbers jump by more than max_gap; keep the
-    segment with the most detections, refusing when it holds less than half of them (strict:
-    a file's frame numbers; a video's frames are numbered by decoding, so never refused)."""
-    frames = np.array(sorted(best))
-    cuts = np.flatnonzero(np.diff(frames) > max_gap) + 1
-    if not len(cuts):
-        return best
-    segments = np.split(frames, cuts)
-    kept = max(segments, key=len)
-    if strict and len(kept) * 2 < len(frames):
-        raise ValueError(f"{path}: the frame numbers ({frames[0]}..{frames[-1]}, {len(frames)} detected frames in "
-                         f"{len(segments)} groups split by gaps over {max_gap} frames) do not look like one video's; "
-                         f"give the detections of one video with frame numbers as image ids or file names "
-                         f"(or raise --max-frame-gap)")
-    warnings.append(f"frame numbers jump by more than {max_gap} (--max-frame-gap): kept frames {kept[0]}..{kept[-1]} "
-                    f"({len(kept)} of {len(frames)} detected frames), dropped {len(segments) - 1} other segment(s)")
-    return {int(f): best[int(f)] for f in kept}
 
 
 def _select_person(detections, track_id, path: Path, warnings: list) -> dict:
@@ -386,63 +277,17 @@ def _select_person(detections, track_id, path: Path, warnings: list) -> dict:
                 raise ValueError(f"{path}: no detection with track id {track_id}; track ids in the file: "
                                  f"{sorted(all_tracks)}")
             return groups[track_id]
-        chosen = max(groups, key=lambda t: (len(groups[t]), sum(v[0] for v in groups[t].values())))
+        chosen = max(groups, key=lambda t: track_rank(groups[t]))
         warnings.append(f"{len(groups)} tracked people in the file; following track id {chosen} "
                         f"({len(groups[chosen])} frames), the longest (choose another with --track-id)")
         return groups[chosen]
     if crowded == 1:
         return {frame: dets[0][:2] for frame, dets in per_frame.items()}
     tracks = link_by_position({f: [d[:2] for d in dets] for f, dets in per_frame.items()})
-    chosen = max(tracks, key=lambda tr: (len(tr), sum(v[0] for v in tr.values())))
+    chosen = max(tracks, key=track_rank)
     warnings.append(f"up to {crowded} people per frame and no track ids: linked detections by position into "
                     f"{len(tracks)} tracks and followed the longest ({len(chosen)} of {len(per_frame)} frames)")
     return chosen
-
-
-def _centre_and_size(kpts: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre (2,) of a detection's confident keypoints and its size (the larger bounding-box side)."""
-    ok = np.isfinite(kpts[:, :2]).all(axis=1) & (np.nan_to_num(kpts[:, 2]) > 0)
-    xy = kpts[ok, :2] if ok.any() else np.nan_to_num(kpts[:, :2])
-    return xy.mean(axis=0), max(float(np.ptp(xy, axis=0).max()), 1.0)
-
-
-def link_by_position(per_frame: dict, gate: float = 1.0, max_skip: int = 10) -> list[dict]:
-    """Detections {frame: [(score, (17, 3)), ...]} -> tracks [{frame: (score, (17, 3))}], in
-    the order they start.
-
-    Frame by frame, each track (seen within max_skip frames) takes the nearest detection whose
-    centre lies within gate x the person's size of where the track is expected (its last
-    centre moved on by its velocity over the frames since; greedy, nearest pairs first); a
-    detection no track takes starts a new track."""
-    tracks: list[dict] = []
-    state: list[tuple] = []                           # (last frame, centre, size, velocity per frame) per track
-    for frame in sorted(per_frame):
-        dets = per_frame[frame]
-        geometry = [_centre_and_size(k) for _, k in dets]
-        pairs = []
-        for ti, (last, centre, size, velocity) in enumerate(state):
-            if frame - last > max_skip:
-                continue
-            expected = centre + velocity * (frame - last)
-            for di, (c, sz) in enumerate(geometry):
-                dist = float(np.linalg.norm(c - expected))
-                if dist <= gate * max(size, sz):
-                    pairs.append((dist, ti, di))
-        taken_t, taken_d = set(), set()
-        for _, ti, di in sorted(pairs):
-            if ti in taken_t or di in taken_d:
-                continue
-            taken_t.add(ti)
-            taken_d.add(di)
-            tracks[ti][frame] = dets[di]
-            last, centre, _, velocity = state[ti]
-            step = (geometry[di][0] - centre) / (frame - last)
-            state[ti] = (frame, *geometry[di], 0.5 * velocity + 0.5 * step)   # smoothed over recent frames
-        for di, det in enumerate(dets):
-            if di not in taken_d:
-                tracks.append({frame: det})
-                state.append((frame, *geometry[di], np.zeros(2)))
-    return tracks
 
 
 def _track_of(det: dict):

@@ -37,7 +37,8 @@ from ..uncertainty.factors import DEFAULT_COVERAGE, hypothesis_spread, radius
 from ..storage.video import VideoFrames, probe_video
 from .detectors import Detector, make_detector
 from .inputs import check_frame_size
-from .keypoints import Keypoints2D, people_from_detections
+from .keypoints import Keypoints2D
+from .people import people_from_detections
 from .result import PeopleResult, VideoDetections, WildResult
 from .root_depth import default_intrinsics, estimate_root_trajectory, to_virtual_camera
 
@@ -172,7 +173,7 @@ def lift_video(core: InferenceCore, path, options: LiftOptions = LiftOptions(), 
                threshold: float = 0.3, max_gap: int = 30, max_missing: float = 0.5, max_frames: int | None = None,
                progress: bool = False, person: int | str | None = None, min_frames: int = 30) -> PeopleResult:
     """From a video file to 3D for every person in it: decode it, detect 2D keypoints in every
-    frame, link the detections into people (keypoints.people_from_detections: tracks by
+    frame, link the detections into people (people.people_from_detections: tracks by
     position, ids 1, 2, ... in order of appearance, a person's missing frames interpolated),
     map the detector's keypoints to COCO-17 (and to the model's layout), and lift each person
     as lift_keypoints does, with their own root trajectory.
