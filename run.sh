@@ -51,8 +51,9 @@ if [ "$job" = demo ]; then
   if "$py" -c 'import mediapipe, av' 2>/dev/null; then
     echo
     "$py" main_in_the_wild.py --evaluate checkpoint/demo/best_epoch.bin --video "$clip" \
-      -num_proposals 5 -sampling_timesteps 5 --output "$out.npz" --output "$out.bvh" --render
-    echo "Demo video: $out.mp4 (the clip, its 2D keypoints and the 3D poses); poses in $out.npz and $out.bvh."
+      -num_proposals 5 -sampling_timesteps 5 --output "$out.json" --output "$out.npz" --output "$out.bvh" --render
+    echo "Demo video: $out.mp4 (the clip, its 2D keypoints and the 3D poses of the person followed longest);" \
+         "every person's poses in $out.json, and one .npz and .bvh per person (${out}_person<id>)."
   else
     echo "note: mediapipe is not installed, so the demo does not lift the video clip $clip" >&2
   fi
