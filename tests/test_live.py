@@ -342,6 +342,21 @@ def test_a_missing_source_says_what_to_give(lifter):
         lifter.live("/no/such/fifo", detector=ScriptedDetector())
 
 
+@needs_pyav
+def test_a_camera_index_opens_the_device_through_ffmpegs_v4l2_input(tmp_path):
+    """'7' is /dev/video7 read through FFmpeg's video4linux2 input (which PyAV's wheel carries);
+    with no such camera the error names the device; nothing is written."""
+    import av
+
+    assert any("v4l2" in name.split(",") for name in av.formats_available)
+    source = live_source.PyAVSource("7")
+    assert (source.url, source.format) == ("/dev/video7", "v4l2")
+    if Path("/dev/video7").exists():
+        pytest.skip("a camera is connected as /dev/video7")
+    with pytest.raises(live_source.SourceError, match="cannot open camera /dev/video7"):
+        source.open()
+
+
 # ---------------------------------------------------------------------------- a real process on a FIFO
 
 CHILD = ("import sys; sys.path[:0] = [{root!r}, {tests!r}]; import test_live; test_live.register_counting_detector(); "
