@@ -164,3 +164,18 @@ def test_unwritable_output_is_refused_before_lifting(tmp_path, tiny_checkpoint, 
     rc = wild_script.main(["--evaluate", str(tiny_checkpoint), "--keypoints-file", str(crowd(tmp_path / "c.json")),
                            "--width", "1280", "--height", "720", "--output", str(tmp_path / "file" / "out.npz")])
     assert rc == 2 and "cannot write to" in capsys.readouterr().err
+
+
+def test_people_seen_mostly_undetected_are_left_out_with_a_warning_not_an_error():
+    """Person 1 walks through 0-59; person 2 is seen in frames 0-4 and 55-59 only (within the gap
+    as set), so most of their stretch would be invented: they are left out, person 1 is lifted;
+    asked for by id, person 2 is refused with the reason."""
+    from common.in_the_wild.people import people_from_detections
+
+    per_frame = {f: [(1.0, body(f, 100))] + ([(1.0, body(0, 600))] if f < 5 or f >= 55 else []) for f in range(60)}
+    people, warnings = people_from_detections(per_frame, "clip", max_gap=60, min_frames=5)
+    assert [pid for pid, _ in people] == [1]
+    assert len(warnings) == 1 and warnings[0].startswith("left out person 2: clip person 2: 50 of 60 frames")
+    np.testing.assert_array_equal(people[0][1].frame_ids, np.arange(60))
+    with pytest.raises(ValueError, match="50 of 60 frames"):
+        people_from_detections(per_frame, "clip", max_gap=60, person=2)
