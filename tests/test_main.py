@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import torch
 import pytest
 
 from common.cli import h36m as main_script
@@ -106,3 +107,32 @@ def test_the_demo_fits_its_uncertainty_factors_from_its_own_evaluation(h36m_dir,
     assert report["calibration"] and "Demo result: J-Agg MPJPE" in out
     assert out.count("stored the uncertainty factors in") == 2
     assert not list(ck.glob("*_calibrated.bin"))
+
+
+def test_the_demo_fits_an_earlier_best_epoch_on_its_own_weights(h36m_dir, tmp_path, capsys):
+    """When best_epoch.bin holds another epoch than the final weights, the demo's evaluation fits
+    the final weights' factors into latest_epoch.bin only, and best_epoch.bin gets factors fitted
+    on its own weights (fit_best_epoch), marked with its epoch."""
+    from common.model.checkpoint import atomic_save, safe_load
+    from common.run.arguments import build_parser
+    from common.run.config import RunConfig
+    from common.run.runner import run_experiment
+
+    ck = tmp_path / "ck"
+    args = build_parser("demo").parse_args(["-k", "cpn_ft_h36m_dbb", "--data-dir", str(h36m_dir), "-c", str(ck),
+                                            "-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1",
+                                            "-b", "8", "-s", "1", "--nolog", "-num_proposals", "3",
+                                            "-sampling_timesteps", "1", "--no-progress"])
+    outcome = run_experiment(RunConfig.from_args(args), "cpu", args=args)
+    earlier = safe_load(ck / "best_epoch.bin")
+    earlier["epoch"] = 0                                               # an earlier epoch, other weights
+    earlier["model_pos"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in earlier["model_pos"].items()}
+    atomic_save(earlier, ck / "best_epoch.bin")
+    main_script.demo_comparison(outcome)
+    out = capsys.readouterr().out
+    latest, best = safe_load(ck / "latest_epoch.bin"), safe_load(ck / "best_epoch.bin")
+    assert best["epoch"] == 0 and best["uncertainty"]["fitted_on"]["epoch"] == 0
+    assert latest["uncertainty"]["fitted_on"]["hypotheses"] == best["uncertainty"]["fitted_on"]["hypotheses"] == 3
+    assert latest["uncertainty"]["table"] != best["uncertainty"]["table"]                  # fitted apart
+    assert "fitting the uncertainty factors for epoch 0" in out
+    torch.testing.assert_close(best["model_pos"], earlier["model_pos"])          # the weights are untouched
