@@ -54,8 +54,7 @@ from common.in_the_wild.root_depth import (default_intrinsics, estimate_root_tra
 from common.inference import aggregation as agg
 from common.inference.aggregation import lifting_modes
 from common.inference.core import InferenceCore
-from common.evaluation.metrics import mpjpe, p_mpjpe, window_motion_errors
-from common.geometry.skeleton import h36m_skeleton_17
+from common.evaluation.metrics import bone_moments, bone_variation, mpjpe, p_mpjpe, window_motion_errors
 
 # BlazePose landmark of each COCO-17 keypoint.
 BLAZEPOSE_TO_COCO = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
@@ -110,10 +109,11 @@ def longest_run(found: np.ndarray) -> slice:
 
 # ---------------------------------------------------------------------------- metrics
 def bone_cv(poses: np.ndarray) -> float:
-    """Mean over the Human3.6M-17 bones of std / mean of the bone length over frames, %."""
-    lengths = np.stack([np.linalg.norm(poses[:, c] - poses[:, p], axis=-1) for c, p in h36m_skeleton_17().bones()],
-                       axis=-1)                                       # (N, 16)
-    return float(100 * (lengths.std(axis=0) / lengths.mean(axis=0)).mean())
+    """Mean over the Human3.6M-17 bones of std / mean of the bone length over frames, % (the
+    reports' metrics.bone_variation of one sequence's poses (N, 17, 3))."""
+    clip = torch.from_numpy(np.asarray(poses, np.float64))[None, None]            # (1, 1, N, 17, 3)
+    moments = bone_moments(clip, torch.ones(1, len(poses), dtype=torch.float64))
+    return float(100 * bone_variation(moments.numpy())[0])
 
 
 def acceleration_mm(poses: np.ndarray) -> float:
