@@ -15,7 +15,7 @@ def poses(frames=20, seed=0):
 
 def test_a_rigid_skeleton_has_no_bone_variation_and_a_stretching_one_has():
     p = poses()
-    assert bone_cv(p) < 1e-9
+    assert bone_cv(p) < 1e-5                 # %: the one-pass moments (count, sum, sum of squares) keep ~8 digits
     scale = np.linspace(0.9, 1.1, len(p))[:, None, None]            # every bone +-10 %: CV of the ramp
     expected = 100 * scale[:, 0, 0].std() / scale[:, 0, 0].mean()
     assert abs(bone_cv(p * scale) - expected) < 1e-6
