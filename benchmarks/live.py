@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from benchmarks.machine import describe_cpu
+from common.in_the_wild.live import percentiles
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "tests" / "fixtures" / "video" / "sports2d.mp4"
@@ -141,7 +142,7 @@ def speed(args, lifter) -> dict:
     result = {"stream": f"{args.size} at {args.fps:g} fps, {args.format}/{args.codec}, {stats.read} frames",
               "detector": stream.detector.name, "torch_threads": threads, **stats.as_dict(),
               "input_fps": round(stats.read / stats.seconds, 2) if stats.seconds else None,
-              "write_to_arrival_ms": _stats(transport)}
+              "write_to_arrival_ms": percentiles(transport)}
     result.update(alone(args, lifter, threads))
     return result
 
@@ -179,13 +180,7 @@ def alone(args, lifter, threads: int) -> dict:
             lift.append(1000 * (time.perf_counter() - start))
     finally:
         torch.set_num_threads(saved)
-    return {"detect_alone_ms": _stats(detect[5:]), "lift_alone_ms": _stats(lift[5:])}
-
-
-def _stats(values) -> dict:
-    if not len(values):
-        return {"median": None, "p95": None}
-    return {"median": round(float(np.median(values)), 2), "p95": round(float(np.percentile(values, 95)), 2)}
+    return {"detect_alone_ms": percentiles(detect[5:]), "lift_alone_ms": percentiles(lift[5:])}
 
 
 def print_speed(r: dict) -> None:

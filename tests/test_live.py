@@ -457,3 +457,37 @@ def test_the_end_of_the_stream_ends_a_live_run(tiny, tmp_path):
     assert summary["lifted"] + summary["dropped"] == 30 and summary["lifted"] >= 1   # how many: the machine's speed
     assert lines[-2]["frame"] == 29                                          # the last frame is always lifted
     assert lines[0]["fps"] == 25 and lines[0]["image_size"] == [W, H]
+
+
+@needs_pyav
+def test_a_stream_on_standard_input_gives_json_lines_on_standard_output(tiny):
+    """`--live - --output -`, the README's pipe from ffmpeg: the frames come on standard input, the
+    lines go to standard output (header, a line per lifted frame, summary) and the messages to
+    standard error."""
+    import io
+
+    import av
+
+    stream_bytes = io.BytesIO()
+    with av.open(stream_bytes, "w", format="nut") as container:
+        stream = container.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuvj420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(image(i), format="rgb24").reformat(format="yuvj420p")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    code = CHILD.format(root=str(ROOT), tests=str(ROOT / "tests"))
+    run = subprocess.run([sys.executable, "-c", code, "--evaluate", str(tiny), "--live", "-", "--output", "-",
+                          "--detector", "counting", "--device", "cpu"], input=stream_bytes.getvalue(),
+                         capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    lines = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    assert lines[0]["type"] == "header" and lines[0]["source"] == "standard input"
+    assert lines[0]["image_size"] == [W, H]
+    frames = [r for r in lines if r["type"] == "frame"]
+    assert frames and frames[-1]["frame"] == 11 and lines[-1]["type"] == "summary"
+    assert lines[-1]["frames_read"] == 12 and lines[-1]["ended_by"] == "the end of the stream"
+    assert b"lifting standard input live" in run.stderr

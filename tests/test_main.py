@@ -83,21 +83,27 @@ def test_nan_keypoints_are_reported(h36m_dir, tmp_path, capsys):
     assert rc == 2 and "NaN" in err and "S9" in err
 
 
+def tiny_demo_training(h36m_dir, ck):
+    """One epoch of a tiny model as the demo trains, into ck: the Outcome the demo's last step takes."""
+    from common.run.arguments import build_parser
+    from common.run.config import RunConfig
+    from common.run.runner import run_experiment
+
+    args = build_parser("demo").parse_args(["-k", "cpn_ft_h36m_dbb", "--data-dir", str(h36m_dir), "-c", str(ck),
+                                            "-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1",
+                                            "-b", "8", "-s", "1", "--nolog", "-num_proposals", "3",
+                                            "-sampling_timesteps", "1", "--no-progress"])
+    return run_experiment(RunConfig.from_args(args), "cpu", args=args)
+
+
 def test_the_demo_fits_its_uncertainty_factors_from_its_own_evaluation(h36m_dir, tmp_path, capsys):
     """The demo's last step: one evaluation of the final weights prints the tables and fits the
     factors on every other test recording; they go into latest_epoch.bin and best_epoch.bin (the
     same epoch here), and no calibrated copy is written."""
     from common.model.checkpoint import safe_load
-    from common.run.arguments import build_parser
-    from common.run.config import RunConfig
-    from common.run.runner import run_experiment
 
     ck = tmp_path / "ck"
-    args = build_parser("demo").parse_args(["-k", "cpn_ft_h36m_dbb", "--data-dir", str(h36m_dir), "-c", str(ck),
-                                            "-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1",
-                                            "-b", "8", "-s", "1", "--nolog", "-num_proposals", "3",
-                                            "-sampling_timesteps", "1", "--no-progress"])
-    outcome = run_experiment(RunConfig.from_args(args), "cpu", args=args)
+    outcome = tiny_demo_training(h36m_dir, ck)
     assert "uncertainty" not in safe_load(ck / "latest_epoch.bin")           # training alone fits nothing
     main_script.demo_comparison(outcome)
     out = capsys.readouterr().out
@@ -114,16 +120,9 @@ def test_the_demo_fits_an_earlier_best_epoch_on_its_own_weights(h36m_dir, tmp_pa
     the final weights' factors into latest_epoch.bin only, and best_epoch.bin gets factors fitted
     on its own weights (fit_best_epoch), marked with its epoch."""
     from common.model.checkpoint import atomic_save, safe_load
-    from common.run.arguments import build_parser
-    from common.run.config import RunConfig
-    from common.run.runner import run_experiment
 
     ck = tmp_path / "ck"
-    args = build_parser("demo").parse_args(["-k", "cpn_ft_h36m_dbb", "--data-dir", str(h36m_dir), "-c", str(ck),
-                                            "-f", "9", "-cs", "16", "-dep", "1", "--heads", "2", "-e", "1",
-                                            "-b", "8", "-s", "1", "--nolog", "-num_proposals", "3",
-                                            "-sampling_timesteps", "1", "--no-progress"])
-    outcome = run_experiment(RunConfig.from_args(args), "cpu", args=args)
+    outcome = tiny_demo_training(h36m_dir, ck)
     earlier = safe_load(ck / "best_epoch.bin")
     earlier["epoch"] = 0                                               # an earlier epoch, other weights
     earlier["model_pos"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in earlier["model_pos"].items()}

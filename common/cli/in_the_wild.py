@@ -89,7 +89,7 @@ def build_wild_parser():
                    help="result file, .npz, .json, .csv or .bvh (repeat for several); none: "
                         "<video or keypoints file>_3d.npz beside the input")
     g.add_argument("--pose-mode", default=SHOWN_MODE, type=_pose_mode, metavar="MODE",
-                   help=f"the pose the .json, .csv, .bvh and the animation show: {', '.join(LIFTING_MODES)} "
+                   help=f"the pose the .json, .csv, .bvh, .trc, .c3d and the animation show: {', '.join(LIFTING_MODES)} "
                         f"(default {SHOWN_MODE}, steady bones and smooth motion; the .npz holds every one)")
     g.add_argument("--filter", type=_filter, default=None, metavar="NAME[:key=value,...]",
                    help="smooth the poses and the root over time: butterworth[:cutoff=6,order=4] (Hz), "

@@ -34,7 +34,7 @@ import numpy as np
 from ..inference.aggregation import lifting_mode, mode_key
 from ..geometry.coco import coco_to_h36m
 from ..storage.files import atomic_files, check_writable_file
-from .mocap_exports import write_c3d, write_trc
+from .mocap_exports import CAMERA_TO_LAB, write_c3d, write_trc   # BVH axes = the markers' lab axes
 from ..geometry.skeleton import h36m_metadata, h36m_skeleton_17
 
 
@@ -134,7 +134,6 @@ REST_DIRECTIONS = np.array([
     (1, 0, 0), (1, 0, 0), (1, 0, 0),          # left shoulder, elbow, wrist
     (-1, 0, 0), (-1, 0, 0), (-1, 0, 0),       # right shoulder, elbow, wrist
 ], dtype=np.float64)
-CAMERA_TO_BVH = np.diag([1.0, -1.0, -1.0])   # camera (y down, z forward) -> BVH (Y up, Z towards the camera)
 
 
 def bone_lengths() -> np.ndarray:
@@ -177,7 +176,7 @@ def bvh_rotations(poses: np.ndarray) -> np.ndarray:
     directions of the poses (N, 17, 3), camera space. The root faces the way the hips
     and spine do; every other rotation is the smallest one that aims its bone."""
     nodes = bvh_nodes()
-    target = poses.astype(np.float64) @ CAMERA_TO_BVH.T                # (N, 17, 3) BVH axes
+    target = poses.astype(np.float64) @ CAMERA_TO_LAB.T                # (N, 17, 3) BVH axes
     parents = h36m_skeleton_17().parents
     n = len(target)
     global_rot = np.zeros((n, len(nodes), 3, 3))
@@ -209,7 +208,7 @@ def write_bvh(result, path: Path) -> None:
     local = bvh_rotations(result.shown)
     n = len(local)
     euler = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_euler("ZXY", degrees=True).reshape(n, len(nodes), 3)
-    root = result.trajectory.astype(np.float64) @ CAMERA_TO_BVH.T
+    root = result.trajectory.astype(np.float64) @ CAMERA_TO_LAB.T
     kids = {k: [c for c, node in enumerate(nodes) if node[1] == k] for k in range(len(nodes))}
     lines = ["HIERARCHY"]
 

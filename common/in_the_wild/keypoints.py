@@ -42,7 +42,7 @@ import numpy as np
 from ..geometry.coco import COCO_NAMES, LAYOUTS, guess_layout
 from ..geometry.skeleton import h36m_skeleton_17
 from ..storage.safe_pickle import item, load_npz
-from .tracks import link_by_position, longest_segment, track_rank
+from .tracks import link_by_position, longest_segment, track_array, track_rank
 
 NUM_JOINTS = 17
 NPZ_KEYS = ("keypoints", "reconstruction", "positions_2d")
@@ -162,11 +162,11 @@ def keypoints_from_array(raw: np.ndarray, frame_ids=None, threshold: float = 0.3
     if layout not in LAYOUTS:
         raise ValueError(f"unknown keypoint layout {layout!r}; expected one of {LAYOUTS}")
     return fill_clip(raw, frame_ids, res_w, res_h, [] if warnings is None else warnings, threshold, max_missing,
-                   source, "the input does not look like the frames of one video", layout)
+                     source, "the input does not look like the frames of one video", layout)
 
 
 def fill_clip(raw: np.ndarray, frame_ids, res_w, res_h, warnings: list, threshold: float, max_missing: float,
-            source: str, why: str, layout: str = "coco") -> Keypoints2D:
+              source: str, why: str, layout: str = "coco") -> Keypoints2D:
     """raw (F, 17, 3) with NaN rows for frames without a detection -> Keypoints2D, gaps filled."""
     no_detection = ~np.isfinite(raw[..., :2]).any(axis=(1, 2))
     share = no_detection.mean()
@@ -242,10 +242,7 @@ def _read_json(path: Path, track_id, max_gap: int, warnings: list):
     if frame_ids is None:
         best = longest_segment(best, max_gap, path, warnings)
         frame_ids = np.arange(min(best), max(best) + 1, dtype=np.int64)
-    raw = np.full((len(frame_ids), NUM_JOINTS, 3), np.nan, dtype=np.float32)
-    for row, frame in enumerate(frame_ids.tolist()):
-        if frame in best:
-            raw[row] = best[frame][1]
+    raw = track_array(best, frame_ids, NUM_JOINTS)
     return raw, frame_ids, res_w, res_h
 
 

@@ -120,11 +120,11 @@ class LiveStats:
     def as_dict(self) -> dict:
         return {"frames_read": self.read, "lifted": self.lifted, "dropped": self.dropped,
                 "without_person": self.without_person, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
-                "latency_ms": _percentiles(self.latency_ms), "detect_ms": _percentiles(self.detect_ms),
-                "lift_ms": _percentiles(self.lift_ms), "ended_by": self.ended_by}
+                "latency_ms": percentiles(self.latency_ms), "detect_ms": percentiles(self.detect_ms),
+                "lift_ms": percentiles(self.lift_ms), "ended_by": self.ended_by}
 
     def summary(self) -> str:
-        lat, det, lift = _percentiles(self.latency_ms), _percentiles(self.detect_ms), _percentiles(self.lift_ms)
+        lat, det, lift = percentiles(self.latency_ms), percentiles(self.detect_ms), percentiles(self.lift_ms)
         text = (f"live: {self.read} frames read, {self.lifted} lifted, {self.dropped} dropped, "
                 f"{self.without_person} without a person in {self.seconds:.1f} s ({self.fps:.1f} lifted frames/s); "
                 f"ended by {self.ended_by}")
@@ -135,7 +135,8 @@ class LiveStats:
         return text
 
 
-def _percentiles(values: list) -> dict:
+def percentiles(values: list) -> dict:
+    """{"median", "p95"} of values (ms), rounded; None for no values."""
     if not values:
         return {"median": None, "p95": None}
     return {"median": round(float(np.median(values)), 2), "p95": round(float(np.percentile(values, 95)), 2)}

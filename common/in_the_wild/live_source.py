@@ -3,7 +3,6 @@ played in real time (PyAVSource), or images given in Python (ImageSource); each 
 size, its frame rate and an iterator of RGB frames."""
 from __future__ import annotations
 
-import math
 import stat
 import time
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..storage.video import import_pyav, stream_fps
 
 DEFAULT_FPS = 25.0      # the frame rate assumed for a stream that declares none
 
@@ -106,12 +106,10 @@ class PyAVSource(Source):
 
     def open(self):
         try:
-            import av
-            import av.logging
+            av = import_pyav()                          # FFmpeg's log silenced: our one-line messages instead
         except ImportError:
             raise SourceError(f"--live needs PyAV to read {self.name}: pip install av (or pip install -r "
                               f"requirements-video.txt)") from None
-        av.logging.set_level(av.logging.PANIC)          # our one-line messages instead of FFmpeg's log
         try:
             container = av.open(self.url, format=self.format, options=self.options)
         except (av.error.FFmpegError, ValueError) as e:
@@ -122,9 +120,7 @@ class PyAVSource(Source):
             container.close()
             raise SourceError(f"{self.name} holds no video stream: give a video stream")
         stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else None
-        self.fps = fps if fps and math.isfinite(fps) and 0 < fps < 1000 else None
+        self.fps = stream_fps(stream)
         frames = self._frames(av, container, stream)
         try:
             first = next(frames)

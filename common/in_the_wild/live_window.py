@@ -9,14 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry.camera import normalize_screen_coordinates
 from ..geometry.coco import coco_to_h36m
-from ..inference.core import ROOT, InferenceCore
-from ..inference.sampling import sample_windows
+from ..inference.core import InferenceCore
 from .filters import FILTERS, Filter, OneEuro
-from .lifting import LiftOptions, aggregate_without_ground_truth, joint_uncertainty
-from .root_depth import default_intrinsics, to_virtual_camera
+from .lifting import LiftOptions, lift_pixels
 from .live_source import Frame
+from .root_depth import default_intrinsics
+
 
 class Handoff:
     """Items passed from one thread to the next. keep_all: the taker gets every item put since
@@ -157,44 +156,24 @@ class WindowPose:
 
 
 class WindowLifter:
-    """One causal window's last frame, lifted as lifting.lift_pixels lifts a clip (the same
-    normalisation, virtual camera, sampling and aggregation), with the model and the sampler
-    prepared once by the InferenceCore instead of once per frame."""
+    """One causal window's last frame: the window lifted exactly as lifting.lift_pixels lifts a
+    clip (the same normalisation, virtual camera, sampling through the InferenceCore and
+    aggregation), its last frame kept."""
 
     def __init__(self, core: InferenceCore, size: tuple[int, int], options: LiftOptions = LiftOptions()):
         self.core, self.size, self.options = core, size, options
-        self.layout = core.layout.input_name
-        self.cam = default_intrinsics(*size, options.focal)
-        self.model, self.sampler = core.prepared(1)
-
-    def sample(self, x2d: np.ndarray) -> np.ndarray:
-        """x2d (F, J, 2) normalised -> (F, K, H, 17, 3) metres, root-relative: core.sample_clip of
-        one F-frame window."""
-        if len(x2d) != self.core.frames:
-            raise ValueError(f"a causal window has {self.core.frames} frames, not {len(x2d)}")
-        s = self.core.sampling
-        (_, _, hyps), = sample_windows(self.model, self.sampler, [x2d], s.hypotheses, s.group,
-                                       self.core.layout if s.flip else None, s.seed, self.core.device,
-                                       s.compute_batch, progress=False)
-        hyps[..., ROOT, :] = 0
-        return hyps[0].permute(2, 0, 1, 3, 4).cpu().numpy()             # (K, H, F, J, 3) -> (F, K, H, J, 3)
+        self.cam = default_intrinsics(*size, options.focal)            # the camera JPMA assumes (the header)
 
     def lift(self, pixels: np.ndarray, confidence: np.ndarray) -> WindowPose:
         """pixels (F, 17, 2) and confidence (F, 17) in the model's input layout."""
-        w, h = self.size
-        x2d = normalize_screen_coordinates(pixels, w, h)
-        target_px, target_conf = coco_to_h36m(pixels, confidence) if self.layout == "coco" else (pixels, confidence)
-        target = normalize_screen_coordinates(target_px, w, h)
-        lift_cam = self.cam
-        if self.options.virtual_focal is not None:
-            x2d, _ = to_virtual_camera(x2d, self.cam, self.options.virtual_focal)
-            target, lift_cam = to_virtual_camera(target, self.cam, self.options.virtual_focal)
-        hyps = self.sample(x2d)
-        poses, traj = aggregate_without_ground_truth(hyps, target, lift_cam, target_conf)
-        last = {mode: p[-1, -1] for mode, p in poses.items()}
-        spread = joint_uncertainty(hyps[-1:], last["J-Agg"][None], self.options.calibration, self.options.coverage)
-        return WindowPose(last, traj[-1, 0], target_px[-1], target_conf[-1], hyps[-1],
-                          None if spread is None else spread[0])
+        if len(pixels) != self.core.frames:
+            raise ValueError(f"a causal window has {self.core.frames} frames, not {len(pixels)}")
+        clip = lift_pixels(self.core, pixels, confidence, np.arange(len(pixels)), self.size, self.options)
+        uv, conf = pixels[-1], confidence[-1]
+        if self.core.layout.input_name == "coco":                       # the 2D of the 3D output's joints
+            uv, conf = coco_to_h36m(uv, conf)
+        return WindowPose({mode: p[-1] for mode, p in clip.poses.items()}, clip.trajectory[-1], uv, conf,
+                          clip.hypotheses[-1], None if clip.uncertainty is None else clip.uncertainty[-1])
 
 
 # ---------------------------------------------------------------------------- causal smoothing

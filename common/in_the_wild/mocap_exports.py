@@ -36,7 +36,7 @@ from ..geometry.skeleton import h36m_skeleton_17
 from ..storage.files import atomic_files, target_name
 
 DEFAULT_FPS = 25.0
-CAMERA_TO_LAB = np.diag([1.0, -1.0, -1.0])   # camera (x right, y down, z forward) -> lab (Y up)
+CAMERA_TO_LAB = np.diag([1.0, -1.0, -1.0])   # camera (x right, y down, z forward) -> lab (Y up), also the BVH's
 UNITS = "mm"
 MM_PER_METRE = 1000.0
 

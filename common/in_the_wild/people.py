@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .keypoints import NUM_JOINTS, Keypoints2D, fill_clip
-from .tracks import centre_and_size, link_by_position, longest_segment, track_rank
+from .tracks import centre_and_size, link_by_position, longest_segment, track_array, track_rank
 
 
 def keypoints_of_track(track: dict, source: str, threshold: float = 0.3, max_gap: int = 30,
@@ -19,12 +19,8 @@ def keypoints_of_track(track: dict, source: str, threshold: float = 0.3, max_gap
     warnings = [] if warnings is None else warnings
     track = longest_segment(track, max_gap, Path(source), warnings, strict=False)
     frame_ids = np.arange(min(track), max(track) + 1, dtype=np.int64)
-    raw = np.full((len(frame_ids), NUM_JOINTS, 3), np.nan, dtype=np.float32)
-    for row, frame in enumerate(frame_ids.tolist()):
-        if frame in track:
-            raw[row] = track[frame][1]
-    return fill_clip(raw, frame_ids, res_w, res_h, warnings, threshold, max_missing, source,
-                   "the person is not followed through the video")
+    return fill_clip(track_array(track, frame_ids, NUM_JOINTS), frame_ids, res_w, res_h, warnings, threshold,
+                     max_missing, source, "the person is not followed through the video")
 
 
 def people_from_detections(per_frame: dict, source: str, threshold: float = 0.3, max_gap: int = 30,

@@ -75,7 +75,7 @@ class WildResult:
     uncertainty: np.ndarray | None = None  # (N, 17) mm: radius around each J-Agg joint (common.uncertainty.factors)
     uncertainty_calibrated: bool = False   # radius for `coverage` from fitted factors, else the raw spread
     coverage: float = 0.9
-    pose_mode: str = SHOWN_MODE  # the mode whose pose the .json, .csv, .bvh and the animation show (T-Agg)
+    pose_mode: str = SHOWN_MODE  # the mode whose pose the .json, .csv, .bvh, .trc, .c3d and animation show
     filter: str | None = None    # the smoothing applied to the poses and trajectory (common.in_the_wild.filters)
     person_id: int = 1           # the person's id in the video (1, 2, ... in order of first appearance)
 
@@ -91,7 +91,7 @@ class WildResult:
 
     @property
     def shown(self) -> np.ndarray:
-        """(N, 17, 3) the pose of `pose_mode`, which the .json, .csv, .bvh and the animation show."""
+        """(N, 17, 3) the pose of `pose_mode`, which the .json, .csv, .bvh, .trc, .c3d and the animation show."""
         return self.poses[lifting_mode(self.pose_mode)]
 
     def bone_lengths(self) -> np.ndarray:

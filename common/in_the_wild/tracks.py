@@ -60,6 +60,16 @@ def track_rank(track: dict) -> tuple:
     return len(track), sum(v[0] for v in track.values())
 
 
+def track_array(track: dict, frame_ids: np.ndarray, joints: int = 17) -> np.ndarray:
+    """(len(frame_ids), joints, 3) float32: each frame's keypoints from track {frame: (score,
+    (joints, 3))}, NaN rows for the frames the track lacks."""
+    raw = np.full((len(frame_ids), joints, 3), np.nan, dtype=np.float32)
+    for row, frame in enumerate(np.asarray(frame_ids).tolist()):
+        if frame in track:
+            raw[row] = track[frame][1]
+    return raw
+
+
 def longest_segment(best: dict, max_gap: int, path: Path, warnings: list, strict: bool = True) -> dict:
     """Split the detected frames where frame numbers jump by more than max_gap; keep the
     segment with the most detections, refusing when it holds less than half of them (strict:

@@ -156,6 +156,8 @@ PAPER_MODES = ("J-Agg", "P-Agg", "P-Best", "J-Best")   # the paper's four (the a
 ORACLE_MODES = tuple(m for m, fn in MODES.items() if getattr(fn, "needs_ground_truth", False))
 # The modes that need no ground truth: what lifting gives and the prediction files hold.
 LIFTING_MODES = tuple(m for m in MODES if m not in ORACLE_MODES)
+
+
 def lifting_modes() -> tuple:
     """The modes registered now that need no ground truth (LIFTING_MODES and any added since)."""
     return tuple(m for m, fn in MODES.items() if not getattr(fn, "needs_ground_truth", False))

@@ -34,7 +34,8 @@ def pyav_available() -> bool:
     return importlib.util.find_spec("av") is not None
 
 
-def _av():
+def import_pyav():
+    """PyAV (optional: the video extra), with FFmpeg's log silenced."""
     import av   # optional: PyAV (the video extra)
     import av.logging
 
@@ -65,7 +66,7 @@ def probe_video(path) -> VideoInfo:
         raise FileNotFoundError(f"video not found: {path}")
     if not pyav_available():
         return _ffprobe(path)
-    av = _av()
+    av = import_pyav()
     with _open(av, path) as container:
         stream = container.streams.video[0]
         return _info(path, stream)
@@ -85,11 +86,16 @@ def _open(av, path: Path):
     return container
 
 
-def _info(path: Path, stream) -> VideoInfo:
+def stream_fps(stream) -> float | None:
+    """A PyAV video stream's frame rate as its container declares it (None when it declares none
+    that makes sense)."""
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    fps = float(rate) if rate else 0.0
-    if not np.isfinite(fps) or fps <= 0:
-        fps = 25.0
+    fps = float(rate) if rate else None
+    return fps if fps and np.isfinite(fps) and 0 < fps < 1000 else None
+
+
+def _info(path: Path, stream) -> VideoInfo:
+    fps = stream_fps(stream) or 25.0
     frames = int(stream.frames) if stream.frames else None
     if frames is None and stream.duration is not None and stream.time_base is not None:
         frames = int(round(float(stream.duration * stream.time_base) * fps)) or None
@@ -117,7 +123,7 @@ class VideoFrames:
         if not pyav_available():
             yield from self._count(_ffmpeg_frames(self.path, self.info.width, self.info.height))
             return
-        av = _av()
+        av = import_pyav()
         with _open(av, self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -216,7 +222,7 @@ class MP4Writer:
 
     @contextlib.contextmanager
     def open(self, path):
-        av = _av()
+        av = import_pyav()
         path = Path(path)
         try:
             with atomic_files([path], suffix=".partial.mp4") as (tmp,):
@@ -233,7 +239,7 @@ class MP4Writer:
             self._stream = None
 
     def write(self, image: np.ndarray):
-        av = _av()
+        av = import_pyav()
         h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
         image = np.ascontiguousarray(image[:h, :w, :3])
         if self._stream is None:
