@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from benchmarks.machine import describe_cpu
-from common.in_the_wild.live import percentiles
+from common.in_the_wild.live import live_detector, percentiles
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "tests" / "fixtures" / "video" / "sports2d.mp4"
@@ -156,7 +156,7 @@ def alone(args, lifter, threads: int) -> dict:
     w, h = map(int, args.size.split("x"))
     frames = clip_frames(args.video, (w, h))
     detect, found = [], []
-    with make_detector(args.detector) as detector:
+    with make_detector(live_detector(args.detector)) as detector:
         detector.start_video()
         for image in frames:
             start = time.perf_counter()

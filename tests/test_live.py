@@ -491,3 +491,15 @@ def test_a_stream_on_standard_input_gives_json_lines_on_standard_output(tiny):
     assert frames and frames[-1]["frame"] == 11 and lines[-1]["type"] == "summary"
     assert lines[-1]["frames_read"] == 12 and lines[-1]["ended_by"] == "the end of the stream"
     assert b"lifting standard input live" in run.stderr
+
+
+def test_live_auto_detector_is_the_one_person_mediapipe_when_installed(monkeypatch):
+    """A live stream follows one person: 'auto' takes MediaPipe's one-person solution (the faster)
+    when it is installed, else make_detector's choice; a name or a Detector is kept."""
+    monkeypatch.setattr(detectors.MediaPipeDetector, "available", classmethod(lambda cls: True))
+    assert live.live_detector("auto") == "mediapipe"
+    assert live.live_detector("mediapipe-multi") == "mediapipe-multi"
+    given = ScriptedDetector()
+    assert live.live_detector(given) is given
+    monkeypatch.setattr(detectors.MediaPipeDetector, "available", classmethod(lambda cls: False))
+    assert live.live_detector("auto") == "auto"

@@ -51,8 +51,9 @@ def build_wild_parser():
                         "(Human3.6M-17, the paper's CPN 2D); auto: the file's 'layout' entry, else COCO-17 (an array "
                         "that looks like Human3.6M-17 is refused). JSON files are COCO-17")
     g.add_argument("--detector", choices=("auto", *DETECTORS), default="auto",
-                   help="2D pose detector for --video; auto: mediapipe-multi (every person; needs LiteRT) when "
-                        "installed, else mediapipe (one person a frame)")
+                   help="2D pose detector for --video and --live; auto: for --video mediapipe-multi (every person; "
+                        "needs LiteRT) when installed, else mediapipe (one person a frame); for --live mediapipe "
+                        "(it follows one person, faster)")
     g.add_argument("--track-id", type=_track_id, default=None, metavar="ID|longest",
                    help="lift one person: in a tracked JSON its track id; in a --video the person's id (1, 2, ... in "
                         "order of appearance, as a run on every person lists them); 'longest': the person followed "

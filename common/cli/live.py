@@ -16,7 +16,7 @@ from ..in_the_wild.detectors import make_detector
 from ..api import Lifter
 from ..run.config import RunConfig
 from ..storage.files import check_writable_file
-from ..in_the_wild.live import LiveStats, LiveStream, frame_record
+from ..in_the_wild.live import LiveStats, LiveStream, frame_record, live_detector
 from ..in_the_wild.live_source import PyAVSource
 from ..in_the_wild.live_window import check_causal
 
@@ -104,7 +104,7 @@ def live_command(args, device) -> int:
     check_causal(args.filter)
     say = (lambda *a: print(*a, file=sys.stderr)) if output == "-" else print   # standard output holds the lines
     source = PyAVSource(args.live)                            # fail on the source or the detector before the model
-    detector = make_detector(args.detector)
+    detector = make_detector(live_detector(args.detector))
     lifter = Lifter.from_config(RunConfig.from_args(args), device, args.input_layout, log=say,
                                 virtual_camera=not args.no_virtual_camera)
     stream = lifter.live(source, detector=detector, focal=args.focal, threshold=args.threshold,
